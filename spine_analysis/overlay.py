@@ -1,0 +1,131 @@
+"""A picture of the measurement a clinician can check: the radiograph with landmarks,
+vertebra outlines, level names and the Cobb endplate lines with their angles.
+
+Points are image pixels (x = column, y = row), as everywhere in the engine.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .landmarks import SpineLandmarks
+
+OUTLINE_COLOUR = (0, 190, 255)
+LANDMARK_COLOUR = (255, 220, 0)
+#: One colour per curve, in the order the curves' labels first appear.
+CURVE_COLOURS = ((255, 60, 60), (60, 220, 60), (235, 60, 235), (255, 140, 0), (150, 110, 255))
+#: Each endplate line is drawn this many of its own lengths further on each side, so the angle reads easily.
+LINE_EXTENSION = 1.0
+
+
+def _to_grey_rgb(image: np.ndarray) -> Image.Image:
+    """Window by the 1st-99th percentile, so a few very bright or dark pixels do not wash it out."""
+    low, high = np.percentile(image, [1, 99])
+    grey = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
+    return Image.fromarray((grey * 255).round().astype(np.uint8)).convert("RGB")
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
+    """Break ``text`` into lines no wider than ``width`` pixels (a lone long word keeps its line)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
+def _free_spot(box: tuple[float, float, float, float], taken: list) -> tuple[float, float, float, float]:
+    """Move a text box down until it overlaps none already placed, so labels stay legible."""
+    left, top, right, bottom = box
+    while any(left < b[2] and b[0] < right and top < b[3] and b[1] < bottom for b in taken):
+        top, bottom = bottom, 2 * bottom - top
+    taken.append((left, top, right, bottom))
+    return left, top, right, bottom
+
+
+def _label(draw: ImageDraw.ImageDraw, xy, text: str, font, colour, anchor: str, taken: list, stroke: int) -> None:
+    """Text on a dark box, placed at ``xy`` by ``anchor`` (Pillow's codes) or lower if that spot is taken."""
+    pad = stroke + 1
+    left, top, right, bottom = draw.textbbox(xy, text, font=font, anchor=anchor, stroke_width=stroke)
+    box = _free_spot((left - pad, top - pad, right + pad, bottom + pad), taken)
+    draw.rectangle(box, fill=(0, 0, 0))
+    draw.text((xy[0], xy[1] + box[1] - (top - pad)), text, font=font, fill=colour, anchor=anchor,
+              stroke_width=stroke, stroke_fill=(0, 0, 0))
+
+
+def draw_overlay(image: np.ndarray, landmarks: SpineLandmarks,
+                 endplate_lines: list[tuple[tuple[float, float], tuple[float, float], str]],
+                 title: str | None = None) -> np.ndarray:
+    """The radiograph in grey with the measurement drawn on it: uint8 RGB, (rows, cols, 3).
+
+    ``endplate_lines`` holds ``((x0, y0), (x1, y1), label)`` endplate segments in pixels. Lines
+    sharing a label belong to one curve: they get one colour and the label (say ``"MT 34.8°"``)
+    is written once, beside the first of them. Fonts and line widths scale with the image.
+    """
+    image = np.asarray(image, dtype=float)
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2D grey image, got shape {image.shape}")
+    rows, cols = image.shape
+    canvas = _to_grey_rgb(image)
+    draw = ImageDraw.Draw(canvas)
+    scale = np.sqrt(rows * cols) / 1000   # by area, so tall narrow radiographs do not get huge text
+    line_width = max(1, round(2 * scale))
+    dot = max(2.0, 4 * scale)
+    stroke = max(1, round(scale))
+    level_font = ImageFont.load_default(size=max(10, round(18 * scale)))
+    label_font = ImageFont.load_default(size=max(12, round(28 * scale)))
+
+    for quad in landmarks.points:
+        draw.line([tuple(quad[i]) for i in (0, 1, 3, 2, 0)], fill=OUTLINE_COLOUR, width=line_width, joint="curve")
+
+    colours: dict[str, tuple[int, int, int]] = {}
+    label_spots = []   # (label, left end, right end) of each curve's first line
+    for start, end, label in endplate_lines:
+        start, end = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+        reach = LINE_EXTENSION * (end - start)
+        ends = sorted([start - reach, end + reach], key=lambda point: point[0])
+        if label not in colours:
+            label_spots.append((label, *ends))
+        colour = colours.setdefault(label, CURVE_COLOURS[len(colours) % len(CURVE_COLOURS)])
+        draw.line([tuple(point) for point in ends], fill=colour, width=2 * line_width)
+
+    for x, y in landmarks.flat:
+        draw.ellipse((x - dot, y - dot, x + dot, y + dot), fill=LANDMARK_COLOUR)
+
+    for quad, level in zip(landmarks.points, landmarks.levels):   # beside the left edge, or the right if no room
+        x, anchor = quad[[0, 2], 0].min() - 3 * dot, "rm"
+        if x - draw.textlength(level, font=level_font) < 0:
+            x, anchor = quad[[1, 3], 0].max() + 3 * dot, "lm"
+        draw.text((x, quad[[0, 2], 1].mean()), level, font=level_font, fill=OUTLINE_COLOUR, anchor=anchor,
+                  stroke_width=stroke, stroke_fill=(0, 0, 0))
+
+    taken: list[tuple[float, float, float, float]] = []
+    gap = 4 * line_width
+    if title:
+        _label(draw, (gap, gap), _wrap(draw, title, label_font, cols - 4 * gap), label_font, (255, 255, 255), "la",
+               taken, stroke)
+    for label, left, right in label_spots:   # after the line's right end, else before its left end
+        if right[0] + gap + draw.textlength(label, font=label_font) < cols:
+            _label(draw, (right[0] + gap, right[1]), label, label_font, colours[label], "lm", taken, stroke)
+        else:
+            _label(draw, (left[0] - gap, left[1]), label, label_font, colours[label], "rm", taken, stroke)
+    return np.asarray(canvas)
+
+
+def save_png(rgb: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write ``rgb`` as a PNG that appears complete or not at all: a reader never sees half a file."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with open(partial, "xb") as handle:
+            Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(handle, format="PNG")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
