@@ -24,8 +24,11 @@ def point_labels(levels) -> list[str]:
     return [f"{level} {corner}" for level in levels for corner in CORNER_LABELS]
 
 
-def _polygon_area(quad: np.ndarray) -> float:
-    """Signed area of the outline TL, TR, BR, BL (shoelace formula)."""
+def quad_area(quad: np.ndarray) -> float:
+    """Signed area of the outline TL, TR, BR, BL (shoelace formula), in pixels².
+
+    Positive for a well-ordered vertebra in image coordinates (y down); zero or negative
+    when corners coincide or cross."""
     ring = quad[[0, 1, 3, 2]]
     x, y = ring[:, 0], ring[:, 1]
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
@@ -67,7 +70,7 @@ class SpineLandmarks:
             raise LandmarkError(f"landmarks contain NaN or infinite values at {', '.join(bad)}")
         for i, quad in enumerate(pts):
             widths = (np.linalg.norm(quad[1] - quad[0]), np.linalg.norm(quad[3] - quad[2]))
-            if min(widths) <= 1e-6 or abs(_polygon_area(quad)) <= 1e-6:
+            if min(widths) <= 1e-6 or abs(quad_area(quad)) <= 1e-6:
                 raise LandmarkError(
                     f"vertebra {LEVELS[start + i]} is degenerate (corners coincide or are collinear)")
         object.__setattr__(self, "points", pts)
