@@ -1,0 +1,304 @@
+"""Training the two-step landmark model on an AASCE-layout folder, on the CPU.
+
+Step 1 (centre heatmaps on the whole radiograph) and step 2 (corner heatmaps in regions
+around each vertebra) are trained one after the other, then the two PCA shape models are
+fitted to the training spines. Horizontal flips (left/right corners swapped) and, for step 2,
+jittered region centres make the networks robust to each other's errors.
+
+Images whose labels break anatomy (a vertebra above the one before it, implausible spacing:
+the AASCE training labels hold a few such rows) are left out of training and counted.
+Checkpoints are written after every epoch; rerunning the same command resumes.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..io import atomic_output, read_aasce_folder, read_xray
+from ..quality import quality_flags
+from .model import (LandmarkConfig, LandmarkModel, _mirror_images, _pad16, gaussian_heatmaps,
+                    local_frames, to_local)
+from .patches import mirror_points
+from .preprocess import to_working_image, working_scale
+
+#: Corner order after a horizontal flip: left and right swap.
+FLIP_CORNERS = [1, 0, 3, 2]
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings (network shapes live in ``LandmarkConfig``)."""
+
+    centre_epochs: int = 24
+    corner_epochs: int = 10
+    centre_batch: int = 8
+    corner_batch_images: int = 4
+    learning_rate: float = 2e-3
+    final_lr_fraction: float = 0.05
+    centre_jitter: float = 0.12          # step-2 region centre jitter, in spacings
+    holdout_fraction: float = 0.0
+    seed: int = 0
+    max_images: int | None = None
+
+
+def case_group(filename: str) -> str:
+    """Images of one patient share a case number ("...-162 A AP.jpg", "...-162 B AP.jpg")."""
+    match = re.search(r"-(\d+)\s*[A-Z]?\s*AP", filename)
+    return match.group(1) if match else filename
+
+
+def split_indices(filenames: list[str], holdout_fraction: float, seed: int):
+    """A fixed, patient-grouped split: (train indices, held-out indices)."""
+    if holdout_fraction <= 0:
+        return list(range(len(filenames))), []
+    groups = sorted({case_group(f) for f in filenames})
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(groups, size=max(1, round(len(groups) * holdout_fraction)),
+                          replace=False).tolist())
+    train = [i for i, f in enumerate(filenames) if case_group(f) not in held]
+    test = [i for i, f in enumerate(filenames) if case_group(f) in held]
+    return train, test
+
+
+@dataclass
+class TrainingImages:
+    """Preprocessed images on one padded canvas plus ground truth in working pixels."""
+
+    canvas: torch.Tensor          # (N, 1, H, W) uint8
+    widths: torch.Tensor          # (N,) working widths
+    corners: torch.Tensor         # (N, 2, n, 4, 2): [as is, mirrored] ground truth
+
+    def images(self, idx) -> torch.Tensor:
+        return self.canvas[idx].float() / 255.0
+
+
+def load_training_images(folder, indices, working_height: int, cache_file=None) -> TrainingImages:
+    """Read, preprocess and cache the chosen images of an AASCE folder."""
+    data = read_aasce_folder(folder)
+    if data.landmarks is None:
+        raise ValueError(f"{folder} has no landmarks.csv: training needs labelled images")
+    if cache_file is not None and Path(cache_file).exists():
+        cached = np.load(cache_file)
+        if list(cached["indices"]) == list(indices):
+            return _assemble(cached["images"], cached["widths"], cached["corners"])
+    images, widths, corners = [], [], []
+    for i in tqdm(indices, desc="preprocessing radiographs", unit="img"):
+        pixels = read_xray(data.image_path(i)).pixels
+        work = to_working_image(pixels, working_height)
+        images.append(np.round(work * 255).astype(np.uint8))
+        widths.append(work.shape[1])
+        corners.append(data.landmarks_px(i).points * working_scale(pixels.shape, working_height))
+    stack = np.zeros((len(images), working_height, max(widths)), np.uint8)
+    for k, img in enumerate(images):
+        stack[k, :, :img.shape[1]] = img
+    widths, corners = np.array(widths, np.float32), np.array(corners, np.float32)
+    if cache_file is not None:
+        with atomic_output(cache_file) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, images=stack, widths=widths, corners=corners, indices=np.array(indices))
+    return _assemble(stack, widths, corners)
+
+
+def _assemble(stack, widths, corners) -> TrainingImages:
+    widths_t = torch.from_numpy(np.asarray(widths, np.float32))
+    gt = torch.from_numpy(np.asarray(corners, np.float32))
+    mirrored = mirror_points(gt, widths_t)[:, :, FLIP_CORNERS]
+    return TrainingImages(torch.from_numpy(np.asarray(stack))[:, None], widths_t,
+                          torch.stack([gt, mirrored], dim=1))
+
+
+def plausible_labels(folder, indices) -> tuple[list[int], list[int]]:
+    """Split indices into images whose labels keep the vertebrae in order with uncrossed
+    corners, and the rest (label glitches that would teach the networks nonsense)."""
+    data = read_aasce_folder(folder)
+    good, bad = [], []
+    for i in indices:
+        try:
+            flags = quality_flags(data.landmarks_px(i))
+        except ValueError:
+            bad.append(i)
+            continue
+        (bad if any(f.code in ("order", "crossed") for f in flags) else good).append(i)
+    return good, bad
+
+
+def _weighted_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Heatmap loss: squared error, weighted up near the targets so peaks are not drowned."""
+    return ((pred - target) ** 2 * (1 + 9 * target)).mean()
+
+
+class Trainer:
+    """Trains step 1, then step 2, then fits the shape models; checkpoints every epoch."""
+
+    def __init__(self, data: TrainingImages, config: LandmarkConfig, settings: TrainSettings,
+                 checkpoint_file=None, log=print):
+        self.data, self.config, self.settings = data, config, settings
+        self.checkpoint_file, self.log = checkpoint_file, log
+        torch.manual_seed(settings.seed)
+        self.rng = np.random.default_rng(settings.seed)
+        self.model = LandmarkModel(config)
+        self.history: list[dict] = []
+
+    def _lr(self, epoch: int, epochs: int) -> float:
+        """Cosine decay from the initial rate to ``final_lr_fraction`` of it."""
+        st = self.settings
+        t = epoch / max(1, epochs - 1)
+        return st.learning_rate * (st.final_lr_fraction + (1 - st.final_lr_fraction)
+                                   * 0.5 * (1 + np.cos(np.pi * t)))
+
+    def _save(self, phase: int, epoch: int, optimizer):
+        if self.checkpoint_file is None:
+            return
+        state = {"phase": phase, "epoch": epoch, "model": self.model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "history": self.history,
+                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "config": self.config.to_dict(), "settings": asdict(self.settings)}
+        with atomic_output(self.checkpoint_file) as tmp:
+            torch.save(state, tmp)
+
+    def _resume(self):
+        if self.checkpoint_file is None or not Path(self.checkpoint_file).exists():
+            return None
+        state = torch.load(self.checkpoint_file, map_location="cpu", weights_only=False)
+        if state["config"] != self.config.to_dict() or state["settings"] != asdict(self.settings):
+            self.log(f"ignoring {self.checkpoint_file}: it was made with other settings")
+            return None
+        self.model.load_state_dict(state["model"])
+        self.history = state["history"]
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.log(f"resuming from {self.checkpoint_file}: phase {state['phase']}, "
+                 f"{state['epoch']} epochs done")
+        return state
+
+    def run(self) -> LandmarkModel:
+        st = self.settings
+        resume = self._resume()
+        phases = [("centre", self.model.centre_net, st.centre_epochs, self._centre_batch),
+                  ("corner", self.model.corner_net, st.corner_epochs, self._corner_batch)]
+        for phase, (name, net, epochs, batch_fn) in enumerate(phases):
+            if resume and phase < resume["phase"]:
+                continue
+            optimizer = torch.optim.Adam(net.parameters(), lr=st.learning_rate)
+            first = 0
+            if resume and phase == resume["phase"]:
+                optimizer.load_state_dict(resume["optimizer"])
+                first = resume["epoch"]
+            for epoch in range(first, epochs):
+                for group in optimizer.param_groups:
+                    group["lr"] = self._lr(epoch, epochs)
+                loss = self._epoch(net, optimizer, batch_fn, f"{name} step epoch {epoch + 1}/{epochs}")
+                self.history.append({"step": name, "epoch": epoch + 1, "loss": loss})
+                done = epoch + 1
+                self._save(phase + (done == epochs), done % epochs, optimizer)
+        self._fit_shape_models()
+        self.model.eval()
+        return self.model
+
+    def _epoch(self, net, optimizer, batch_fn, desc) -> float:
+        n = len(self.data.widths)
+        batch = self.settings.centre_batch if batch_fn == self._centre_batch else \
+            self.settings.corner_batch_images
+        order = torch.from_numpy(self.rng.permutation(n))
+        net.train()
+        losses = []
+        bar = tqdm(range(0, n, batch), desc=desc, unit="batch", leave=False)
+        for start in bar:
+            idx = order[start:start + batch]
+            flips = torch.from_numpy(self.rng.random(len(idx)) < 0.5)
+            inputs, target = batch_fn(idx, flips)
+            loss = _weighted_mse(net(inputs), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        return float(np.mean(losses))
+
+    def _centre_batch(self, idx, flips):
+        c, data = self.config, self.data
+        images = data.images(idx)
+        view = torch.where(flips[:, None, None, None], _mirror_images(images, data.widths[idx]), images)
+        small = _pad16(self.model.centre_input(view))
+        # Random brightness/contrast (gamma) so exposure differences do not matter.
+        gamma = torch.from_numpy(np.exp(self.rng.normal(0, 0.25, len(idx))).astype(np.float32))
+        small = small.clamp_min(0) ** gamma[:, None, None, None]
+        centres = data.corners[idx, flips.long()].mean(dim=2)
+        k = c.centre_downsample
+        target = gaussian_heatmaps((centres + 0.5) / k - 0.5, small.shape[-2:], c.centre_sigma)
+        return small, target
+
+    def _corner_batch(self, idx, flips):
+        c, data = self.config, self.data
+        truth = data.corners[idx, flips.long()]                       # (B, n, 4, 2) sample space
+        centres = truth.mean(dim=2)
+        _, _, spacing = local_frames(centres)
+        noise = torch.from_numpy(self.rng.normal(0, self.settings.centre_jitter,
+                                                 centres.shape).astype(np.float32))
+        centres = centres + noise * spacing[..., None]
+        rois = self.model.crop_rois(data.images(idx), centres, flips, data.widths[idx])
+        right, down = self.model.roi_geometry(centres)
+        d = truth - centres[:, :, None]
+        half = (c.roi_size - 1) / 2
+        in_roi = torch.stack([(d * right[:, :, None]).sum(-1) / right.pow(2).sum(-1)[..., None],
+                              (d * down[:, :, None]).sum(-1) / down.pow(2).sum(-1)[..., None]],
+                             dim=-1) + half
+        b, n = centres.shape[:2]
+        target = gaussian_heatmaps(in_roi.reshape(b * n, 4, 2), (c.roi_size, c.roi_size), c.corner_sigma)
+        return rois.reshape(b * n, 1, c.roi_size, c.roi_size), target
+
+    def _fit_shape_models(self):
+        """PCA shape models of the training spines (both flips), in the units the model uses."""
+        gt = self.data.corners.reshape(-1, *self.data.corners.shape[2:])     # (2N, n, 4, 2)
+        widths = self.data.widths.repeat_interleave(2)
+        centres = gt.mean(dim=2)
+        self.model.centre_shape.fit((centres / widths[:, None, None]).reshape(len(gt), -1))
+        frames = (centres, *local_frames(centres))
+        local = to_local(gt, *frames).reshape(-1, 8)
+        self.model.corner_shape.fit(local)
+
+
+def train_landmarks(aasce_dir, out_dir, settings: TrainSettings, config: LandmarkConfig | None = None,
+                    command: str = "", log=print) -> dict:
+    """Train a model from an AASCE-layout folder into ``out_dir`` (resumable); returns metadata.
+
+    With ``settings.holdout_fraction > 0`` a patient-grouped part of the folder is left out
+    and listed in ``heldout.txt`` so it can be evaluated with ``spine-analysis evaluate``.
+    """
+    from .weights_io import save_model
+
+    config = config or LandmarkConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = read_aasce_folder(aasce_dir).filenames
+    train_idx, held_idx = split_indices(names, settings.holdout_fraction, settings.seed)
+    train_idx, excluded = plausible_labels(aasce_dir, train_idx)
+    if settings.max_images:
+        train_idx = train_idx[:settings.max_images]
+    log(f"training on {len(train_idx)} images ({len(excluded)} left out for implausible labels), "
+        f"{len(held_idx)} held out")
+    started = time.time()
+    data = load_training_images(aasce_dir, train_idx, config.working_height,
+                                out_dir / "cache-preprocessed.npz")
+    trainer = Trainer(data, config, settings, out_dir / "checkpoint.pt", log)
+    model = trainer.run()
+    metadata = {
+        "trained": time.strftime("%Y-%m-%d"), "command": command,
+        "training_images": len(train_idx), "excluded_implausible_labels": [names[i] for i in excluded],
+        "heldout_images": len(held_idx),
+        "split": (f"patient-grouped, seed {settings.seed}, {settings.holdout_fraction:.0%} of cases held out"
+                  if held_idx else "none: trained on every image of the folder"),
+        "settings": asdict(settings), "history": trainer.history,
+        "training_minutes": round((time.time() - started) / 60, 1),
+    }
+    if held_idx:
+        with atomic_output(out_dir / "heldout.txt") as tmp:
+            tmp.write_text("".join(f"{names[i]}\n" for i in held_idx))
+    save_model(model, out_dir, metadata)
+    return metadata
