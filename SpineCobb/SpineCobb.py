@@ -1,0 +1,727 @@
+import logging
+import os
+
+import qt
+import vtk
+
+import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
+
+from SpineAnalysisLib import dependencies, tables
+from SpineCobbLib import outputs
+from SpineCobbLib.process import WEIGHTS_ENVIRONMENT_VARIABLE, DetectionCancelled, LandmarkDetection
+
+
+#
+# SpineCobb
+#
+
+
+class SpineCobb(ScriptedLoadableModule):
+    """Vertebral corner landmarks and Cobb angles on AP spine radiographs."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("Spine Cobb Angle")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SpineAnalysis developers"]
+        self.parent.helpText = _("""
+Cobb angles on an AP (posteroanterior) spine radiograph. <b>Apply</b> detects the four corners of each vertebra
+from T1 to L5 with the bundled landmark model (in a background process; it can be cancelled), then draws the
+endplates that define each curve and lists the curves with their angle, end vertebrae, apex, convexity and
+severity. Drag any corner to correct it: the lines and the table follow. <b>Export</b> writes a report (JSON, CSV)
+and an overlay image that records whether landmarks were edited.
+See the <a href="https://github.com/spine-analysis/SlicerSpineAnalysis">documentation</a>.
+""")
+        self.parent.acknowledgementText = _("""
+Developed by the SpineAnalysis developers. Computation is done by the open-source <code>spine_analysis</code>
+Python package bundled with this extension. Not a medical device: results must be reviewed by a clinician.
+""")
+
+
+#
+# SpineCobbParameterNode
+#
+
+
+@parameterNodeWrapper
+class SpineCobbParameterNode:
+    """
+    inputVolume - the radiograph (a single-slice scalar volume).
+    weightsPath - landmark model weights; empty: $SPINE_ANALYSIS_LANDMARK_WEIGHTS or the bundled model.
+    patientRightOnImageLeft - standard radiograph display; decides whether a convexity is called right or left.
+    landmarks - the landmarks under review (created by Apply).
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    weightsPath: str = ""
+    patientRightOnImageLeft: bool = True
+    landmarks: vtkMRMLMarkupsFiducialNode
+
+
+#
+# SpineCobbWidget
+#
+
+
+def _sameNode(a, b):
+    return a is not None and b is not None and a.GetID() == b.GetID()
+
+
+
+class SpineCobbWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    LOG_MAX_CHARS = 256 * 1024
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._detection = None
+        self._shownLandmarks = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineCobb.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        # Only landmark sets made by this module can be reviewed here.
+        self.ui.landmarksSelector.addAttribute("vtkMRMLMarkupsFiducialNode", outputs.ROLE_ATTRIBUTE, outputs.LANDMARKS_ROLE)
+        self.ui.weightsLineEdit.placeholderText = _("bundled model, or ${variable}").format(variable=WEIGHTS_ENVIRONMENT_VARIABLE)
+
+        self.logic = SpineCobbLogic()
+        self.logic.resultsUpdatedCallback = self.onResultsUpdated
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.weightsBrowseButton.connect("clicked(bool)", self.onBrowseWeights)
+        self.ui.patientRightOnImageLeftCheckBox.connect("toggled(bool)", self.onSideToggled)
+        self.ui.showTableButton.connect("clicked(bool)", self.onShowTable)
+        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+
+        self.setRunning(False)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self._detection:
+            self._detection.cancel(notify=False)
+            self._detection = None
+        self.logic.removeObservers()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        # Landmark observation stays on (in the logic): lines follow edits made in other modules too.
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        if self._detection:
+            self._detection.cancel(notify=False)
+            self._detection = None
+            self.setRunning(False)
+        self.setParameterNode(None)
+        self.logic.removeObservers()
+        self._shownLandmarks = None
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            for volumeNode in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
+                if not volumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
+                    self._parameterNode.inputVolume = volumeNode
+                    break
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        pn = self._parameterNode
+        running = self._detection is not None
+        self.ui.applyButton.enabled = bool(pn and pn.inputVolume) and not running
+        self.ui.applyButton.toolTip = _("Detect the landmarks and measure the Cobb angles") if pn and pn.inputVolume \
+            else _("Select a radiograph")
+        landmarksNode = pn.landmarks if pn else None
+        self.ui.exportButton.enabled = landmarksNode is not None
+        self.ui.showTableButton.enabled = landmarksNode is not None
+        if not _sameNode(landmarksNode, self._shownLandmarks) and (landmarksNode or self._shownLandmarks):
+            self._shownLandmarks = landmarksNode
+            if landmarksNode:
+                self.logic.observeLandmarks(landmarksNode)
+                side = self.logic.patientRightOnImageLeft(landmarksNode)
+                if pn.patientRightOnImageLeft != side:
+                    pn.patientRightOnImageLeft = side
+            self.updateSummary(landmarksNode)
+
+    # ------------------------------------------------------------------ results display
+
+    def updateSummary(self, landmarksNode, result=None, error=None) -> None:
+        if not landmarksNode:
+            self.ui.resultsLabel.text = _("No landmarks yet: select a radiograph and click Apply.")
+            return
+        if error is not None:
+            self.ui.resultsLabel.text = _("Cannot measure: {error}").format(error=error)
+            return
+        try:
+            if result is None:
+                result = self.logic.cobbResult(landmarksNode)
+        except Exception as exc:
+            self.ui.resultsLabel.text = _("Cannot measure: {error}").format(error=exc)
+            return
+        lines = [_("{name}: <b>{angle:.1f}°</b> {upper}-{lower}, apex {apex}, convex to the patient's {side}, {severity}").format(
+            name=curve.name, angle=curve.angle_deg, upper=curve.upper_end, lower=curve.lower_end, apex=curve.apex,
+            side=curve.convexity, severity=curve.severity) for curve in result.curves]
+        if not lines:
+            lines = [_("No curve found.")]
+        if self.logic.isEdited(landmarksNode):
+            lines.append(_("<i>Landmarks edited by hand.</i>"))
+        self.ui.resultsLabel.text = "<br>".join(lines)
+
+    def onResultsUpdated(self, landmarksNode, result, error) -> None:
+        if self._parameterNode and _sameNode(landmarksNode, self._parameterNode.landmarks):
+            self.updateSummary(landmarksNode, result, error)
+
+    # ------------------------------------------------------------------ running
+
+    def setRunning(self, running) -> None:
+        self.ui.progressBar.visible = running
+        self.ui.cancelButton.visible = running
+        self.ui.applyButton.visible = not running
+        if running:
+            self.ui.progressBar.setRange(0, 0)  # busy until the process reports progress
+        self.onParameterNodeModified()
+
+    def addLog(self, text) -> None:
+        logging.info(text)
+        log = self.ui.logTextEdit
+        if len(log.toPlainText()) > self.LOG_MAX_CHARS:
+            log.setPlainText(log.toPlainText()[-self.LOG_MAX_CHARS // 2:])
+        log.appendPlainText(text)
+
+    def onProgress(self, fraction, line) -> None:
+        if fraction is not None:
+            self.ui.progressBar.setRange(0, 100)
+            self.ui.progressBar.value = int(round(100 * fraction))
+        if line:
+            self.ui.statusLabel.text = line if len(line) <= 120 else line[:117] + "..."
+
+    def onApplyButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the landmark detection."), waitCursor=True):
+            pn = self._parameterNode
+            volumeNode = pn.inputVolume
+            target = pn.landmarks if _sameNode(self.logic.inputVolume(pn.landmarks), volumeNode) \
+                else self.logic.findLandmarksNode(volumeNode)
+            replaceEdited = False
+            if target and self.logic.isEdited(target):
+                if not slicer.util.confirmYesNoDisplay(
+                        _("The landmarks in '{name}' were corrected by hand. Replace them with a new automatic detection?\n\n"
+                          "Choose No to keep your corrections.").format(name=target.GetName()),
+                        windowTitle=_("Replace edited landmarks?")):
+                    return
+                replaceEdited = True
+            dependencies.ensureDependencies(dependencies.LANDMARK_DETECTION, requester=_("Spine Cobb Angle"))
+            self.ui.logTextEdit.clear()
+            self.ui.statusLabel.text = _("Detecting landmarks...")
+            self._detection = self.logic.process(
+                volumeNode,
+                weightsPath=pn.weightsPath or None,
+                patientRightOnImageLeft=pn.patientRightOnImageLeft,
+                landmarksNode=target,
+                replaceEdited=replaceEdited,
+                waitForCompletion=False,
+                logCallback=self.addLog,
+                progressCallback=self.onProgress,
+                completedCallback=self.onDetectionCompleted)
+            self.setRunning(True)
+
+    def onCancelButton(self) -> None:
+        if self._detection:
+            self.ui.statusLabel.text = _("Cancelling...")
+            self._detection.cancel()
+
+    def onDetectionCompleted(self, landmarksNode, error) -> None:
+        self._detection = None
+        self.setRunning(False)
+        if isinstance(error, DetectionCancelled):
+            self.ui.statusLabel.text = _("Cancelled.")
+            return
+        self.ui.statusLabel.text = _("Failed.") if error else _("Done.")
+        with slicer.util.tryWithErrorDisplay(_("Landmark detection failed.")):
+            if error:
+                raise error
+            self._parameterNode.landmarks = landmarksNode
+            self.logic.showResults(landmarksNode)
+
+    # ------------------------------------------------------------------ other actions
+
+    def onBrowseWeights(self) -> None:
+        path = qt.QFileDialog.getOpenFileName(
+            slicer.util.mainWindow(), _("Landmark model weights"), os.path.dirname(self._parameterNode.weightsPath or ""),
+            _("PyTorch weights (*.pt *.pth);;All files (*)"))
+        if path:
+            self._parameterNode.weightsPath = path
+
+    def onSideToggled(self, checked) -> None:
+        landmarksNode = self._parameterNode.landmarks if self._parameterNode else None
+        if landmarksNode and self.logic.patientRightOnImageLeft(landmarksNode) != checked:
+            with slicer.util.tryWithErrorDisplay(_("Failed to update the Cobb angles.")):
+                self.logic.setPatientRightOnImageLeft(landmarksNode, checked)
+
+    def onShowTable(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to show the results.")):
+            self.logic.showResults(self._parameterNode.landmarks)
+
+    def onExportButton(self) -> None:
+        landmarksNode = self._parameterNode.landmarks
+        settings = qt.QSettings()
+        folder = qt.QFileDialog.getExistingDirectory(
+            slicer.util.mainWindow(), _("Export the Cobb report into folder"), settings.value("SpineCobb/ExportFolder", ""))
+        if not folder:
+            return
+        settings.setValue("SpineCobb/ExportFolder", folder)
+        with slicer.util.tryWithErrorDisplay(_("Failed to export the report."), waitCursor=True):
+            self.logic.exportResults(landmarksNode, folder)
+            self.ui.statusLabel.text = _("Report written to {folder}").format(folder=folder)
+
+
+#
+# SpineCobbLogic
+#
+
+
+class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
+    """Landmarks and Cobb angles of a radiograph volume; usable without the GUI:
+
+        logic = slicer.util.getModuleLogic("SpineCobb")
+        landmarksNode = logic.process(volumeNode)                        # landmark model, blocking
+        landmarksNode = logic.computeFromLandmarks(volumeNode, landmarks)  # known SpineLandmarks (pixels)
+        result = logic.cobbResult(landmarksNode)                         # spine_analysis CobbResult
+        logic.exportResults(landmarksNode, "/path/to/folder")
+
+    Edits of the landmarks (dragging a point) are observed: the endplate lines follow during the drag,
+    outlines, level names and the table when the drag ends.
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        VTKObservationMixin.__init__(self)
+        self._writing = False        # this logic is writing points: not a user edit
+        self._interacting = set()    # IDs of landmark nodes being dragged
+        #: Called as f(landmarksNode, CobbResult or None, error or None) after landmarks changed.
+        self.resultsUpdatedCallback = None
+
+    def getParameterNode(self):
+        return SpineCobbParameterNode(super().getParameterNode())
+
+    # ------------------------------------------------------------------ inputs
+
+    @staticmethod
+    def radiographArray(volumeNode):
+        """The radiograph as a 2D array (rows, columns); pixel (x, y) is IJK (x, y, 0)."""
+        if not volumeNode or not volumeNode.GetImageData():
+            raise ValueError("Select a radiograph volume that holds image data.")
+        array = slicer.util.arrayFromVolume(volumeNode)
+        if array.ndim != 3:
+            raise ValueError(f"'{volumeNode.GetName()}' is a colour image; convert it to a grayscale (scalar) volume first.")
+        if array.shape[0] != 1:
+            raise ValueError(f"'{volumeNode.GetName()}' has {array.shape[0]} slices; a single 2D radiograph is expected.")
+        return array[0]
+
+    @staticmethod
+    def inputVolume(landmarksNode):
+        return landmarksNode.GetNodeReference(outputs.VOLUME_REFERENCE) if landmarksNode else None
+
+    @staticmethod
+    def findLandmarksNode(volumeNode):
+        """The most recent landmark set this module made for `volumeNode`, or None."""
+        found = None
+        for node in slicer.util.getNodesByClass("vtkMRMLMarkupsFiducialNode"):
+            if (node.GetAttribute(outputs.ROLE_ATTRIBUTE) == outputs.LANDMARKS_ROLE
+                    and node.GetNodeReferenceID(outputs.VOLUME_REFERENCE) == volumeNode.GetID()):
+                found = node
+        return found
+
+    @staticmethod
+    def patientRightOnImageLeft(landmarksNode):
+        return landmarksNode.GetAttribute(outputs.SIDE_ATTRIBUTE) != "false"
+
+    def landmarksFromNode(self, landmarksNode):
+        """The node's current points as SpineLandmarks (pixels of its radiograph)."""
+        from spine_analysis.landmarks import SpineLandmarks
+
+        volumeNode = self.inputVolume(landmarksNode)
+        if not volumeNode:
+            raise ValueError(f"The radiograph of '{landmarksNode.GetName()}' is no longer in the scene.")
+        firstLevel = landmarksNode.GetAttribute(outputs.FIRST_LEVEL_ATTRIBUTE) or "T1"
+        return SpineLandmarks(outputs.currentPixels(landmarksNode, volumeNode).reshape(-1, 4, 2), firstLevel)
+
+    def isEdited(self, landmarksNode):
+        """True once any point differs from what detection (or computeFromLandmarks) produced."""
+        original = outputs.originalPixels(landmarksNode)
+        volumeNode = self.inputVolume(landmarksNode)
+        if original is None or not volumeNode:
+            return landmarksNode.GetAttribute(outputs.EDITED_ATTRIBUTE) == "true"
+        current = outputs.currentPixels(landmarksNode, volumeNode)
+        return current.shape != original.shape or bool(abs(current - original).max() > 1e-3)
+
+    def _targetNode(self, volumeNode, landmarksNode, replaceEdited):
+        node = landmarksNode or self.findLandmarksNode(volumeNode)
+        if node and self.isEdited(node) and not replaceEdited:
+            raise ValueError(f"The landmarks in '{node.GetName()}' were edited by hand. "
+                             "Pass replaceEdited=True to replace them.")
+        return node
+
+    # ------------------------------------------------------------------ processing
+
+    def process(self, volumeNode, weightsPath=None, patientRightOnImageLeft=True, landmarksNode=None,
+                replaceEdited=False, waitForCompletion=True, logCallback=None, progressCallback=None,
+                completedCallback=None):
+        """Detect the landmarks with the landmark model (in a separate process) and compute the Cobb angles.
+
+        :param volumeNode: the radiograph (single-slice vtkMRMLScalarVolumeNode)
+        :param weightsPath: other model weights (default: $SPINE_ANALYSIS_LANDMARK_WEIGHTS, else the bundled model)
+        :param patientRightOnImageLeft: True for the standard display (patient's right on the image's left)
+        :param landmarksNode: landmark node to overwrite; default: the one this module made for this volume, or a new one
+        :param replaceEdited: allow replacing landmarks that were edited by hand (otherwise ValueError)
+        :param waitForCompletion: True: block and return the landmarks node. False: return the running
+            LandmarkDetection at once (it has cancel()); completedCallback(landmarksNode or None, error or None)
+            is called on the main thread when it ends.
+        """
+        image = self.radiographArray(volumeNode)
+        target = self._targetNode(volumeNode, landmarksNode, replaceEdited)
+        detection = LandmarkDetection(image, weightsPath=weightsPath, engineFolder=dependencies.engineParentFolder(),
+                                      logCallback=logCallback, progressCallback=progressCallback)
+        if waitForCompletion:
+            landmarks = detection.run()
+            return self.computeFromLandmarks(volumeNode, landmarks, patientRightOnImageLeft, landmarksNode=target,
+                                             replaceEdited=True, source="model")
+
+        editedAtStart = bool(target) and self.isEdited(target)
+
+        def onDetectionFinished(landmarks, error):
+            node = None
+            if error is None:
+                try:
+                    if not volumeNode.GetScene():
+                        raise ValueError("The radiograph was removed from the scene during the detection.")
+                    reuse = target
+                    if reuse is not None and (not reuse.GetScene() or (self.isEdited(reuse) and not editedAtStart)):
+                        reuse = None  # deleted, or edited by hand during the run: keep it and make a new set
+                    node = self.computeFromLandmarks(volumeNode, landmarks, patientRightOnImageLeft,
+                                                     landmarksNode=reuse, replaceEdited=True, source="model",
+                                                     createNew=reuse is None)
+                except Exception as exc:
+                    error = exc
+            if completedCallback:
+                completedCallback(node, error)
+            elif error is not None and not isinstance(error, DetectionCancelled):
+                logging.error(f"SpineCobb: landmark detection failed: {error}")
+
+        detection.start(onDetectionFinished)
+        return detection
+
+    def computeFromLandmarks(self, volumeNode, landmarks, patientRightOnImageLeft=True, landmarksNode=None,
+                             replaceEdited=False, source="provided", createNew=False):
+        """Show known landmarks (SpineLandmarks, pixels of `volumeNode`) and their Cobb angles; no network needed.
+
+        Returns the landmarks node (vtkMRMLMarkupsFiducialNode): `landmarksNode` if given, else the one this module
+        made for this volume (unless `createNew`), else a new node.
+        """
+        self.radiographArray(volumeNode)  # checks the volume
+        node = None if createNew else self._targetNode(volumeNode, landmarksNode, replaceEdited)
+        if node is None:
+            node = outputs.newLandmarksNode(volumeNode)
+        self._writing = True
+        try:
+            outputs.writeLandmarks(node, volumeNode, landmarks, patientRightOnImageLeft, source)
+        finally:
+            self._writing = False
+        self.observeLandmarks(node)
+        self.updateResults(node, full=True)
+        return node
+
+    def cobbResult(self, landmarksNode, landmarks=None):
+        """The Cobb analysis (spine_analysis CobbResult) of the node's current points (or of `landmarks`)."""
+        from spine_analysis.cobb import analyse
+
+        if landmarks is None:
+            landmarks = self.landmarksFromNode(landmarksNode)
+        imageHeight = float(self.inputVolume(landmarksNode).GetImageData().GetDimensions()[1])
+        return analyse(landmarks, imageHeight, patient_right_on_image_left=self.patientRightOnImageLeft(landmarksNode))
+
+    def updateResults(self, landmarksNode, full=True):
+        """Recompute from the node's current points: lines always; outlines, level names and table if `full`."""
+        landmarks = self.landmarksFromNode(landmarksNode)
+        result = self.cobbResult(landmarksNode, landmarks)
+        volumeNode = self.inputVolume(landmarksNode)
+        ijkToRas = outputs.ijkToRasMatrix(volumeNode)
+        outputs.updateEndplateLines(landmarksNode, result, ijkToRas)
+        if full:
+            outputs.followVolumeTransform(landmarksNode, volumeNode)
+            outputs.updateOutlines(landmarksNode, landmarks, ijkToRas)
+            outputs.updateLevelNames(landmarksNode, landmarks, ijkToRas)
+            edited = self.isEdited(landmarksNode)
+            landmarksNode.SetAttribute(outputs.EDITED_ATTRIBUTE, "true" if edited else "false")
+            outputs.updateTable(landmarksNode, result, edited)
+        return result
+
+    def setPatientRightOnImageLeft(self, landmarksNode, patientRightOnImageLeft):
+        landmarksNode.SetAttribute(outputs.SIDE_ATTRIBUTE, "true" if patientRightOnImageLeft else "false")
+        return self._refresh(landmarksNode, full=True)
+
+    # ------------------------------------------------------------------ derived nodes
+
+    @staticmethod
+    def endplateLineNodes(landmarksNode):
+        """Line nodes, two per curve in result order: upper end vertebra's superior endplate, then lower's inferior."""
+        return outputs.referencedNodes(landmarksNode, outputs.LINE_REFERENCE)
+
+    @staticmethod
+    def tableNode(landmarksNode):
+        return landmarksNode.GetNodeReference(outputs.TABLE_REFERENCE)
+
+    @staticmethod
+    def outlineModelNode(landmarksNode):
+        return landmarksNode.GetNodeReference(outputs.OUTLINE_REFERENCE)
+
+    def showResults(self, landmarksNode):
+        """Show the radiograph in the slice views (turned to its own plane) and the table."""
+        volumeNode = self.inputVolume(landmarksNode)
+        if volumeNode and slicer.app.layoutManager():
+            slicer.util.setSliceViewerLayers(background=volumeNode, fit=True, rotateToVolumePlane=True)
+        tableNode = self.tableNode(landmarksNode)
+        if tableNode:
+            tables.showTable(tableNode)
+
+    # ------------------------------------------------------------------ editing
+
+    def observeLandmarks(self, landmarksNode):
+        """Follow edits of `landmarksNode`: cheap update during a drag, full update when it ends."""
+        for event, method in ((slicer.vtkMRMLMarkupsNode.PointModifiedEvent, self._onPointModified),
+                              (slicer.vtkMRMLMarkupsNode.PointStartInteractionEvent, self._onPointStartInteraction),
+                              (slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent, self._onPointEndInteraction)):
+            if not self.hasObserver(landmarksNode, event, method):
+                self.addObserver(landmarksNode, event, method)
+
+    def _onPointModified(self, caller, event):
+        if self._writing:
+            return
+        self._refresh(caller, full=caller.GetID() not in self._interacting)
+
+    def _onPointStartInteraction(self, caller, event):
+        self._interacting.add(caller.GetID())
+
+    def _onPointEndInteraction(self, caller, event):
+        self._interacting.discard(caller.GetID())
+        self._refresh(caller, full=True)
+
+    def _refresh(self, landmarksNode, full):
+        result, error = None, None
+        try:
+            result = self.updateResults(landmarksNode, full=full)
+        except ValueError as exc:  # e.g. spine_analysis LandmarkError: a vertebra dragged into a degenerate shape
+            error = exc
+            logging.warning(f"SpineCobb: cannot measure {landmarksNode.GetName()}: {exc}")
+        if self.resultsUpdatedCallback:
+            self.resultsUpdatedCallback(landmarksNode, result, error)
+        return result
+
+    # ------------------------------------------------------------------ export
+
+    @staticmethod
+    def _sourceDescription(volumeNode):
+        storageNode = volumeNode.GetStorageNode()
+        fileName = storageNode.GetFileName() if storageNode else None
+        return fileName or volumeNode.GetName()
+
+    def exportResults(self, landmarksNode, outputFolder):
+        """Write report.json, report.csv, landmarks.csv, landmarks.json and overlay.png into `outputFolder`."""
+        from spine_analysis.report import write_cobb_outputs
+
+        volumeNode = self.inputVolume(landmarksNode)
+        if not volumeNode:
+            raise ValueError(f"The radiograph of '{landmarksNode.GetName()}' is no longer in the scene.")
+        landmarks = self.landmarksFromNode(landmarksNode)
+        result = self.cobbResult(landmarksNode, landmarks)
+        os.makedirs(outputFolder, exist_ok=True)
+        write_cobb_outputs(outputFolder, self.radiographArray(volumeNode), landmarks, result,
+                           edited=self.isEdited(landmarksNode), source=self._sourceDescription(volumeNode))
+        logging.info(f"SpineCobb: report written to {outputFolder}")
+        return outputFolder
+
+
+#
+# SpineCobbTest
+#
+
+
+class SpineCobbTest(ScriptedLoadableModuleTest):
+    """Glue tests on the engine's synthetic radiograph; the geometry itself is tested in the engine."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_ComputeFromLandmarks()
+        self.setUp()
+        self.test_DetectionEndToEnd()
+
+    def _syntheticRadiograph(self):
+        import numpy as np
+
+        if dependencies.missingPackages(["skimage"]):
+            self.skipTest("scikit-image is needed to render the synthetic radiograph")
+        from spine_analysis.synthetic import example_case
+
+        image, landmarks, description = example_case()
+        # A detector-like geometry: 0.15 mm pixels, rows running inferiorly, an arbitrary origin.
+        ijkToRas = np.array([[-0.15, 0.0, 0.0, 35.0],
+                             [0.0, 0.0, 1.0, -12.5],
+                             [0.0, -0.15, 0.0, 260.0],
+                             [0.0, 0.0, 0.0, 1.0]])
+        volumeNode = slicer.util.addVolumeFromArray(image[np.newaxis], ijkToRAS=ijkToRas, name="SyntheticRadiograph")
+        self.delayDisplay(f"Synthetic radiograph: {description}")
+        return volumeNode, image, landmarks
+
+    def _tableColumn(self, tableNode, name):
+        column = tableNode.GetTable().GetColumnByName(name)
+        self.assertIsNotNone(column, f"table column {name} missing")
+        return [column.GetValue(row) for row in range(tableNode.GetNumberOfRows())]
+
+    def _assertShowsResult(self, logic, landmarksNode, expected):
+        """Line nodes and table of `landmarksNode` show `expected` (a CobbResult)."""
+        import numpy as np
+
+        ijkToRas = outputs.ijkToRasMatrix(logic.inputVolume(landmarksNode))
+        lines = logic.endplateLineNodes(landmarksNode)
+        self.assertEqual(len(lines), 2 * len(expected.curves))
+        for index, curve in enumerate(expected.curves):
+            for line, endplate in ((lines[2 * index], curve.upper_endplate), (lines[2 * index + 1], curve.lower_endplate)):
+                self.assertIn(f"{curve.name} {curve.angle_deg:.1f}°", line.GetName())
+                self.assertTrue(line.GetLocked())
+                self.assertFalse(line.GetMeasurement("length").GetEnabled())
+                np.testing.assert_allclose(
+                    outputs.rasToPixels(slicer.util.arrayFromMarkupsControlPoints(line), ijkToRas), endplate, atol=1e-4)
+        tableNode = logic.tableNode(landmarksNode)
+        self.assertEqual(tableNode.GetNumberOfRows(), len(expected.curves))
+        self.assertEqual(self._tableColumn(tableNode, "curve"), [curve.name for curve in expected.curves])
+        np.testing.assert_allclose(self._tableColumn(tableNode, "angle"),
+                                   [curve.angle_deg for curve in expected.curves], atol=1e-6)
+
+    def test_ComputeFromLandmarks(self):
+        import shutil
+
+        import numpy as np
+        from spine_analysis.cobb import analyse
+        from spine_analysis.landmarks import SpineLandmarks
+
+        volumeNode, image, landmarks = self._syntheticRadiograph()
+        logic = SpineCobbLogic()
+
+        self.delayDisplay("Known landmarks to markups, lines and table")
+        landmarksNode = logic.computeFromLandmarks(volumeNode, landmarks)
+        self.assertEqual(landmarksNode.GetNumberOfControlPoints(), 68)
+        self.assertTrue(landmarksNode.GetFixedNumberOfControlPoints())
+        self.assertEqual([landmarksNode.GetNthControlPointLabel(i) for i in range(68)], landmarks.labels())
+        self.assertEqual(landmarksNode.GetNthControlPointLabel(0), f"{landmarks.levels[0]} superior-left")
+        ijkToRas = outputs.ijkToRasMatrix(volumeNode)
+        np.testing.assert_allclose(
+            outputs.rasToPixels(slicer.util.arrayFromMarkupsControlPoints(landmarksNode), ijkToRas), landmarks.flat, atol=1e-6)
+        expected = analyse(landmarks, image.shape[0], patient_right_on_image_left=True)
+        self.assertTrue(expected.curves, "the synthetic case should have at least one curve")
+        self._assertShowsResult(logic, landmarksNode, expected)
+        self.assertIsNotNone(logic.outlineModelNode(landmarksNode))
+        self.assertFalse(logic.isEdited(landmarksNode))
+
+        self.delayDisplay("Dragging a corner: lines follow during the drag, the table when it ends")
+        main = max(expected.curves, key=lambda curve: curve.angle_deg)
+        level = landmarks.levels.index(main.upper_end)
+        moved = landmarks.points.copy()
+        moved[level, 0, 1] += 8.0  # superior-left corner of the upper end vertebra, 8 px down
+        expectedMoved = analyse(SpineLandmarks(moved, landmarks.first_level), image.shape[0], patient_right_on_image_left=True)
+        self.assertNotEqual([round(c.angle_deg, 3) for c in expectedMoved.curves],
+                            [round(c.angle_deg, 3) for c in expected.curves])
+        newPosition = outputs.pixelsToRas(moved[level, 0][np.newaxis], ijkToRas)[0]
+        landmarksNode.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointStartInteractionEvent)
+        landmarksNode.SetNthControlPointPosition(4 * level, newPosition)
+        lines = logic.endplateLineNodes(landmarksNode)
+        self.assertEqual(len(lines), 2 * len(expectedMoved.curves))
+        self.assertIn(f"{expectedMoved.curves[0].name} {expectedMoved.curves[0].angle_deg:.1f}°", lines[0].GetName())
+        landmarksNode.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)
+        self._assertShowsResult(logic, landmarksNode, expectedMoved)
+        self.assertTrue(logic.isEdited(landmarksNode))
+        self.assertEqual(landmarksNode.GetAttribute(outputs.EDITED_ATTRIBUTE), "true")
+        self.assertEqual(landmarksNode.GetNumberOfControlPoints(), 68)
+
+        self.delayDisplay("Edited landmarks are not replaced unless asked")
+        with self.assertRaises(ValueError):
+            logic.computeFromLandmarks(volumeNode, landmarks)
+        self.assertTrue(logic.isEdited(landmarksNode))
+        replaced = logic.computeFromLandmarks(volumeNode, landmarks, replaceEdited=True)
+        self.assertEqual(replaced.GetID(), landmarksNode.GetID())
+        self.assertFalse(logic.isEdited(landmarksNode))
+        self._assertShowsResult(logic, landmarksNode, expected)
+
+        self.delayDisplay("Export")
+        folder = slicer.util.tempDirectory(key="SpineCobbTest")
+        try:
+            logic.exportResults(landmarksNode, folder)
+            for name in ("report.json", "report.csv", "landmarks.csv", "landmarks.json", "overlay.png"):
+                self.assertTrue(os.path.isfile(os.path.join(folder, name)), name)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+        logic.removeObservers()
+        self.delayDisplay("Test passed")
+
+    def test_DetectionEndToEnd(self):
+        import importlib.util
+
+        if any(importlib.util.find_spec(name) is None for name in ("torch", "monai", "skimage")):
+            self.delayDisplay("Landmark model not tested: torch, monai or scikit-image is not installed")
+            return
+        volumeNode, image, landmarks = self._syntheticRadiograph()
+        logic = SpineCobbLogic()
+        self.delayDisplay("Landmark detection in a separate process (blocking)")
+        landmarksNode = logic.process(volumeNode, waitForCompletion=True)
+        self.assertEqual(landmarksNode.GetNumberOfControlPoints(), 68)
+        self.assertTrue(landmarksNode.GetFixedNumberOfControlPoints())
+        self.assertEqual(landmarksNode.GetAttribute(outputs.SOURCE_ATTRIBUTE), "model")
+        self.assertIsNotNone(logic.tableNode(landmarksNode))
+        logic.removeObservers()
+        self.delayDisplay("Test passed")
