@@ -1,7 +1,6 @@
 """bone_metrics: exact answers on synthetic label maps, agreement with TotalSegmentator's spine report."""
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the engine, from a checkout
 
 from spine_analysis.bone_metrics import VERSE_LEVEL_NAMES, BoneMetrics, bone_metrics  # noqa: E402
 from spine_analysis.errors import SpineAnalysisError  # noqa: E402

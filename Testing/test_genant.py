@@ -2,14 +2,12 @@
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the engine, from a checkout
 
 from spine_analysis.errors import SpineAnalysisError  # noqa: E402
 from spine_analysis.genant import genant_grade, vertebral_heights  # noqa: E402

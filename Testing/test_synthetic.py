@@ -1,12 +1,10 @@
 """Synthetic spines must have exactly the angles they were built with, and their radiographs
 must look enough like X-rays (bright bone, dark discs and air) for the landmark model and demos."""
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the engine, from a checkout
 
 from spine_analysis.cobb import aasce_angles  # noqa: E402
 from spine_analysis.landmarks import LEVELS  # noqa: E402

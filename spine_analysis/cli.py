@@ -6,11 +6,194 @@ stderr and exit code 2; nothing is printed as a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 
+from pathlib import Path
+
+import numpy as np
+
 from . import __version__
 from .errors import SpineAnalysisError
+
+MODE_HELP = ("aasce: the challenge organisers' rule (columns in angles.csv order); "
+             "clinical: the largest proximal thoracic, main thoracic and thoracolumbar/lumbar "
+             "curves a clinician reports (0 where a region has no curve)")
+
+
+def _status(step: int, total: int, text: str):
+    """Progress on stderr as "[k/n] text" (the Slicer module reads these lines)."""
+    print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
+
+
+def _clinical_row(result) -> list[float]:
+    """PT, MT, TL/L angles of the largest curve in each region (0 when absent)."""
+    best = {"PT": 0.0, "MT": 0.0, "TL/L": 0.0}
+    for curve in result.curves:
+        key = curve.name.split(" (")[0]
+        best[key] = max(best[key], curve.angle_deg)
+    return [best["PT"], best["MT"], best["TL/L"]]
+
+
+def _angles_of(landmarks, image_height: float, mode: str) -> list[float]:
+    from .cobb import aasce_angles, analyse
+
+    if mode == "aasce":
+        return [float(a) for a in aasce_angles(landmarks, image_height)]
+    return _clinical_row(analyse(landmarks, image_height))
+
+
+def _cmd_angles(args) -> int:
+    from .cobb import analyse
+    from .io import read_aasce_folder, read_landmarks, read_xray, write_aasce_angles_csv
+    from .report import make_report
+
+    if args.aasce:
+        if not args.out:
+            raise SpineAnalysisError("--aasce needs --out FILE.csv for the angles")
+        folder = read_aasce_folder(args.aasce)
+        if folder.landmarks is None:
+            raise SpineAnalysisError(f"{args.aasce} has no landmarks.csv to compute angles from")
+        rows = []
+        for i in range(len(folder)):
+            _, height = folder.image_size(i)
+            rows.append(_angles_of(folder.landmarks_px(i), height, args.mode))
+        write_aasce_angles_csv(np.array(rows), args.out)
+        print(f"{len(rows)} images: {args.mode} angles written to {args.out}")
+        return 0
+    if not (args.landmarks and args.image):
+        raise SpineAnalysisError("give either --aasce DIR --out FILE, or --landmarks FILE --image IMAGE")
+    landmarks = read_landmarks(args.landmarks)
+    xray = read_xray(args.image)
+    height, width = xray.pixels.shape
+    report = make_report(analyse(landmarks, height, not args.image_right_is_patient_right),
+                         args.image, (width, height), spacing_mm=xray.spacing_mm)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(report.summary())
+    return 0
+
+
+def _detector(weights):
+    from .landmark_model.detector import LandmarkDetector
+
+    return LandmarkDetector.load(weights)
+
+
+def _cmd_cobb(args) -> int:
+    import time
+
+    from .cobb import analyse
+    from .io import read_xray
+    from .report import check_outputs, make_report, write_report_files
+
+    out_dir = Path(args.out_dir) if args.out_dir else \
+        Path(f"{Path(args.image).stem if args.image else 'synthetic-example'}-cobb")
+    protect = [args.image] if args.image else []
+    check_outputs(out_dir, protect)
+    total = 4
+    started = time.perf_counter()
+    _status(1, total, "reading the radiograph")
+    if args.image:
+        xray = read_xray(args.image)
+        pixels, source, spacing, note = xray.pixels, args.image, xray.spacing_mm, None
+        truth = None
+    else:
+        from .synthetic import example_case
+
+        pixels, truth, description = example_case()
+        source, spacing = "synthetic-example.png", None
+        note = ("SYNTHETIC CHECK: no image was given, so this ran on a radiograph the project "
+                "draws itself (" + description + ") - not a patient")
+    _status(2, total, "loading the landmark model")
+    loaded = time.perf_counter()
+    detector = _detector(args.weights)
+    load_s = time.perf_counter() - loaded
+    _status(3, total, "detecting 68 vertebral corners")
+    detection = detector.detect(pixels)
+    height, width = pixels.shape
+    result = analyse(detection.landmarks, height, not args.image_right_is_patient_right)
+    report = make_report(result, source, (width, height), model=detector.version,
+                         timings_s={"model_load": load_s, "detection": detection.seconds},
+                         note=note, spacing_mm=spacing)
+    _status(4, total, f"writing outputs to {out_dir}")
+    report.timings_s["total"] = time.perf_counter() - started
+    write_report_files(out_dir, pixels, report, protect=protect)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(report.summary())
+        if truth is not None:
+            from .cobb import analyse as truth_analyse
+
+            expected = truth_analyse(truth, height)
+            print("  expected (drawn): " + ", ".join(
+                f"{c.name} {c.angle_deg:.1f}° {c.upper_end}–{c.lower_end}" for c in expected.curves))
+        print(f"outputs: {out_dir}/ (report.json, report.csv, landmarks.csv, landmarks.json, overlay.png)")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from tqdm import tqdm
+
+    from .cobb import aasce_angles
+    from .io import atomic_output, read_aasce_folder, read_xray, write_aasce_angles_csv, \
+        write_aasce_landmarks_csv
+
+    folder = read_aasce_folder(args.aasce)
+    out = Path(args.out_dir)
+    for name in ("landmarks.csv", "angles.csv"):
+        if (out / name).resolve() == (Path(args.aasce) / name).resolve():
+            raise SpineAnalysisError(f"refusing to overwrite the labels in {args.aasce}: "
+                                     "choose another --out-dir")
+    detector = _detector(args.weights)
+    rows, angles = [], []
+    for i in tqdm(range(len(folder)), desc="predicting", unit="img", file=sys.stderr):
+        pixels = read_xray(folder.image_path(i)).pixels
+        landmarks = detector.detect(pixels).landmarks
+        height, width = pixels.shape
+        rows.append(landmarks.to_aasce_row(width, height))
+        angles.append(aasce_angles(landmarks, height))
+    out.mkdir(parents=True, exist_ok=True)
+    write_aasce_landmarks_csv(np.array(rows), out / "landmarks.csv")
+    write_aasce_angles_csv(np.array(angles), out / "angles.csv")
+    print(f"{len(rows)} images: landmarks.csv and angles.csv written to {out}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluation import evaluate_angles
+    from .io import read_aasce_folder
+
+    truth = read_aasce_folder(args.aasce)
+    if truth.angles is None:
+        raise SpineAnalysisError(f"{args.aasce} has no angles.csv to evaluate against")
+    pred_dir = Path(args.pred)
+    pred_angles = _read_rows(pred_dir / "angles.csv", 3)
+    pred_rows = _read_rows(pred_dir / "landmarks.csv", 136) if (pred_dir / "landmarks.csv").exists() else None
+    for name, values in (("angles.csv", pred_angles), ("landmarks.csv", pred_rows)):
+        if values is not None and len(values) != len(truth.filenames):
+            raise SpineAnalysisError(f"{pred_dir / name} has {len(values)} rows but "
+                                     f"{args.aasce} lists {len(truth.filenames)} images")
+    result = evaluate_angles(pred_angles, truth.angles, pred_rows,
+                             truth.landmarks if pred_rows is not None else None)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print("\n".join(result.lines()))
+    return 0
+
+
+def _read_rows(path: Path, columns: int) -> np.ndarray:
+    try:
+        values = np.loadtxt(path, delimiter=",", ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise SpineAnalysisError(f"cannot read {path}: {exc}") from None
+    if values.shape[1] != columns:
+        raise SpineAnalysisError(f"{path} has {values.shape[1]} columns, expected {columns}")
+    return values
 
 
 def _cmd_train_landmarks(args) -> int:
@@ -37,6 +220,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    p = sub.add_parser("cobb", help="detect landmarks on a radiograph and report its Cobb angles",
+                       description="Find the 68 vertebral corners (T1–L5) on an AP spine radiograph "
+                                   "(PNG, JPEG, TIFF, DICOM, NRRD/MHA), then report the Cobb angles. "
+                                   "Writes report.json, report.csv, landmarks.csv/.json and overlay.png. "
+                                   "Without IMAGE it runs on a synthetic radiograph the project draws, "
+                                   "as a check that everything works.")
+    p.add_argument("image", nargs="?", metavar="IMAGE", help="the radiograph (omit for the synthetic check)")
+    p.add_argument("--out-dir", metavar="DIR", help="output folder (default: ./<image name>-cobb)")
+    p.add_argument("--weights", metavar="PATH", help="model folder (default: $SPINE_ANALYSIS_LANDMARK_WEIGHTS, "
+                                                     "else the model shipped in the package)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--image-right-is-patient-right", action="store_true",
+                   help="the image shows the patient's right on the image's right (e.g. a PA view); "
+                        "by default the patient's right is on the image's left, as on a standard AP view")
+    p.set_defaults(func=_cmd_cobb)
+
+    p = sub.add_parser("angles", help="Cobb angles from landmarks you already have",
+                       description="Compute Cobb angles from corner landmarks: for a whole AASCE-layout "
+                                   "folder (one row of three angles per image, filenames.csv order), "
+                                   "or for one case (landmarks CSV/JSON in pixels plus its image).")
+    p.add_argument("--aasce", metavar="DIR", help="AASCE-layout folder (images/, filenames.csv, landmarks.csv)")
+    p.add_argument("--out", metavar="FILE.csv", help="with --aasce: where to write the angles")
+    p.add_argument("--mode", choices=("aasce", "clinical"), default="aasce", help=MODE_HELP)
+    p.add_argument("--landmarks", metavar="FILE", help="one case's landmarks (CSV or JSON, pixels)")
+    p.add_argument("--image", metavar="IMAGE", help="that case's radiograph (for its size and spacing)")
+    p.add_argument("--json", action="store_true", help="print the one-case report as JSON")
+    p.add_argument("--image-right-is-patient-right", action="store_true",
+                   help="the patient's right is on the image's right (default: on the image's left)")
+    p.set_defaults(func=_cmd_angles)
+
+    p = sub.add_parser("predict", help="detect landmarks on every image of an AASCE-layout folder",
+                       description="Writes OUT/landmarks.csv (normalised, AASCE layout, filenames.csv "
+                                   "order) and OUT/angles.csv (AASCE rule). Labels need not exist.")
+    p.add_argument("--aasce", required=True, metavar="DIR", help="folder with images/ and filenames.csv")
+    p.add_argument("--out-dir", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--weights", metavar="PATH", help="model folder (default: the shipped model)")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score predictions against an AASCE-layout folder's labels",
+                       description="SMAPE per angle and overall, mean absolute angle error, landmark "
+                                   "NMSE and the share of images whose largest angle error is <= 5°.")
+    p.add_argument("--aasce", required=True, metavar="DIR", help="labelled AASCE-layout folder")
+    p.add_argument("--pred", required=True, metavar="OUT", help="folder written by 'spine-analysis predict'")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=_cmd_evaluate)
+
     p = sub.add_parser("train-landmarks", help="train the landmark cascade on an AASCE-layout folder",
                        description="Train the two-step landmark cascade on a folder laid out like "
                                    "the AASCE data (images/, filenames.csv, landmarks.csv). "
@@ -45,8 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder for the trained model")
     p.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
                    help="share of patients held out for evaluation (default 0: train on all)")
-    p.add_argument("--centre-epochs", type=int, default=24, help="epochs of the centre step (default 24)")
-    p.add_argument("--corner-epochs", type=int, default=10, help="epochs of the corner step (default 10)")
+    p.add_argument("--centre-epochs", type=int, default=16, help="epochs of the centre step (default 16)")
+    p.add_argument("--corner-epochs", type=int, default=8, help="epochs of the corner step (default 8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--max-images", type=int, default=None, help="train on the first N images only (smoke tests)")

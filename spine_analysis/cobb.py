@@ -127,8 +127,9 @@ def _turning_points(tilt: np.ndarray, threshold: float) -> list[int]:
     direction, pivots, ext = 0, [], 0
     for i in range(1, len(tilt)):
         if direction == 0:
-            lo = i if tilt[i] < tilt[lo] else lo
-            hi = i if tilt[i] > tilt[hi] else hi
+            # Non-strict: of equally tilted vertebrae above a curve, the one nearest it ends it.
+            lo = i if tilt[i] <= tilt[lo] + 1e-6 else lo
+            hi = i if tilt[i] >= tilt[hi] - 1e-6 else hi
             if tilt[i] - tilt[lo] >= threshold and lo < i:
                 direction, pivots, ext = 1, [lo], i
             elif tilt[hi] - tilt[i] >= threshold and hi < i:
@@ -233,7 +234,9 @@ def clinical_curves(landmarks: SpineLandmarks, patient_right_on_image_left: bool
         sign = np.sign(tilt[a] - tilt[b])
         candidates = [(u, l) for u in range(max(0, a - 1), min(n, a + 2))
                       for l in range(max(0, b - 1), min(n, b + 2)) if u < l]
-        u, l = max(candidates, key=lambda ul: sign * (superior[ul[0]] - inferior[ul[1]]))
+        # Largest angle; among equal angles the shortest curve (end vertebrae nearest the apex).
+        u, l = max(candidates, key=lambda ul: (round(sign * (superior[ul[0]] - inferior[ul[1]]), 6),
+                                               ul[0] - ul[1]))
         angle = _between_lines(superior[u], inferior[l])
         if angle < min_curve_deg:
             continue

@@ -1,7 +1,10 @@
 """The two-step landmark model: 17 vertebra centres, then the 4 corners of each vertebra.
 
-Step 1 finds the centres on the whole radiograph (at a quarter of the working resolution)
-as one heatmap per level; step 2 crops a region around each found centre, aligned with the
+Step 1 finds vertebra centres on the whole radiograph (at a quarter of the working
+resolution) as one heatmap; its peaks are given their levels T1–L5 by a dynamic programme
+that follows the spine from peak to peak with the spacing the mean training spine expects
+(a level per channel does not train on a CPU budget: telling T5 from T6 needs the whole
+column, which a local detector plus this ordering step supplies); step 2 crops a region around each found centre, aligned with the
 spine's local axis and scaled by the local vertebra spacing, and finds its 4 corners as
 heatmaps; step 2 runs in stages, each re-cropping around the centre of the corners the
 previous stage found. Both steps are held to a PCA shape model of the training spines:
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
@@ -34,6 +38,7 @@ class LandmarkConfig:
     centre_downsample: int = 4            # step 1 sees the working image at 1/4 scale
     centre_features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
     centre_sigma: float = 2.0             # heatmap Gaussian, step-1 pixels
+    peak_threshold: float = 0.2           # step-1 heatmap peaks below this are ignored
     roi_spacings: float = 2.0             # step-2 region side, in vertebra spacings
     roi_size: int = 64                    # step-2 region, pixels
     corner_features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
@@ -88,24 +93,137 @@ def from_local(local, centres, right, down, spacing):
             + scale * (local[..., :1] * right[:, :, None] + local[..., 1:] * down[:, :, None]))
 
 
-def decode_heatmaps(heatmaps: torch.Tensor, window: int = 2):
-    """Peak of each channel with sub-pixel refinement: (…, 2) as (x, y) and the peak value.
+def _parabola_offset(before, centre, after):
+    """Sub-pixel offset of a peak from log-values at -1, 0, +1 (exact for a Gaussian)."""
+    curvature = before - 2 * centre + after
+    safe = torch.where(curvature < -1e-6, curvature, torch.full_like(curvature, -1.0))
+    return torch.where(curvature < -1e-6, (0.5 * (before - after) / safe).clamp(-0.5, 0.5),
+                       torch.zeros_like(curvature))
 
-    The refinement is the centroid of the positive values in a (2w+1)² window around the
-    maximum, so the result is not tied to the pixel grid.
-    """
+
+def _refine(log: torch.Tensor, rows, py, px):
+    """Sub-pixel (x, y) of integer peaks (py, px) in the log-heatmaps ``log`` (N, h, w)."""
+    h, w = log.shape[-2:]
+    centre = log[rows, py, px]
+    dx = _parabola_offset(log[rows, py, (px - 1).clamp_min(0)], centre, log[rows, py, (px + 1).clamp_max(w - 1)])
+    dy = _parabola_offset(log[rows, (py - 1).clamp_min(0), px], centre, log[rows, (py + 1).clamp_max(h - 1), px])
+    return torch.stack([px + dx, py + dy], dim=-1)
+
+
+def decode_heatmaps(heatmaps: torch.Tensor):
+    """Peak of each channel with sub-pixel refinement: (…, 2) as (x, y) and the peak value."""
     *lead, h, w = heatmaps.shape
     flat = heatmaps.reshape(-1, h, w)
     peak, index = flat.reshape(len(flat), -1).max(dim=1)
-    py, px = index // w, index % w
-    offsets = torch.arange(-window, window + 1)
-    ys = (py[:, None] + offsets).clamp(0, h - 1)
-    xs = (px[:, None] + offsets).clamp(0, w - 1)
-    patch = flat[torch.arange(len(flat))[:, None, None], ys[:, :, None], xs[:, None, :]].clamp_min(0)
-    total = patch.sum(dim=(1, 2)).clamp_min(1e-6)
-    x = (patch.sum(dim=1) * xs).sum(dim=1) / total
-    y = (patch.sum(dim=2) * ys).sum(dim=1) / total
-    return torch.stack([x, y], dim=-1).reshape(*lead, 2), peak.reshape(lead)
+    rows = torch.arange(len(flat))
+    points = _refine(flat.clamp_min(1e-6).log(), rows, index // w, index % w).to(heatmaps.dtype)
+    return points.reshape(*lead, 2), peak.reshape(lead)
+
+
+def heatmap_peaks(heatmap: torch.Tensor, threshold: float, min_distance: int = 2):
+    """All local maxima of one heatmap (h, w) above ``threshold``: (m, 2) sub-pixel (x, y), values."""
+    pooled = F.max_pool2d(heatmap[None, None], 2 * min_distance + 1, stride=1, padding=min_distance)[0, 0]
+    py, px = torch.nonzero((heatmap >= pooled) & (heatmap > threshold), as_tuple=True)
+    values = heatmap[py, px]
+    rows = torch.zeros_like(py)
+    points = _refine(heatmap.clamp_min(1e-6).log()[None], rows, py, px).to(heatmap.dtype)
+    return points, values
+
+
+#: Level-assignment costs (in units of one expected vertebra spacing, or per event).
+MISSING_LEVEL_COST = 1.5
+SKIPPED_PEAK_COST = 1.0          # times the skipped peak's value
+MAX_LEVEL_GAP = 3
+MAX_PEAK_GAP = 4
+
+
+def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Tensor):
+    """Give detected centre peaks their levels: (n, 2) centres and an (n,) matched mask.
+
+    ``expected`` (n, 2) is the mean training spine in this image's pixels; it fixes the
+    spacing between levels (relative to the spine's size) and, weakly, where the column lies.
+    Peaks are visited top to bottom; a dynamic programme picks the chain of peaks whose
+    steps best match the expected steps, paying for every level it leaves unmatched and for
+    every confident peak it skips (ribs, C7, sacrum). Unmatched levels are left to the shape
+    model.
+    """
+    n = len(expected)
+    matched = torch.zeros(n, dtype=torch.bool)
+    centres = expected.clone()
+    if len(points) == 0:
+        return centres, matched
+    order = torch.argsort(points[:, 1])
+    pts = points[order].double().numpy()
+    vals = values[order].double().numpy()
+    exp = expected.double().numpy()
+    steps = np.linalg.norm(np.diff(exp, axis=0), axis=1)
+    spacing = np.concatenate([steps[:1], (steps[1:] + steps[:-1]) / 2, steps[-1:]])
+    m = len(pts)
+    unary = np.abs(pts[None, :, 1] - exp[:, None, 1]) / (3 * spacing[:, None]) - vals[None, :]
+    cost = unary + MISSING_LEVEL_COST * np.arange(n)[:, None]
+    back = {}
+    skipped_sum = np.concatenate([[0.0], np.cumsum(vals)])
+    for k in range(1, n):
+        for j in range(1, m):
+            best, arg = cost[k, j], None
+            for dk in range(1, min(MAX_LEVEL_GAP, k) + 1):
+                want = exp[k] - exp[k - dk]
+                for dj in range(1, min(MAX_PEAK_GAP, j) + 1):
+                    got = pts[j] - pts[j - dj]
+                    total = (cost[k - dk, j - dj]
+                             + (abs(got[1] - want[1]) + 0.3 * abs(got[0] - want[0])) / spacing[k]
+                             + MISSING_LEVEL_COST * (dk - 1)
+                             + SKIPPED_PEAK_COST * (skipped_sum[j] - skipped_sum[j - dj + 1])
+                             + unary[k, j])
+                    if total < best:
+                        best, arg = total, (k - dk, j - dj)
+            if arg is not None:
+                cost[k, j] = best
+                back[(k, j)] = arg
+    final = cost + MISSING_LEVEL_COST * (n - 1 - np.arange(n))[:, None]
+    k, j = np.unravel_index(int(np.argmin(final)), final.shape)
+    while True:
+        centres[k] = torch.from_numpy(pts[j]).to(centres.dtype)
+        matched[k] = True
+        if (k, j) not in back:
+            break
+        k, j = back[(k, j)]
+    return centres, matched
+    order = torch.argsort(points[:, 1])
+    pts, vals = points[order].double(), values[order].double()
+    exp = expected.double()
+    steps = (exp[1:] - exp[:-1]).norm(dim=1)
+    spacing = torch.cat([steps[:1], (steps[1:] + steps[:-1]) / 2, steps[-1:]])
+    m = len(pts)
+    inf = float("inf")
+    cost = torch.full((n, m), inf, dtype=torch.float64)
+    back = {}
+    unary = (pts[None, :, 1] - exp[:, None, 1]).abs() / (3 * spacing[:, None]) - vals[None, :]
+    cost[:, :] = unary + MISSING_LEVEL_COST * torch.arange(n, dtype=torch.float64)[:, None]
+    for k in range(1, n):
+        for j in range(1, m):
+            for dk in range(1, min(MAX_LEVEL_GAP, k) + 1):
+                for dj in range(1, min(MAX_PEAK_GAP, j) + 1):
+                    prev = cost[k - dk, j - dj].item()
+                    if prev == inf:
+                        continue
+                    want = exp[k] - exp[k - dk]
+                    got = pts[j] - pts[j - dj]
+                    geometry = (abs(got[1] - want[1]) + 0.3 * abs(got[0] - want[0])).item() / spacing[k].item()
+                    skipped = vals[j - dj + 1:j].sum().item() * SKIPPED_PEAK_COST
+                    total = prev + geometry + MISSING_LEVEL_COST * (dk - 1) + skipped + unary[k, j].item()
+                    if total < cost[k, j].item():
+                        cost[k, j] = total
+                        back[(k, j)] = (k - dk, j - dj)
+    final = cost + MISSING_LEVEL_COST * (n - 1 - torch.arange(n, dtype=torch.float64))[:, None]
+    k, j = divmod(int(torch.argmin(final)), m)
+    while True:
+        centres[k] = pts[j].to(centres.dtype)
+        matched[k] = True
+        if (k, j) not in back:
+            break
+        k, j = back[(k, j)]
+    return centres, matched
 
 
 def gaussian_heatmaps(points: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
@@ -158,7 +276,7 @@ class LandmarkModel(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.centre_net = _unet(c.n_vertebrae, c.centre_features)
+        self.centre_net = _unet(1, c.centre_features)
         self.corner_net = _unet(4, c.corner_features)
         self.centre_shape = ShapeModel(2 * c.n_vertebrae, c.centre_modes)
         self.corner_shape = ShapeModel(8, c.corner_modes)
@@ -169,13 +287,29 @@ class LandmarkModel(nn.Module):
         k = self.config.centre_downsample
         return F.avg_pool2d(images, k, ceil_mode=True)
 
-    def find_centres(self, images: torch.Tensor, widths: torch.Tensor):
-        """Centres (B, n, 2) in working pixels and their heatmap confidence (B, n)."""
-        k = self.config.centre_downsample
+    def centre_heatmap(self, images: torch.Tensor) -> torch.Tensor:
+        """Step-1 heatmap of vertebra centres, (B, h, w) at 1/``centre_downsample`` scale."""
         small = self.centre_input(images)
-        points, peak = decode_heatmaps(self.centre_net(_pad16(small))[..., :small.shape[-2], :small.shape[-1]])
-        centres = (points + 0.5) * k - 0.5
-        return self.constrain_centres(centres, peak, widths), peak
+        return self.centre_net(_pad16(small))[:, 0, :small.shape[-2], :small.shape[-1]]
+
+    def find_centres(self, images: torch.Tensor, widths: torch.Tensor):
+        """Centres (B, n, 2) in working pixels, each level's peak value (0 if unmatched)."""
+        c = self.config
+        k = c.centre_downsample
+        heat = self.centre_heatmap(images)
+        expected = self.centre_shape.mean.reshape(-1, 2)
+        centres, confidence = [], []
+        for b in range(len(images)):
+            points, values = heatmap_peaks(heat[b], c.peak_threshold)
+            found, matched = assign_levels((points + 0.5) * k - 0.5, values, expected * widths[b])
+            centres.append(found)
+            level_values = torch.zeros(len(found))
+            if matched.any():
+                nearest = ((found[matched, None] - ((points + 0.5) * k - 0.5)[None]).norm(dim=-1)).argmin(dim=1)
+                level_values[matched] = values[nearest]
+            confidence.append(level_values)
+        centres, confidence = torch.stack(centres), torch.stack(confidence)
+        return self.constrain_centres(centres, confidence, widths), confidence
 
     def constrain_centres(self, centres, confidence, widths):
         """Replace weak or implausible centres by the shape model's estimate."""

@@ -1,6 +1,6 @@
 """Training the two-step landmark model on an AASCE-layout folder, on the CPU.
 
-Step 1 (centre heatmaps on the whole radiograph) and step 2 (corner heatmaps in regions
+Step 1 (a vertebra-centre heatmap of the whole radiograph) and step 2 (corner heatmaps in regions
 around each vertebra) are trained one after the other, then the two PCA shape models are
 fitted to the training spines. Horizontal flips (left/right corners swapped) and, for step 2,
 jittered region centres make the networks robust to each other's errors.
@@ -35,8 +35,8 @@ FLIP_CORNERS = [1, 0, 3, 2]
 class TrainSettings:
     """Optimisation settings (network shapes live in ``LandmarkConfig``)."""
 
-    centre_epochs: int = 24
-    corner_epochs: int = 10
+    centre_epochs: int = 16
+    corner_epochs: int = 8
     centre_batch: int = 8
     corner_batch_images: int = 4
     learning_rate: float = 2e-3
@@ -232,7 +232,7 @@ class Trainer:
         centres = data.corners[idx, flips.long()].mean(dim=2)
         k = c.centre_downsample
         target = gaussian_heatmaps((centres + 0.5) / k - 0.5, small.shape[-2:], c.centre_sigma)
-        return small, target
+        return small, target.amax(dim=1, keepdim=True)
 
     def _corner_batch(self, idx, flips):
         c, data = self.config, self.data

@@ -1,0 +1,130 @@
+"""The landmark model's building blocks, its training loop (on synthetic radiographs, tiny
+networks) and the shipped weights."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spine_analysis.errors import ModelError
+from spine_analysis.landmark_model.model import (LandmarkConfig, LandmarkModel, ShapeModel,
+                                                 decode_heatmaps, from_local, gaussian_heatmaps,
+                                                 local_frames, to_local)
+from spine_analysis.landmark_model.patches import mirror_points, sample_patches
+from spine_analysis.landmark_model.train import TrainSettings, case_group, split_indices, train_landmarks
+from spine_analysis.landmark_model.weights_io import SHIPPED_DIR, load_model, save_model
+from spine_analysis.synthetic import build_spine, render_radiograph, scoliotic_tilts
+
+TINY = dict(centre_features=(4, 4, 8, 8, 16, 4), corner_features=(4, 4, 8, 8, 16, 4), roi_size=32)
+
+
+def test_heatmap_peaks_decode_to_subpixel_positions():
+    points = torch.tensor([[[10.3, 20.7], [40.0, 5.5]]])
+    heat = gaussian_heatmaps(points, (48, 64), sigma=2.0)
+    decoded, peak = decode_heatmaps(heat)
+    torch.testing.assert_close(decoded, points, atol=0.05, rtol=0)
+    assert peak.min() > 0.8
+
+
+def test_local_frames_of_a_vertical_spine_and_round_trip():
+    centres = torch.tensor([[[100.0, 50.0 + 40 * k] for k in range(5)]])
+    right, down, spacing = local_frames(centres)
+    torch.testing.assert_close(right[0], torch.tensor([[1.0, 0.0]] * 5))
+    torch.testing.assert_close(down[0], torch.tensor([[0.0, 1.0]] * 5))
+    torch.testing.assert_close(spacing[0], torch.full((5,), 40.0))
+    rotated = centres @ torch.tensor([[0.8, 0.6], [-0.6, 0.8]])
+    frames = (rotated, *local_frames(rotated))
+    points = torch.randn(1, 5, 4, 2) * 20 + rotated[:, :, None]
+    torch.testing.assert_close(from_local(to_local(points, *frames), *frames), points)
+
+
+def test_flipped_patch_equals_patch_of_mirrored_image():
+    image = torch.rand(1, 1, 40, 30)
+    mirrored = image.flip(-1)
+    centre = torch.tensor([[[8.0, 12.0]]])
+    step_r, step_d = torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[0.0, 1.0]]])
+    direct = sample_patches(mirrored, centre, step_r, step_d, (9, 9))
+    via_flip = sample_patches(image, mirror_points(centre, torch.tensor([30.0])),
+                              -step_r, step_d, (9, 9))
+    torch.testing.assert_close(direct, via_flip)
+
+
+def test_shape_model_fills_in_a_missing_point():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=10)
+    direction = rng.normal(size=10)
+    shapes = torch.tensor(np.array([base + a * direction for a in rng.normal(size=50)]), dtype=torch.float32)
+    model = ShapeModel(10, 1)
+    model.fit(shapes)
+    target = torch.tensor(base + 0.7 * direction, dtype=torch.float32)[None]
+    weights = torch.ones(1, 10)
+    weights[0, 3] = 0
+    corrupted = target.clone()
+    corrupted[0, 3] += 100
+    torch.testing.assert_close(model.reconstruct(corrupted, weights), target, atol=1e-3, rtol=0)
+
+
+def test_case_groups_keep_a_patients_views_together():
+    names = ["x-01-Jan-2017-162 A AP.jpg", "x-01-Jan-2017-162 B AP.jpg", "x-2017-163 A AP.jpg",
+             "x-coronal1.jpg", "x-2017-170 AP.jpg"]
+    assert case_group(names[0]) == case_group(names[1]) == "162"
+    train, held = split_indices(names * 1, 0.5, seed=1)
+    assert sorted(train + held) == list(range(len(names)))
+    assert ({0, 1} <= set(train)) or ({0, 1} <= set(held))
+
+
+def _synthetic_aasce(folder, n=6):
+    """An AASCE-layout folder of synthetic radiographs (names with spaces, like the real one)."""
+    (folder / "images").mkdir(parents=True)
+    names, rows = [], []
+    for k in range(n):
+        size = (300, 760)
+        tilts = scoliotic_tilts([(3, 10, 10.0 + 5 * k)])
+        spine = build_spine(tilts, image_size=size)
+        image = render_radiograph(spine, size, seed=k)
+        name = f"case-{k} A AP.png"
+        Image.fromarray((image * 255).astype(np.uint8)).save(folder / "images" / name)
+        names.append(name)
+        rows.append(spine.to_aasce_row(*size))
+    (folder / "filenames.csv").write_text("".join(f"{n}\n" for n in names))
+    np.savetxt(folder / "landmarks.csv", np.array(rows), delimiter=",")
+    return folder
+
+
+def test_training_saves_a_loadable_model_and_resumes(tmp_path):
+    data = _synthetic_aasce(tmp_path / "data")
+    config = LandmarkConfig(working_height=256, **TINY)
+    settings = TrainSettings(centre_epochs=2, corner_epochs=1, centre_batch=3, corner_batch_images=2)
+    logs = []
+    meta = train_landmarks(data, tmp_path / "model", settings, config, command="test", log=logs.append)
+    assert meta["training_images"] == 6 and [h["step"] for h in meta["history"]] == ["centre"] * 2 + ["corner"]
+    model, loaded_meta = load_model(tmp_path / "model")
+    assert loaded_meta["command"] == "test"
+    assert model.config == config
+    # Rerunning the same command finds the finished checkpoint and does not train again.
+    train_landmarks(data, tmp_path / "model", settings, config, command="test", log=logs.append)
+    assert any("resuming" in line for line in logs)
+
+
+def test_loading_refuses_mismatched_or_missing_models(tmp_path):
+    with pytest.raises(ModelError, match="no landmark model"):
+        load_model(tmp_path)
+    save_model(LandmarkModel(LandmarkConfig(**TINY)), tmp_path, {})
+    (tmp_path / "config.json").write_text((tmp_path / "config.json").read_text().replace('"roi_size": 32', '"roi_size": 48'))
+    with pytest.raises(ModelError, match="config mismatch"):
+        load_model(tmp_path)
+
+
+@pytest.mark.skipif(not (SHIPPED_DIR / "landmarks.pt").exists(), reason="no shipped weights in this checkout")
+def test_shipped_model_finds_a_plausible_spine_on_the_synthetic_example():
+    from spine_analysis.landmark_model.detector import LandmarkDetector
+    from spine_analysis.synthetic import example_case
+
+    image, truth, _ = example_case()
+    detection = LandmarkDetector.load().detect(image)
+    points = detection.landmarks.points
+    assert points.shape == (17, 4, 2)
+    centres = points.mean(axis=1)
+    assert np.all(np.diff(centres[:, 1]) > 0), "vertebrae out of top-to-bottom order"
+    error = np.linalg.norm(centres - truth.centres, axis=1)
+    spacing = np.median(np.linalg.norm(np.diff(truth.centres, axis=0), axis=1))
+    assert np.median(error) < 0.5 * spacing

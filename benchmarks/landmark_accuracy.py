@@ -1,0 +1,67 @@
+"""Accuracy of the landmark model on labelled AASCE-layout radiographs.
+
+    python benchmarks/landmark_accuracy.py [--aasce DIR] [--model MODEL_DIR] [--subset FILE]
+
+--subset names the images to score, one file name per line (a model trained with --holdout
+writes its held-out list as MODEL_DIR/heldout.txt, used by default when it exists). Prints the
+challenge SMAPE, angle errors, landmark NMSE and per-image medians; nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spine_analysis.cobb import aasce_angles
+from spine_analysis.evaluation import evaluate_angles, smape
+from spine_analysis.io import read_aasce_folder, read_xray
+from spine_analysis.landmark_model.detector import LandmarkDetector
+from spine_analysis.landmark_model.weights_io import resolve_weights
+
+DEFAULT_AASCE = Path(__file__).resolve().parents[2] / "shared/datasets/aasce16/train"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--aasce", default=os.environ.get("SPINE_AASCE_DIR", DEFAULT_AASCE))
+    parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    parser.add_argument("--subset", default=None, help="file listing the images to score")
+    args = parser.parse_args()
+
+    folder = read_aasce_folder(args.aasce)
+    model_dir = resolve_weights(args.model)
+    subset = Path(args.subset) if args.subset else model_dir / "heldout.txt"
+    if subset.exists():
+        wanted = {line.strip() for line in subset.read_text().splitlines() if line.strip()}
+        indices = [i for i, name in enumerate(folder.filenames) if name in wanted]
+        scope = f"{len(indices)} images listed in {subset}"
+    else:
+        indices = list(range(len(folder)))
+        scope = f"all {len(indices)} images of {args.aasce} (no held-out list: these may be training images)"
+    detector = LandmarkDetector.load(args.model)
+    pred_angles, pred_rows, seconds = [], [], []
+    for i in indices:
+        pixels = read_xray(folder.image_path(i)).pixels
+        detection = detector.detect(pixels)
+        height, width = pixels.shape
+        pred_angles.append(aasce_angles(detection.landmarks, height))
+        pred_rows.append(detection.landmarks.to_aasce_row(width, height))
+        seconds.append(detection.seconds)
+    truth = folder.angles[indices]
+    result = evaluate_angles(np.array(pred_angles), truth, np.array(pred_rows), folder.landmarks[indices])
+    per_image = [smape(p[None], t[None]) for p, t in zip(pred_angles, truth)]
+    print(f"model: {model_dir} ({detector.version})")
+    print(f"scored: {scope}")
+    print("\n".join(result.lines()))
+    print(f"median per-image SMAPE: {statistics.median(per_image):.2f} %")
+    print(f"median detection time: {statistics.median(seconds):.3f} s per radiograph")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

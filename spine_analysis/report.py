@@ -1,0 +1,148 @@
+"""The Cobb report of one radiograph and the files written for it.
+
+All outputs of a run are written into a staging folder first and moved into place only when
+every file is complete, so a failed run leaves the output folder as it was.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .cobb import AASCE_NAMES, CobbResult
+from .errors import SpineAnalysisError
+from .io import write_csv_rows, write_json, write_landmarks_csv, write_landmarks_json
+from .landmarks import SpineLandmarks
+from .overlay import draw_overlay, save_png
+from .quality import QualityFlag, quality_flags
+
+OUTPUT_FILES = ("report.json", "report.csv", "landmarks.csv", "landmarks.json", "overlay.png")
+
+
+@dataclass
+class CobbReport:
+    """What a clinician reads: curves, AASCE angles, provenance, timings and quality flags."""
+
+    source: str
+    image_size: tuple[int, int]                   # (width, height) pixels
+    result: CobbResult
+    flags: list[QualityFlag] = field(default_factory=list)
+    model: str | None = None                      # None: landmarks were given, not detected
+    timings_s: dict = field(default_factory=dict)
+    edited: bool = False
+    note: str | None = None
+    spacing_mm: tuple[float, float] | None = None
+
+    @property
+    def landmarks(self) -> SpineLandmarks:
+        return self.result.landmarks
+
+    def to_dict(self) -> dict:
+        return {
+            "software": f"spine-analysis {__version__}",
+            "source": self.source,
+            "note": self.note,
+            "image_size_px": list(self.image_size),
+            "pixel_spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
+            "landmarks_from": self.model or "provided landmarks",
+            "landmarks_edited": self.edited,
+            **self.result.to_dict(),
+            "quality_flags": [f.to_dict() for f in self.flags],
+            "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
+        }
+
+    def summary(self) -> str:
+        """A few readable lines for the terminal."""
+        lines = [f"{self.source}: {self.landmarks.levels[0]}–{self.landmarks.levels[-1]}"]
+        if self.note:
+            lines.append(self.note)
+        if not self.result.curves:
+            lines.append("no curve of 5° or more")
+        for c in self.result.curves:
+            lines.append(f"  {c.name:<7} {c.angle_deg:5.1f}°  {c.upper_end}–{c.lower_end}, apex {c.apex}, "
+                         f"convex to the patient's {c.convexity}, {c.severity}")
+        if self.result.aasce_angles is not None:
+            lines.append("  AASCE angles: " + ", ".join(
+                f"{n} {a:.1f}°" for n, a in zip(AASCE_NAMES, self.result.aasce_angles)))
+        for f in self.flags:
+            lines.append(f"  check: {f.message}")
+        return "\n".join(lines)
+
+
+def make_report(result: CobbResult, source: str, image_size, **kwargs) -> CobbReport:
+    """A report with the quality flags of the result's landmarks."""
+    return CobbReport(source=source, image_size=tuple(int(v) for v in image_size), result=result,
+                      flags=quality_flags(result.landmarks), **kwargs)
+
+
+def endplate_lines(result: CobbResult) -> list:
+    """The Cobb endplate segments with their labels, as the overlay draws them."""
+    return [(tuple(seg[0]), tuple(seg[1]), c.label) for c in result.curves
+            for seg in (c.upper_endplate, c.lower_endplate)]
+
+
+def _report_rows(report: CobbReport) -> list[list]:
+    rows = [[c.name, c.region, f"{c.angle_deg:.2f}", c.upper_end, c.lower_end, c.apex,
+             c.convexity, c.severity] for c in report.result.curves]
+    if report.result.aasce_angles is not None:
+        rows += [[f"AASCE {n}", "AASCE rule", f"{a:.2f}", "", "", "", "", ""]
+                 for n, a in zip(AASCE_NAMES, report.result.aasce_angles)]
+    return rows
+
+
+def check_outputs(out_dir, protect=()) -> dict[str, Path]:
+    """The output paths, after checking none is an input (``protect``) or a non-file.
+
+    Called before any work, so a run that cannot write its results fails at once."""
+    out_dir = Path(out_dir)
+    targets = {name: out_dir / name for name in OUTPUT_FILES}
+    protected = {Path(p).resolve() for p in protect}
+    for path in targets.values():
+        if path.resolve() in protected:
+            raise SpineAnalysisError(f"refusing to overwrite the input {path}: choose another --out-dir")
+        if path.exists() and not path.is_file():
+            raise SpineAnalysisError(f"{path} exists and is not a file: choose another --out-dir")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SpineAnalysisError(f"{out_dir} exists and is not a folder")
+    return targets
+
+
+def write_report_files(out_dir, image: np.ndarray, report: CobbReport,
+                       protect=()) -> dict[str, Path]:
+    """Write report.json/.csv, landmarks.csv/.json and overlay.png into ``out_dir``.
+
+    ``protect`` lists input paths that must never be overwritten. Returns the written paths.
+    """
+    out_dir = Path(out_dir)
+    targets = check_outputs(out_dir, protect)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".spine-analysis-", dir=out_dir))
+    try:
+        write_json(report.to_dict(), staging / "report.json")
+        write_csv_rows(["curve", "region", "angle_deg", "upper_end_vertebra", "lower_end_vertebra",
+                        "apex", "convexity", "severity"], _report_rows(report), staging / "report.csv")
+        write_landmarks_csv(report.landmarks, staging / "landmarks.csv")
+        write_landmarks_json(report.landmarks, staging / "landmarks.json")
+        title = f"{Path(report.source).name}" + (" (edited landmarks)" if report.edited else "")
+        if report.note:
+            title += f" - {report.note}"
+        save_png(draw_overlay(image, report.landmarks, endplate_lines(report.result), title),
+                 staging / "overlay.png")
+        for name, target in targets.items():
+            (staging / name).replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return targets
+
+
+def write_cobb_outputs(out_dir, image: np.ndarray, landmarks: SpineLandmarks, result: CobbResult,
+                       edited: bool, source: str) -> dict[str, Path]:
+    """The Slicer module's export: the report of (possibly edited) landmarks with its files."""
+    report = make_report(result, source, (image.shape[1], image.shape[0]), edited=edited)
+    if result.landmarks is not landmarks:
+        raise ValueError("the result was computed from other landmarks")
+    return write_report_files(out_dir, image, report)
