@@ -128,3 +128,18 @@ def test_shipped_model_finds_a_plausible_spine_on_the_synthetic_example():
     error = np.linalg.norm(centres - truth.centres, axis=1)
     spacing = np.median(np.linalg.norm(np.diff(truth.centres, axis=0), axis=1))
     assert np.median(error) < 0.5 * spacing
+
+
+def test_bipartite_distance_is_zero_for_the_truth_and_sees_shape_errors():
+    from spine_analysis.landmark_model.train import bipartite_distance, soft_argmax
+
+    truth = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [0.0, 5.0], [10.0, 5.0]]])
+    assert bipartite_distance(truth, truth).item() == 0.0
+    assert bipartite_distance(truth + 3.0, truth).item() == pytest.approx(0.0, abs=1e-6)  # shifts are free
+    squeezed = truth.clone()
+    squeezed[0, 1, 0] = 6.0                                       # TR moves 4 px left
+    # Edges TL-TR and BL-TR shrink: |10-6| = 4 and |sqrt(125)-sqrt(61)| over 4 edges.
+    expected = (4 + (125 ** 0.5 - 61 ** 0.5)) / 4
+    assert bipartite_distance(squeezed, truth).item() == pytest.approx(expected, rel=1e-5)
+    heat = gaussian_heatmaps(torch.tensor([[[12.3, 7.6]]]), (24, 24), 1.5)
+    torch.testing.assert_close(soft_argmax(heat), torch.tensor([[[12.3, 7.6]]]), atol=0.05, rtol=0)

@@ -204,7 +204,7 @@ def _cmd_train_landmarks(args) -> int:
     torch.set_num_threads(args.threads)
     settings = TrainSettings(centre_epochs=args.centre_epochs, corner_epochs=args.corner_epochs,
                              holdout_fraction=args.holdout, seed=args.seed,
-                             max_images=args.max_images)
+                             shape_loss_weight=args.shape_loss, max_images=args.max_images)
     command = "spine-analysis " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     meta = train_landmarks(args.aasce, args.out, settings, command=command)
     print(f"trained on {meta['training_images']} images in {meta['training_minutes']} min; "
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of patients held out for evaluation (default 0: train on all)")
     p.add_argument("--centre-epochs", type=int, default=16, help="epochs of the centre step (default 16)")
     p.add_argument("--corner-epochs", type=int, default=8, help="epochs of the corner step (default 8)")
+    p.add_argument("--shape-loss", type=float, default=0.0, metavar="WEIGHT",
+                   help="weight of the bipartite-distance shape loss (Imran et al.) on the corner step "
+                        "(default 0: off)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--max-images", type=int, default=None, help="train on the first N images only (smoke tests)")

@@ -137,11 +137,13 @@ MAX_LEVEL_GAP = 3
 MAX_PEAK_GAP = 4
 
 
-def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Tensor):
+def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Tensor,
+                  spread_y: torch.Tensor):
     """Give detected centre peaks their levels: (n, 2) centres and an (n,) matched mask.
 
-    ``expected`` (n, 2) is the mean training spine in this image's pixels; it fixes the
-    spacing between levels (relative to the spine's size) and, weakly, where the column lies.
+    ``expected`` (n, 2) is the mean training spine in this image's pixels and ``spread_y``
+    (n,) the training spread of each level's height in the image, in pixels: together they
+    say where each level tends to lie (T1 tightly, L5 loosely) and what steps to expect.
     Peaks are visited top to bottom; a dynamic programme picks the chain of peaks whose
     steps best match the expected steps, paying for every level it leaves unmatched and for
     every confident peak it skips (ribs, C7, sacrum). Unmatched levels are left to the shape
@@ -159,7 +161,8 @@ def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Te
     steps = np.linalg.norm(np.diff(exp, axis=0), axis=1)
     spacing = np.concatenate([steps[:1], (steps[1:] + steps[:-1]) / 2, steps[-1:]])
     m = len(pts)
-    unary = np.abs(pts[None, :, 1] - exp[:, None, 1]) / (3 * spacing[:, None]) - vals[None, :]
+    spread = spread_y.double().numpy().clip(min=1.0)
+    unary = np.abs(pts[None, :, 1] - exp[:, None, 1]) / (2 * spread[:, None]) - vals[None, :]
     cost = unary + MISSING_LEVEL_COST * np.arange(n)[:, None]
     back = {}
     skipped_sum = np.concatenate([[0.0], np.cumsum(vals)])
@@ -279,6 +282,8 @@ class LandmarkModel(nn.Module):
         self.centre_net = _unet(1, c.centre_features)
         self.corner_net = _unet(4, c.corner_features)
         self.centre_shape = ShapeModel(2 * c.n_vertebrae, c.centre_modes)
+        # Where each level lies in the image: mean and spread of (x / width, y / height).
+        self.register_buffer("centre_prior", torch.zeros(2, c.n_vertebrae, 2))
         self.corner_shape = ShapeModel(8, c.corner_modes)
 
     # -- step 1 ---------------------------------------------------------------------------
@@ -297,11 +302,13 @@ class LandmarkModel(nn.Module):
         c = self.config
         k = c.centre_downsample
         heat = self.centre_heatmap(images)
-        expected = self.centre_shape.mean.reshape(-1, 2)
+        size = torch.stack([widths.to(images.dtype), torch.full_like(widths, images.shape[-2], dtype=images.dtype)], 1)
+        mean, spread = self.centre_prior
         centres, confidence = [], []
         for b in range(len(images)):
             points, values = heatmap_peaks(heat[b], c.peak_threshold)
-            found, matched = assign_levels((points + 0.5) * k - 0.5, values, expected * widths[b])
+            found, matched = assign_levels((points + 0.5) * k - 0.5, values, mean * size[b],
+                                           spread[:, 1] * size[b, 1])
             centres.append(found)
             level_values = torch.zeros(len(found))
             if matched.any():

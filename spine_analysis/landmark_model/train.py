@@ -42,6 +42,7 @@ class TrainSettings:
     learning_rate: float = 2e-3
     final_lr_fraction: float = 0.05
     centre_jitter: float = 0.12          # step-2 region centre jitter, in spacings
+    shape_loss_weight: float = 0.0       # bipartite-distance loss on step-2 corners (0: off)
     holdout_fraction: float = 0.0
     seed: int = 0
     max_images: int | None = None
@@ -133,6 +134,25 @@ def _weighted_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred - target) ** 2 * (1 + 9 * target)).mean()
 
 
+def soft_argmax(heatmaps: torch.Tensor, power: float = 4.0) -> torch.Tensor:
+    """Differentiable peak positions (…, 2) as (x, y): centroid of relu(heatmap)^power."""
+    *lead, h, w = heatmaps.shape
+    weights = heatmaps.clamp_min(0).pow(power).reshape(*lead, h * w)
+    weights = weights / weights.sum(-1, keepdim=True).clamp_min(1e-8)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=heatmaps.dtype), torch.arange(w, dtype=heatmaps.dtype),
+                            indexing="ij")
+    return torch.stack([(weights * xs.reshape(-1)).sum(-1), (weights * ys.reshape(-1)).sum(-1)], dim=-1)
+
+
+def bipartite_distance(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Imran et al.'s shape loss for vertebra corners (…, 4, 2) in TL, TR, BL, BR order:
+    mean |d - d_hat| over the edges joining the left corners (TL, BL) to the right ones (TR, BR)."""
+    left, right = [0, 2], [1, 3]
+    d_pred = (pred[..., left, None, :] - pred[..., None, right, :]).norm(dim=-1)
+    d_true = (truth[..., left, None, :] - truth[..., None, right, :]).norm(dim=-1)
+    return (d_pred - d_true).abs().mean()
+
+
 class Trainer:
     """Trains step 1, then step 2, then fits the shape models; checkpoints every epoch."""
 
@@ -212,8 +232,11 @@ class Trainer:
         for start in bar:
             idx = order[start:start + batch]
             flips = torch.from_numpy(self.rng.random(len(idx)) < 0.5)
-            inputs, target = batch_fn(idx, flips)
-            loss = _weighted_mse(net(inputs), target)
+            inputs, target, points = batch_fn(idx, flips)
+            heat = net(inputs)
+            loss = _weighted_mse(heat, target)
+            if points is not None and self.settings.shape_loss_weight > 0:
+                loss = loss + self.settings.shape_loss_weight * bipartite_distance(soft_argmax(heat), points)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -232,7 +255,7 @@ class Trainer:
         centres = data.corners[idx, flips.long()].mean(dim=2)
         k = c.centre_downsample
         target = gaussian_heatmaps((centres + 0.5) / k - 0.5, small.shape[-2:], c.centre_sigma)
-        return small, target.amax(dim=1, keepdim=True)
+        return small, target.amax(dim=1, keepdim=True), None
 
     def _corner_batch(self, idx, flips):
         c, data = self.config, self.data
@@ -251,7 +274,7 @@ class Trainer:
                              dim=-1) + half
         b, n = centres.shape[:2]
         target = gaussian_heatmaps(in_roi.reshape(b * n, 4, 2), (c.roi_size, c.roi_size), c.corner_sigma)
-        return rois.reshape(b * n, 1, c.roi_size, c.roi_size), target
+        return rois.reshape(b * n, 1, c.roi_size, c.roi_size), target, in_roi.reshape(b * n, 4, 2)
 
     def _fit_shape_models(self):
         """PCA shape models of the training spines (both flips), in the units the model uses."""
@@ -259,6 +282,9 @@ class Trainer:
         widths = self.data.widths.repeat_interleave(2)
         centres = gt.mean(dim=2)
         self.model.centre_shape.fit((centres / widths[:, None, None]).reshape(len(gt), -1))
+        size = torch.stack([widths, torch.full_like(widths, self.data.canvas.shape[-2])], dim=1)
+        normalised = centres / size[:, None, :]
+        self.model.centre_prior.copy_(torch.stack([normalised.mean(0), normalised.std(0)]))
         frames = (centres, *local_frames(centres))
         local = to_local(gt, *frames).reshape(-1, 8)
         self.model.corner_shape.fit(local)
