@@ -117,8 +117,8 @@ def aasce(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """A tiny untrained landmark model. Its U-Nets are random; only its PCA shape models are fitted
-    (to hand-built spines), so that the fallback shape is a spine rather than 17 points at (0, 0),
+    """A tiny untrained landmark model. Its U-Nets are random; only its PCA shape models and level
+    prior are fitted (to hand-built spines), so that the fallback shape is a spine rather than 17 points at (0, 0),
     which would end every run with "vertebra T1 is degenerate" before any file is written."""
     import torch
 
@@ -136,6 +136,8 @@ def model_dir(tmp_path_factory) -> Path:
     widths = torch.full((len(gt),), SIZE[0] * scale)
     centres = gt.mean(dim=2)
     model.centre_shape.fit((centres / widths[:, None, None]).reshape(len(gt), -1))
+    normalised = centres / torch.tensor([SIZE[0] * scale, config.working_height])
+    model.centre_prior.copy_(torch.stack([normalised.mean(0), normalised.std(0)]))
     model.corner_shape.fit(to_local(gt, centres, *local_frames(centres)).reshape(-1, 8))
     folder = tmp_path_factory.mktemp("model") / "tiny model"
     save_model(model, folder, {"trained": "test"})

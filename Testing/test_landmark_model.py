@@ -109,6 +109,8 @@ def test_loading_refuses_mismatched_or_missing_models(tmp_path):
     with pytest.raises(ModelError, match="no landmark model"):
         load_model(tmp_path)
     save_model(LandmarkModel(LandmarkConfig(**TINY)), tmp_path, {})
+    with pytest.raises(ModelError, match="no fitted shape models"):
+        load_model(tmp_path)
     (tmp_path / "config.json").write_text((tmp_path / "config.json").read_text().replace('"roi_size": 32', '"roi_size": 48'))
     with pytest.raises(ModelError, match="config mismatch"):
         load_model(tmp_path)
@@ -143,3 +145,20 @@ def test_bipartite_distance_is_zero_for_the_truth_and_sees_shape_errors():
     assert bipartite_distance(squeezed, truth).item() == pytest.approx(expected, rel=1e-5)
     heat = gaussian_heatmaps(torch.tensor([[[12.3, 7.6]]]), (24, 24), 1.5)
     torch.testing.assert_close(soft_argmax(heat), torch.tensor([[[12.3, 7.6]]]), atol=0.05, rtol=0)
+
+
+def test_levels_follow_the_spine_past_a_missed_vertebra_and_extra_peaks():
+    from spine_analysis.landmark_model.model import assign_levels
+
+    gaps = torch.tensor([30.0] * 8 + [38.0] * 8)                   # lumbar levels lie farther apart
+    ys = torch.cat([torch.tensor([40.0]), 40.0 + torch.cumsum(gaps, 0)])
+    expected = torch.stack([torch.full((17,), 150.0), ys], dim=1)
+    truth = expected + torch.tensor([12.0, 9.0])                     # this spine sits a bit lower
+    keep = [k for k in range(17) if k != 13]                         # L2 not detected
+    extra = torch.tensor([[160.0, 15.0], [150.0, 640.0]])            # C7 above, sacrum below
+    points = torch.cat([truth[keep], extra])
+    values = torch.cat([torch.full((16,), 0.9), torch.tensor([0.4, 0.4])])
+    spread = torch.linspace(8.0, 30.0, 17)
+    centres, matched = assign_levels(points, values, expected, spread)
+    assert matched.tolist() == [k != 13 for k in range(17)]
+    torch.testing.assert_close(centres[matched], truth[keep])

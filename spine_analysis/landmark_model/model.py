@@ -159,7 +159,7 @@ def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Te
     vals = values[order].double().numpy()
     exp = expected.double().numpy()
     steps = np.linalg.norm(np.diff(exp, axis=0), axis=1)
-    spacing = np.concatenate([steps[:1], (steps[1:] + steps[:-1]) / 2, steps[-1:]])
+    spacing = np.concatenate([steps[:1], (steps[1:] + steps[:-1]) / 2, steps[-1:]]).clip(min=1.0)
     m = len(pts)
     spread = spread_y.double().numpy().clip(min=1.0)
     unary = np.abs(pts[None, :, 1] - exp[:, None, 1]) / (2 * spread[:, None]) - vals[None, :]

@@ -67,7 +67,8 @@ def load_model(path=None) -> tuple[LandmarkModel, dict]:
                                for k, v in payload["state"].items()})
     except (KeyError, RuntimeError) as exc:
         raise ModelError(f"{weights_path} does not fit the network in {config_path}: {exc}") from None
-    if not (model.centre_shape.modes.abs().sum() > 0 and model.corner_shape.modes.abs().sum() > 0):
+    if not (model.centre_shape.modes.abs().sum() > 0 and model.corner_shape.modes.abs().sum() > 0
+            and model.centre_prior[1].abs().sum() > 0):
         raise ModelError(f"{weights_path} has no fitted shape models: its training did not finish")
     model.eval()
     return model, payload.get("metadata", {})
