@@ -22,9 +22,10 @@ MODE_HELP = ("aasce: the challenge organisers' rule (columns in angles.csv order
              "curves a clinician reports (0 where a region has no curve)")
 
 
-def _status(step: int, total: int, text: str):
-    """Progress on stderr as "[k/n] text" (the Slicer module reads these lines)."""
-    print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
+def _status(args, step: int, total: int, text: str):
+    """With --progress, progress on stderr as "[k/n] text" (the Slicer module reads these)."""
+    if getattr(args, "progress", False):
+        print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
 
 
 def _clinical_row(result) -> list[float]:
@@ -95,7 +96,7 @@ def _cmd_cobb(args) -> int:
     check_outputs(out_dir, protect)
     total = 4
     started = time.perf_counter()
-    _status(1, total, "reading the radiograph")
+    _status(args, 1, total, "reading the radiograph")
     if args.image:
         xray = read_xray(args.image)
         pixels, source, spacing, note = xray.pixels, args.image, xray.spacing_mm, None
@@ -107,18 +108,18 @@ def _cmd_cobb(args) -> int:
         source, spacing = "synthetic-example.png", None
         note = ("SYNTHETIC CHECK: no image was given, so this ran on a radiograph the project "
                 "draws itself (" + description + ") - not a patient")
-    _status(2, total, "loading the landmark model")
+    _status(args, 2, total, "loading the landmark model")
     loaded = time.perf_counter()
     detector = _detector(args.weights)
     load_s = time.perf_counter() - loaded
-    _status(3, total, "detecting 68 vertebral corners")
+    _status(args, 3, total, "detecting 68 vertebral corners")
     detection = detector.detect(pixels)
     height, width = pixels.shape
     result = analyse(detection.landmarks, height, not args.image_right_is_patient_right)
     report = make_report(result, source, (width, height), model=detector.version,
                          timings_s={"model_load": load_s, "detection": detection.seconds},
                          note=note, spacing_mm=spacing)
-    _status(4, total, f"writing outputs to {out_dir}")
+    _status(args, 4, total, f"writing outputs to {out_dir}")
     report.timings_s["total"] = time.perf_counter() - started
     write_report_files(out_dir, pixels, report, protect=protect)
     if args.json:
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="PATH", help="model folder (default: $SPINE_ANALYSIS_LANDMARK_WEIGHTS, "
                                                      "else the model shipped in the package)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--progress", action="store_true", help='print "[k/n] step" progress lines on stderr')
     p.add_argument("--image-right-is-patient-right", action="store_true",
                    help="the image shows the patient's right on the image's right (e.g. a PA view); "
                         "by default the patient's right is on the image's left, as on a standard AP view")

@@ -103,7 +103,8 @@ class LandmarkDetection:
         pythonSlicer = shutil.which("PythonSlicer")
         if not pythonSlicer:
             raise RuntimeError("The PythonSlicer executable was not found; it is needed to run the landmark model.")
-        command = [pythonSlicer, "-m", "spine_analysis", "cobb", inputPath, "--out-dir", outputDir, "--json"]
+        command = [pythonSlicer, "-m", "spine_analysis", "cobb", inputPath, "--out-dir", outputDir, "--json",
+                   "--progress"]
         if self.weightsPath:
             command += ["--weights", self.weightsPath]
         return command
