@@ -147,18 +147,28 @@ def test_bipartite_distance_is_zero_for_the_truth_and_sees_shape_errors():
     torch.testing.assert_close(soft_argmax(heat), torch.tensor([[[12.3, 7.6]]]), atol=0.05, rtol=0)
 
 
-def test_levels_follow_the_spine_past_a_missed_vertebra_and_extra_peaks():
+def test_levels_follow_the_spine_past_extra_peaks():
     from spine_analysis.landmark_model.model import assign_levels
 
     gaps = torch.tensor([30.0] * 8 + [38.0] * 8)                   # lumbar levels lie farther apart
     ys = torch.cat([torch.tensor([40.0]), 40.0 + torch.cumsum(gaps, 0)])
     expected = torch.stack([torch.full((17,), 150.0), ys], dim=1)
-    truth = expected + torch.tensor([12.0, 9.0])                     # this spine sits a bit lower
-    keep = [k for k in range(17) if k != 13]                         # L2 not detected
-    extra = torch.tensor([[160.0, 15.0], [150.0, 640.0]])            # C7 above, sacrum below
-    points = torch.cat([truth[keep], extra])
-    values = torch.cat([torch.full((16,), 0.9), torch.tensor([0.4, 0.4])])
-    spread = torch.linspace(8.0, 30.0, 17)
-    centres, matched = assign_levels(points, values, expected, spread)
-    assert matched.tolist() == [k != 13 for k in range(17)]
-    torch.testing.assert_close(centres[matched], truth[keep])
+    truth = (expected - expected[0]) * 1.1 + torch.tensor([162.0, 52.0])   # a larger spine, lower
+    extra = torch.tensor([[160.0, 20.0],                             # C7 above T1
+                          [185.0, 230.0],                            # a rib crossing, beside T7
+                          [150.0, 720.0]])                           # the pelvis, far below
+    points = torch.cat([truth, extra])
+    values = torch.cat([torch.full((17,), 0.8), torch.tensor([0.4, 0.3, 0.4])])
+    centres, matched = assign_levels(points, values, expected)
+    assert matched.all()
+    torch.testing.assert_close(centres, truth)
+
+
+def test_a_missing_vertebra_is_left_to_the_shape_model():
+    from spine_analysis.landmark_model.model import assign_levels
+
+    expected = torch.stack([torch.full((17,), 150.0), 40.0 + 32.0 * torch.arange(17.0)], dim=1)
+    keep = [k for k in range(17) if k != 8]
+    centres, matched = assign_levels(expected[keep] + 3.0, torch.full((16,), 0.8), expected)
+    assert matched.tolist() == [k != 8 for k in range(17)]
+    torch.testing.assert_close(centres[matched], expected[keep] + 3.0)

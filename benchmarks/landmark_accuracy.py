@@ -21,6 +21,7 @@ from spine_analysis.cobb import aasce_angles
 from spine_analysis.evaluation import evaluate_angles, smape
 from spine_analysis.io import read_aasce_folder, read_xray
 from spine_analysis.landmark_model.detector import LandmarkDetector
+from spine_analysis.landmark_model.train import plausible_labels
 from spine_analysis.landmark_model.weights_io import resolve_weights
 
 DEFAULT_AASCE = Path(__file__).resolve().parents[2] / "shared/datasets/aasce16/train"
@@ -52,14 +53,20 @@ def main() -> int:
         pred_angles.append(aasce_angles(detection.landmarks, height))
         pred_rows.append(detection.landmarks.to_aasce_row(width, height))
         seconds.append(detection.seconds)
-    truth = folder.angles[indices]
-    result = evaluate_angles(np.array(pred_angles), truth, np.array(pred_rows), folder.landmarks[indices])
-    per_image = [smape(p[None], t[None]) for p, t in zip(pred_angles, truth)]
     print(f"model: {model_dir} ({detector.version})")
     print(f"scored: {scope}")
-    print("\n".join(result.lines()))
-    print(f"median per-image SMAPE: {statistics.median(per_image):.2f} %")
-    print(f"median detection time: {statistics.median(seconds):.3f} s per radiograph")
+    good, glitched = plausible_labels(args.aasce, indices)
+    for title, chosen in ((f"all {len(indices)} images", indices),
+                          (f"{len(good)} images whose labels are anatomically plausible "
+                           f"({len(glitched)} have vertebrae out of order or crossed corners in the labels)", good)):
+        rows = [indices.index(i) for i in chosen]
+        pred, truth = np.array(pred_angles)[rows], folder.angles[chosen]
+        result = evaluate_angles(pred, truth, np.array(pred_rows)[rows], folder.landmarks[chosen])
+        per_image = [smape(p[None], t[None]) for p, t in zip(pred, truth)]
+        print(f"\n== {title}")
+        print("\n".join(result.lines()))
+        print(f"median per-image SMAPE: {statistics.median(per_image):.2f} %")
+    print(f"\nmedian detection time: {statistics.median(seconds):.3f} s per radiograph")
     return 0
 
 

@@ -9,9 +9,7 @@ import torch
 
 from ..landmarks import SpineLandmarks
 from .model import LandmarkModel
-from .patches import mirror_points
 from .preprocess import to_working_image, working_scale
-from .train import FLIP_CORNERS
 from .weights_io import load_model, resolve_weights
 
 
@@ -24,8 +22,7 @@ class Detection:
 class LandmarkDetector:
     """A loaded model; ``detect`` maps a 2D radiograph (bright bone) to 68 corner landmarks.
 
-    The image and its mirror image are both run and the results averaged: the model was
-    trained with flips, so this lowers the variance at little cost.
+    Corners are averaged over the image and its mirror image (see ``LandmarkModel.predict``).
     """
 
     def __init__(self, model: LandmarkModel, metadata: dict, source: str):
@@ -45,10 +42,6 @@ class LandmarkDetector:
         started = time.perf_counter()
         height = self.model.config.working_height
         work = torch.from_numpy(to_working_image(pixels, height))
-        images = work[None, None].expand(2, 1, -1, -1)
-        widths = torch.full((2,), float(work.shape[1]))
-        corners = self.model.predict(images, widths, torch.tensor([False, True]))
-        unflipped = mirror_points(corners[1:], widths[1:])[:, :, FLIP_CORNERS]
-        mean = (corners[0] + unflipped[0]) / 2
-        points = mean.numpy().astype(float) / working_scale(pixels.shape, height)
+        corners = self.model.predict(work[None, None])
+        points = corners.numpy().astype(float) / working_scale(pixels.shape, height)
         return Detection(SpineLandmarks(points), time.perf_counter() - started)

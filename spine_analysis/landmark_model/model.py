@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from torch import nn
 
-from .patches import mirror_points, sample_patches
+from .patches import FLIP_CORNERS, mirror_points, sample_patches
 
 LOCAL_UNIT = 100.0
 
@@ -133,21 +133,31 @@ def heatmap_peaks(heatmap: torch.Tensor, threshold: float, min_distance: int = 2
 #: Level-assignment costs (in units of one expected vertebra spacing, or per event).
 MISSING_LEVEL_COST = 1.5
 SKIPPED_PEAK_COST = 1.0          # times the skipped peak's value
+GEOMETRY_WEIGHT = 0.5          # per spacing of mismatch between a step and the expected one
 MAX_LEVEL_GAP = 3
 MAX_PEAK_GAP = 4
 
 
-def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Tensor,
-                  spread_y: torch.Tensor):
+def _step_scale(pts: np.ndarray, exp: np.ndarray) -> float | None:
+    """How much larger this spine's vertebra steps are than the mean spine's (median steps)."""
+    if len(pts) < 4:
+        return None
+    observed = np.median(np.diff(np.sort(pts[:, 1])))
+    expected = np.median(np.diff(exp[:, 1]))
+    return float(np.clip(observed / expected, 0.7, 1.4)) if expected > 0 and observed > 0 else None
+
+
+def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Tensor):
     """Give detected centre peaks their levels: (n, 2) centres and an (n,) matched mask.
 
-    ``expected`` (n, 2) is the mean training spine in this image's pixels and ``spread_y``
-    (n,) the training spread of each level's height in the image, in pixels: together they
-    say where each level tends to lie (T1 tightly, L5 loosely) and what steps to expect.
-    Peaks are visited top to bottom; a dynamic programme picks the chain of peaks whose
-    steps best match the expected steps, paying for every level it leaves unmatched and for
-    every confident peak it skips (ribs, C7, sacrum). Unmatched levels are left to the shape
-    model.
+    ``expected`` (n, 2) is the mean training spine in this image's pixels: it says what step
+    to expect from each level to the next (larger in the lumbar spine). Peaks are visited top
+    to bottom; a dynamic programme picks the chain of peaks whose steps best match the
+    expected steps (after matching the spine's size), rewarding each peak's heatmap value,
+    and paying for every level it leaves unmatched and for every peak it skips (ribs, C7,
+    sacrum: the detector gives them lower values). Unmatched levels are left to the shape
+    model. An absolute position prior (where T1 usually lies) was tried and made the
+    assignment worse on training images, so there is none.
     """
     n = len(expected)
     matched = torch.zeros(n, dtype=torch.bool)
@@ -158,14 +168,18 @@ def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Te
     pts = points[order].double().numpy()
     vals = values[order].double().numpy()
     exp = expected.double().numpy()
+    if m_scale := _step_scale(pts, exp):
+        # Spines differ in size: compare steps after matching the typical step of the peaks.
+        exp = exp[:1] + (exp - exp[:1]) * m_scale
     steps = np.linalg.norm(np.diff(exp, axis=0), axis=1)
     spacing = np.concatenate([steps[:1], (steps[1:] + steps[:-1]) / 2, steps[-1:]]).clip(min=1.0)
     m = len(pts)
-    spread = spread_y.double().numpy().clip(min=1.0)
-    unary = np.abs(pts[None, :, 1] - exp[:, None, 1]) / (2 * spread[:, None]) - vals[None, :]
-    cost = unary + MISSING_LEVEL_COST * np.arange(n)[:, None]
-    back = {}
+    unary = np.broadcast_to(-vals[None, :], (n, m))
     skipped_sum = np.concatenate([[0.0], np.cumsum(vals)])
+    # A chain may start at any level and peak: the levels above it are missing, the peaks
+    # above it skipped, and both are paid for, as are those below its end.
+    cost = unary + MISSING_LEVEL_COST * np.arange(n)[:, None] + SKIPPED_PEAK_COST * skipped_sum[None, :m]
+    back = {}
     for k in range(1, n):
         for j in range(1, m):
             best, arg = cost[k, j], None
@@ -174,7 +188,7 @@ def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Te
                 for dj in range(1, min(MAX_PEAK_GAP, j) + 1):
                     got = pts[j] - pts[j - dj]
                     total = (cost[k - dk, j - dj]
-                             + (abs(got[1] - want[1]) + 0.3 * abs(got[0] - want[0])) / spacing[k]
+                             + GEOMETRY_WEIGHT * (abs(got[1] - want[1]) + 0.3 * abs(got[0] - want[0])) / spacing[k]
                              + MISSING_LEVEL_COST * (dk - 1)
                              + SKIPPED_PEAK_COST * (skipped_sum[j] - skipped_sum[j - dj + 1])
                              + unary[k, j])
@@ -183,7 +197,8 @@ def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Te
             if arg is not None:
                 cost[k, j] = best
                 back[(k, j)] = arg
-    final = cost + MISSING_LEVEL_COST * (n - 1 - np.arange(n))[:, None]
+    final = (cost + MISSING_LEVEL_COST * (n - 1 - np.arange(n))[:, None]
+             + SKIPPED_PEAK_COST * (skipped_sum[-1] - skipped_sum[None, 1:]))
     k, j = np.unravel_index(int(np.argmin(final)), final.shape)
     while True:
         centres[k] = torch.from_numpy(pts[j]).to(centres.dtype)
@@ -282,7 +297,8 @@ class LandmarkModel(nn.Module):
         self.centre_net = _unet(1, c.centre_features)
         self.corner_net = _unet(4, c.corner_features)
         self.centre_shape = ShapeModel(2 * c.n_vertebrae, c.centre_modes)
-        # Where each level lies in the image: mean and spread of (x / width, y / height).
+        # Where each level lies in the image: mean and spread of (x / width, y / height)
+        # over the training spines; the mean gives the expected steps between levels.
         self.register_buffer("centre_prior", torch.zeros(2, c.n_vertebrae, 2))
         self.corner_shape = ShapeModel(8, c.corner_modes)
 
@@ -303,12 +319,11 @@ class LandmarkModel(nn.Module):
         k = c.centre_downsample
         heat = self.centre_heatmap(images)
         size = torch.stack([widths.to(images.dtype), torch.full_like(widths, images.shape[-2], dtype=images.dtype)], 1)
-        mean, spread = self.centre_prior
+        mean = self.centre_prior[0]
         centres, confidence = [], []
         for b in range(len(images)):
             points, values = heatmap_peaks(heat[b], c.peak_threshold)
-            found, matched = assign_levels((points + 0.5) * k - 0.5, values, mean * size[b],
-                                           spread[:, 1] * size[b, 1])
+            found, matched = assign_levels((points + 0.5) * k - 0.5, values, mean * size[b])
             centres.append(found)
             level_values = torch.zeros(len(found))
             if matched.any():
@@ -386,11 +401,21 @@ class LandmarkModel(nn.Module):
         return from_local(fixed.reshape(b, n, 4, 2), *frames)
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, widths: torch.Tensor, flipped: torch.Tensor):
-        """Corners (B, n, 4, 2) in working pixels of sample space (mirrored if ``flipped``)."""
-        view = torch.where(flipped[:, None, None, None], _mirror_images(images, widths), images)
-        centres, _ = self.find_centres(view, widths)
-        return self.find_corners(images, centres, flipped, widths)
+    def predict(self, image: torch.Tensor) -> torch.Tensor:
+        """Corners (n, 4, 2) in working pixels of one working image (1, 1, H, W).
+
+        The centres are found once; the corners are found on the image and on its mirror
+        image around the same (mirrored) centres and averaged, which halves their variance
+        without letting the two views disagree about the levels.
+        """
+        width = torch.tensor([float(image.shape[-1])])
+        centres, _ = self.find_centres(image, width)
+        images = image.expand(2, -1, -1, -1)
+        widths = width.expand(2)
+        both = torch.cat([centres, mirror_points(centres, width)])
+        corners = self.find_corners(images, both, torch.tensor([False, True]), widths)
+        unflipped = mirror_points(corners[1:], width)[:, :, FLIP_CORNERS]
+        return (corners[0] + unflipped[0]) / 2
 
 
 def _pad16(x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,10 @@ import torch
 import torch.nn.functional as F
 
 
+#: Corner order after a horizontal flip: left and right swap (TL, TR, BL, BR -> TR, TL, BR, BL).
+FLIP_CORNERS = [1, 0, 3, 2]
+
+
 def mirror_points(points: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
     """Mirror x about each image's vertical mid-line: x -> width - 1 - x.
 

@@ -24,11 +24,8 @@ from ..io import atomic_output, read_aasce_folder, read_xray
 from ..quality import quality_flags
 from .model import (LandmarkConfig, LandmarkModel, _mirror_images, _pad16, gaussian_heatmaps,
                     local_frames, to_local)
-from .patches import mirror_points
+from .patches import FLIP_CORNERS, mirror_points
 from .preprocess import to_working_image, working_scale
-
-#: Corner order after a horizontal flip: left and right swap.
-FLIP_CORNERS = [1, 0, 3, 2]
 
 
 @dataclass
