@@ -196,6 +196,8 @@ class CobbResult:
             "overall_severity": self.overall_severity,
             "aasce_angles_deg": (dict(zip(AASCE_NAMES, np.round(self.aasce_angles, 3).tolist()))
                                  if self.aasce_angles is not None else None),
+            "aasce_angles_note": ("the AASCE organisers' rule, in their angles.csv column order and names; "
+                                  "their tool writes the largest angle first"),
             "convexity_convention": CONVENTION,
             "patient_right_on_image_left": self.patient_right_on_image_left,
             "end_vertebra_rule": END_VERTEBRA_RULE,

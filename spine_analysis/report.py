@@ -66,8 +66,8 @@ class CobbReport:
             lines.append(f"  {c.name:<7} {c.angle_deg:5.1f}°  {c.upper_end}–{c.lower_end}, apex {c.apex}, "
                          f"convex to the patient's {c.convexity}, {c.severity}")
         if self.result.aasce_angles is not None:
-            lines.append("  AASCE angles: " + ", ".join(
-                f"{n} {a:.1f}°" for n, a in zip(AASCE_NAMES, self.result.aasce_angles)))
+            lines.append("  AASCE challenge angles (angles.csv columns: the largest first): " + ", ".join(
+                f"{a:.1f}°" for a in self.result.aasce_angles))
         for f in self.flags:
             lines.append(f"  check: {f.message}")
         return "\n".join(lines)
