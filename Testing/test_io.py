@@ -398,3 +398,17 @@ def test_real_aasce_training_folder():
     assert read_xray(folder.image_path(0)).pixels.shape == (height, width)
     points = folder.landmarks_px(0).flat
     assert points.min() >= 0 and np.all(points.max(axis=0) <= (width, height))
+
+
+CT_DIR = Path(os.environ.get("SPINE_CT_DIR", Path(__file__).resolve().parents[2] / "shared/datasets/ct-spine"))
+
+
+@pytest.mark.skipif(not (CT_DIR / "totalseg-dicom-series").is_dir(),
+                    reason=f"real CT data not found at {CT_DIR} (set SPINE_CT_DIR)")
+def test_real_ct_dicom_series_and_nifti_keep_their_geometry():
+    series = read_ct(CT_DIR / "totalseg-dicom-series")
+    assert series.GetSize()[2] == 20
+    assert series.GetSpacing()[0] == pytest.approx(0.98, abs=0.01)
+    assert series.GetSpacing()[2] == pytest.approx(2.0, abs=0.01)
+    nifti = read_ct(CT_DIR / "totalseg-abdomen" / "example_ct.nii.gz")
+    assert nifti.GetSpacing() == pytest.approx((3.0, 3.0, 3.0), abs=0.01)

@@ -1,5 +1,6 @@
 """Anatomical plausibility checks on detected landmarks (priors after Yang's anatomy-aware
-HRNet notes): top-to-bottom order, spacing between neighbours, and corner geometry.
+HRNet notes): top-to-bottom order, spacing and alignment of neighbours, how much neighbours'
+tilts differ, and corner geometry.
 
 A flag does not change the measurement; it tells the reader where to look before trusting it.
 """
@@ -17,11 +18,14 @@ SPACING_RANGE = (0.4, 2.0)
 ALIGNMENT_LIMIT = 0.5
 #: A vertebra smaller than this share of the median vertebra area is degenerate.
 MIN_AREA_SHARE = 0.25
+#: Neighbouring vertebrae whose tilts differ by more than this (degrees) are implausible:
+#: even severe curves turn a few degrees per level.
+MAX_NEIGHBOUR_TILT_DEG = 25.0
 
 
 @dataclass(frozen=True)
 class QualityFlag:
-    code: str          # order | spacing | alignment | crossed | degenerate
+    code: str          # order | spacing | alignment | tilt | crossed | degenerate
     levels: tuple[str, ...]
     message: str
 
@@ -51,6 +55,14 @@ def quality_flags(landmarks: SpineLandmarks) -> list[QualityFlag]:
         if local and off / local > ALIGNMENT_LIMIT:
             flags.append(QualityFlag("alignment", (levels[i],),
                                      f"{levels[i]} lies {off / local:.2f} spacings off its neighbours' line"))
+    left = (pts[:, 0] + pts[:, 2]) / 2
+    right = (pts[:, 1] + pts[:, 3]) / 2
+    tilt = np.degrees(np.arctan2(right[:, 1] - left[:, 1], right[:, 0] - left[:, 0]))
+    for i in range(len(pts) - 1):
+        turn = abs((tilt[i + 1] - tilt[i] + 180) % 360 - 180)
+        if turn > MAX_NEIGHBOUR_TILT_DEG:
+            flags.append(QualityFlag("tilt", (levels[i], levels[i + 1]),
+                                     f"{levels[i]} and {levels[i + 1]} differ in tilt by {turn:.0f}°"))
     areas = np.array([quad_area(q) for q in pts])
     median_area = float(np.median(np.abs(areas)))
     for i, quad in enumerate(pts):

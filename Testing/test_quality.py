@@ -1,0 +1,59 @@
+"""Quality flags on hand-built spines with one planted implausibility each."""
+import numpy as np
+import pytest
+
+from spine_analysis.landmarks import SpineLandmarks
+from spine_analysis.quality import quality_flags
+from spine_analysis.synthetic import build_spine, scoliotic_tilts
+
+SIZE = (900, 2300)
+
+
+@pytest.fixture
+def spine() -> np.ndarray:
+    return build_spine(scoliotic_tilts([(4, 11, 45.0), (11, 16, -30.0)]), image_size=SIZE).points.copy()
+
+
+def codes(points, level=None):
+    flags = quality_flags(SpineLandmarks(points))
+    return {f.code for f in flags if level is None or level in f.levels}
+
+
+def rotate(quad: np.ndarray, degrees: float) -> np.ndarray:
+    a = np.radians(degrees)
+    r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    centre = quad.mean(axis=0)
+    return (quad - centre) @ r.T + centre
+
+
+def test_a_plausible_scoliotic_spine_has_no_flags(spine):
+    assert quality_flags(SpineLandmarks(spine)) == []
+
+
+def test_vertebrae_out_of_order(spine):
+    spine[[6, 7]] = spine[[7, 6]]
+    assert "order" in codes(spine, "T7")
+
+
+def test_implausible_spacing(spine):
+    spine[12:] += np.array([0.0, 300.0])           # a gap of several vertebrae below T12
+    assert "spacing" in codes(spine, "T12")
+
+
+def test_vertebra_off_the_column(spine):
+    spine[8] += np.array([120.0, 0.0])
+    assert "alignment" in codes(spine, "T9")
+
+
+def test_vertebra_turned_against_its_neighbours(spine):
+    spine[0] = rotate(spine[0], 45.0)
+    assert "tilt" in codes(spine, "T1")
+
+
+def test_crossed_and_degenerate_corners(spine):
+    crossed = spine.copy()
+    crossed[3] = crossed[3][[1, 0, 3, 2]]           # left and right corners swapped
+    assert "crossed" in codes(crossed, "T4")
+    small = spine.copy()
+    small[10] = small[10].mean(axis=0) + (small[10] - small[10].mean(axis=0)) * 0.3
+    assert "degenerate" in codes(small, "T11")
