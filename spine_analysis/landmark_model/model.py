@@ -415,7 +415,34 @@ class LandmarkModel(nn.Module):
         both = torch.cat([centres, mirror_points(centres, width)])
         corners = self.find_corners(images, both, torch.tensor([False, True]), widths)
         unflipped = mirror_points(corners[1:], width)[:, :, FLIP_CORNERS]
-        return (corners[0] + unflipped[0]) / 2
+        return self.straighten_turned_vertebrae((corners[0] + unflipped[0]) / 2, width)
+
+    def straighten_turned_vertebrae(self, corners: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+        """Anatomy-aided correction: a vertebra turned against both its neighbours by more
+        than the quality limit (corners that slid onto a rib or the image edge) is replaced by
+        the mean vertebra shape, centred where the spine's shape model puts it given the other
+        vertebrae, in the local frame of the spine there."""
+        from ..quality import MAX_NEIGHBOUR_TILT_DEG
+
+        mid = (corners[:, [1, 3]].mean(dim=1) - corners[:, [0, 2]].mean(dim=1))
+        tilt = torch.rad2deg(torch.atan2(mid[:, 1], mid[:, 0]))
+        n = len(corners)
+        turned = []
+        for k in range(n):
+            neighbours = [j for j in (k - 1, k + 1) if 0 <= j < n]
+            diffs = [abs(float((tilt[k] - tilt[j] + 180) % 360 - 180)) for j in neighbours]
+            if min(diffs) > MAX_NEIGHBOUR_TILT_DEG:
+                turned.append(k)
+        if not turned:
+            return corners
+        trusted = torch.ones(1, n)
+        trusted[0, turned] = 0
+        centres = self.constrain_centres(corners.mean(dim=1)[None], trusted, width)
+        template = self.corner_shape.mean.reshape(1, 1, 4, 2).expand(1, n, 4, 2)
+        fallback = from_local(template, centres, *local_frames(centres))[0]
+        fixed = corners.clone()
+        fixed[turned] = fallback[turned]
+        return fixed
 
 
 def _pad16(x: torch.Tensor) -> torch.Tensor:
