@@ -45,7 +45,7 @@ def main() -> int:
         indices = list(range(len(folder)))
         scope = f"all {len(indices)} images of {args.aasce} (no held-out list: these may be training images)"
     detector = LandmarkDetector.load(args.model)
-    pred_angles, pred_rows, seconds = [], [], []
+    pred_angles, pred_rows, seconds, level_error, corner_error = [], [], [], [], []
     for i in indices:
         pixels = read_xray(folder.image_path(i)).pixels
         detection = detector.detect(pixels)
@@ -53,6 +53,10 @@ def main() -> int:
         pred_angles.append(aasce_angles(detection.landmarks, height))
         pred_rows.append(detection.landmarks.to_aasce_row(width, height))
         seconds.append(detection.seconds)
+        truth = folder.landmarks_px(i)
+        spacing = np.median(np.linalg.norm(np.diff(truth.centres, axis=0), axis=1))
+        level_error.append(np.median(np.linalg.norm(detection.landmarks.centres - truth.centres, axis=1)) / spacing)
+        corner_error.append(np.median(np.linalg.norm(detection.landmarks.points - truth.points, axis=2)) / spacing)
     print(f"model: {model_dir} ({detector.version})")
     print(f"scored: {scope}")
     good, glitched = plausible_labels(args.aasce, indices)
@@ -66,7 +70,13 @@ def main() -> int:
         print(f"\n== {title}")
         print("\n".join(result.lines()))
         print(f"median per-image SMAPE: {statistics.median(per_image):.2f} %")
-    print(f"\nmedian detection time: {statistics.median(seconds):.3f} s per radiograph")
+    right = np.array(level_error) < 0.3
+    per_image = np.array([smape(np.array(p)[None], t[None]) for p, t in zip(pred_angles, folder.angles[indices])])
+    print(f"\nlevels right (median centre error < 0.3 spacing): {right.sum()} of {len(right)} images, "
+          f"SMAPE {per_image[right].mean():.2f} %; shifted: SMAPE {per_image[~right].mean():.2f} %" if (~right).any()
+          else f"\nlevels right in all {len(right)} images")
+    print(f"median corner error where the levels are right: {np.median(np.array(corner_error)[right]):.3f} spacings")
+    print(f"median detection time: {statistics.median(seconds):.3f} s per radiograph")
     return 0
 
 
