@@ -29,10 +29,19 @@ def pixel(rgb, point):
 
 def test_overlay_is_rgb_of_the_image_size(case):
     image, spine, lines = case
-    rgb = draw_overlay(image, spine, lines, title="Cobb")
+    rgb = draw_overlay(image, spine, lines)
     assert rgb.shape == (SIZE[1], SIZE[0], 3) and rgb.dtype == np.uint8
     far = rgb[SIZE[1] - 5, 5]
     assert far[0] == far[1] == far[2]   # away from the drawing the radiograph stays grey
+
+
+def test_title_goes_in_a_banner_above_the_picture(case):
+    image, spine, lines = case
+    bare = draw_overlay(image, spine, lines)
+    titled = draw_overlay(image, spine, lines, title="A long title " * 12)
+    banner = titled.shape[0] - SIZE[1]
+    assert banner > 0 and titled.shape[1:] == (SIZE[0], 3)
+    np.testing.assert_array_equal(titled[banner:], bare)   # nothing of the picture is covered
 
 
 def test_landmarks_are_marked_in_colour(case):

@@ -62,7 +62,8 @@ def _label(draw: ImageDraw.ImageDraw, xy, text: str, font, colour, anchor: str, 
 def draw_overlay(image: np.ndarray, landmarks: SpineLandmarks,
                  endplate_lines: list[tuple[tuple[float, float], tuple[float, float], str]],
                  title: str | None = None) -> np.ndarray:
-    """The radiograph in grey with the measurement drawn on it: uint8 RGB, (rows, cols, 3).
+    """The radiograph in grey with the measurement drawn on it: uint8 RGB, (rows, cols, 3),
+    with ``title`` (if any) in a banner added above the picture.
 
     ``endplate_lines`` holds ``((x0, y0), (x1, y1), label)`` endplate segments in pixels. Lines
     sharing a label belong to one curve: they get one colour and the label (say ``"MT 34.8°"``)
@@ -107,15 +108,27 @@ def draw_overlay(image: np.ndarray, landmarks: SpineLandmarks,
 
     taken: list[tuple[float, float, float, float]] = []
     gap = 4 * line_width
-    if title:
-        _label(draw, (gap, gap), _wrap(draw, title, label_font, cols - 4 * gap), label_font, (255, 255, 255), "la",
-               taken, stroke)
     for label, left, right in label_spots:   # after the line's right end, else before its left end
         if right[0] + gap + draw.textlength(label, font=label_font) < cols:
             _label(draw, (right[0] + gap, right[1]), label, label_font, colours[label], "lm", taken, stroke)
         else:
             _label(draw, (left[0] - gap, left[1]), label, label_font, colours[label], "rm", taken, stroke)
+    if title:
+        canvas = _with_banner(canvas, title, label_font, gap)
     return np.asarray(canvas)
+
+
+def _with_banner(canvas: Image.Image, title: str, font, gap: int) -> Image.Image:
+    """The picture under a black banner holding ``title``, so the text never hides the top vertebrae."""
+    measure = ImageDraw.Draw(canvas)
+    text = _wrap(measure, title, font, canvas.width - 2 * gap)
+    left, top, right, bottom = measure.multiline_textbbox((0, 0), text, font=font)
+    banner = Image.new("RGB", (canvas.width, bottom + 2 * gap), (0, 0, 0))
+    ImageDraw.Draw(banner).multiline_text((gap, gap), text, font=font, fill=(255, 255, 255))
+    out = Image.new("RGB", (canvas.width, banner.height + canvas.height))
+    out.paste(banner, (0, 0))
+    out.paste(canvas, (0, banner.height))
+    return out
 
 
 def save_png(rgb: np.ndarray, path: str | os.PathLike) -> Path:
