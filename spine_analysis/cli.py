@@ -127,9 +127,7 @@ def _cmd_cobb(args) -> int:
     else:
         print(report.summary())
         if truth is not None:
-            from .cobb import analyse as truth_analyse
-
-            expected = truth_analyse(truth, height)
+            expected = analyse(truth, height)
             print("  expected (drawn): " + ", ".join(
                 f"{c.name} {c.angle_deg:.1f}° {c.upper_end}–{c.lower_end}" for c in expected.curves))
         print(f"outputs: {out_dir}/ (report.json, report.csv, landmarks.csv, landmarks.json, overlay.png)")
@@ -166,14 +164,14 @@ def _cmd_predict(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .evaluation import evaluate_angles
-    from .io import read_aasce_folder
+    from .io import read_aasce_folder, read_numeric_csv
 
     truth = read_aasce_folder(args.aasce)
     if truth.angles is None:
         raise SpineAnalysisError(f"{args.aasce} has no angles.csv to evaluate against")
     pred_dir = Path(args.pred)
-    pred_angles = _read_rows(pred_dir / "angles.csv", 3)
-    pred_rows = _read_rows(pred_dir / "landmarks.csv", 136) if (pred_dir / "landmarks.csv").exists() else None
+    pred_angles = read_numeric_csv(pred_dir / "angles.csv", 3)
+    pred_rows = read_numeric_csv(pred_dir / "landmarks.csv", 136) if (pred_dir / "landmarks.csv").exists() else None
     for name, values in (("angles.csv", pred_angles), ("landmarks.csv", pred_rows)):
         if values is not None and len(values) != len(truth.filenames):
             raise SpineAnalysisError(f"{pred_dir / name} has {len(values)} rows but "
@@ -185,16 +183,6 @@ def _cmd_evaluate(args) -> int:
     else:
         print("\n".join(result.lines()))
     return 0
-
-
-def _read_rows(path: Path, columns: int) -> np.ndarray:
-    try:
-        values = np.loadtxt(path, delimiter=",", ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise SpineAnalysisError(f"cannot read {path}: {exc}") from None
-    if values.shape[1] != columns:
-        raise SpineAnalysisError(f"{path} has {values.shape[1]} columns, expected {columns}")
-    return values
 
 
 def _cmd_train_landmarks(args) -> int:

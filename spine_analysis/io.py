@@ -334,7 +334,11 @@ def read_landmarks(path) -> SpineLandmarks:
 
 # --------------------------------------------------------------------------- AASCE folders
 
-def _read_numeric_csv(path: Path, columns: int) -> np.ndarray:
+def read_numeric_csv(path, columns: int) -> np.ndarray:
+    """A headerless comma-separated table of numbers with ``columns`` values per row."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"cannot read {path}: file not found")
     try:
         values = np.loadtxt(path, delimiter=",", ndmin=2, dtype=float)
     except ValueError as exc:
@@ -342,7 +346,7 @@ def _read_numeric_csv(path: Path, columns: int) -> np.ndarray:
     if values.size == 0:
         values = values.reshape(0, columns)
     if values.shape[1] != columns:
-        raise ImageReadError(f"{path} has {values.shape[1]} columns per row; {columns} are expected")
+        raise ImageReadError(f"{path} has {values.shape[1]} columns, expected {columns}")
     return values
 
 
@@ -400,7 +404,7 @@ def read_aasce_folder(folder) -> AasceFolder:
     labels = {}
     for name, columns in (("landmarks", AASCE_COLUMNS), ("angles", AASCE_ANGLE_COLUMNS)):
         file = root / f"{name}.csv"
-        labels[name] = _read_numeric_csv(file, columns) if file.is_file() else None
+        labels[name] = read_numeric_csv(file, columns) if file.is_file() else None
         if labels[name] is not None and len(labels[name]) != len(filenames):
             raise ImageReadError(
                 f"{file} has {len(labels[name])} rows but filenames.csv lists {len(filenames)} images")
