@@ -197,9 +197,10 @@ class Trainer:
     def run(self) -> LandmarkModel:
         st = self.settings
         resume = self._resume()
-        phases = [("centre", self.model.centre_net, st.centre_epochs, self._centre_batch),
-                  ("corner", self.model.corner_net, st.corner_epochs, self._corner_batch)]
-        for phase, (name, net, epochs, batch_fn) in enumerate(phases):
+        phases = [("centre", self.model.centre_net, st.centre_epochs, self._centre_batch, st.centre_batch),
+                  ("corner", self.model.corner_net, st.corner_epochs, self._corner_batch,
+                   st.corner_batch_images)]
+        for phase, (name, net, epochs, batch_fn, batch) in enumerate(phases):
             if resume and phase < resume["phase"]:
                 continue
             optimizer = torch.optim.Adam(net.parameters(), lr=st.learning_rate)
@@ -210,7 +211,7 @@ class Trainer:
             for epoch in range(first, epochs):
                 for group in optimizer.param_groups:
                     group["lr"] = self._lr(epoch, epochs)
-                loss = self._epoch(net, optimizer, batch_fn, f"{name} step epoch {epoch + 1}/{epochs}")
+                loss = self._epoch(net, optimizer, batch_fn, batch, f"{name} step epoch {epoch + 1}/{epochs}")
                 self.history.append({"step": name, "epoch": epoch + 1, "loss": loss})
                 done = epoch + 1
                 self._save(phase + (done == epochs), done % epochs, optimizer)
@@ -218,10 +219,8 @@ class Trainer:
         self.model.eval()
         return self.model
 
-    def _epoch(self, net, optimizer, batch_fn, desc) -> float:
+    def _epoch(self, net, optimizer, batch_fn, batch: int, desc) -> float:
         n = len(self.data.widths)
-        batch = self.settings.centre_batch if batch_fn == self._centre_batch else \
-            self.settings.corner_batch_images
         order = torch.from_numpy(self.rng.permutation(n))
         net.train()
         losses = []
