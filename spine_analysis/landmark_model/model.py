@@ -207,41 +207,6 @@ def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Te
             break
         k, j = back[(k, j)]
     return centres, matched
-    order = torch.argsort(points[:, 1])
-    pts, vals = points[order].double(), values[order].double()
-    exp = expected.double()
-    steps = (exp[1:] - exp[:-1]).norm(dim=1)
-    spacing = torch.cat([steps[:1], (steps[1:] + steps[:-1]) / 2, steps[-1:]])
-    m = len(pts)
-    inf = float("inf")
-    cost = torch.full((n, m), inf, dtype=torch.float64)
-    back = {}
-    unary = (pts[None, :, 1] - exp[:, None, 1]).abs() / (3 * spacing[:, None]) - vals[None, :]
-    cost[:, :] = unary + MISSING_LEVEL_COST * torch.arange(n, dtype=torch.float64)[:, None]
-    for k in range(1, n):
-        for j in range(1, m):
-            for dk in range(1, min(MAX_LEVEL_GAP, k) + 1):
-                for dj in range(1, min(MAX_PEAK_GAP, j) + 1):
-                    prev = cost[k - dk, j - dj].item()
-                    if prev == inf:
-                        continue
-                    want = exp[k] - exp[k - dk]
-                    got = pts[j] - pts[j - dj]
-                    geometry = (abs(got[1] - want[1]) + 0.3 * abs(got[0] - want[0])).item() / spacing[k].item()
-                    skipped = vals[j - dj + 1:j].sum().item() * SKIPPED_PEAK_COST
-                    total = prev + geometry + MISSING_LEVEL_COST * (dk - 1) + skipped + unary[k, j].item()
-                    if total < cost[k, j].item():
-                        cost[k, j] = total
-                        back[(k, j)] = (k - dk, j - dj)
-    final = cost + MISSING_LEVEL_COST * (n - 1 - torch.arange(n, dtype=torch.float64))[:, None]
-    k, j = divmod(int(torch.argmin(final)), m)
-    while True:
-        centres[k] = pts[j].to(centres.dtype)
-        matched[k] = True
-        if (k, j) not in back:
-            break
-        k, j = back[(k, j)]
-    return centres, matched
 
 
 def gaussian_heatmaps(points: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
