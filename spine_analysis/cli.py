@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
                    help="share of patients held out for evaluation (default 0: train on all)")
     p.add_argument("--centre-epochs", type=int, default=16, help="epochs of the centre step (default 16)")
-    p.add_argument("--corner-epochs", type=int, default=8, help="epochs of the corner step (default 8)")
+    p.add_argument("--corner-epochs", type=int, default=20, help="epochs of the corner step (default 20)")
     p.add_argument("--shape-loss", type=float, default=0.0, metavar="WEIGHT",
                    help="weight of the bipartite-distance shape loss (Imran et al.) on the corner step "
                         "(default 0: off)")

@@ -33,7 +33,7 @@ class TrainSettings:
     """Optimisation settings (network shapes live in ``LandmarkConfig``)."""
 
     centre_epochs: int = 16
-    corner_epochs: int = 8
+    corner_epochs: int = 20
     centre_batch: int = 8
     corner_batch_images: int = 4
     learning_rate: float = 2e-3
