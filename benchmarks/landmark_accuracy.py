@@ -64,20 +64,19 @@ def main() -> int:
     print(f"model: {model_dir} ({detector.version})")
     print(f"scored: {scope}")
     good, glitched = plausible_labels(args.aasce, indices)
+    per_image = np.array([smape(np.array(p)[None], t[None]) for p, t in zip(pred_angles, folder.angles[indices])])
     for title, chosen in ((f"all {len(indices)} images", indices),
                           (f"{len(good)} images whose labels are anatomically plausible "
                            f"({len(glitched)} have vertebrae out of order or crossed corners in the labels)", good)):
         rows = [indices.index(i) for i in chosen]
         pred, truth = np.array(pred_angles)[rows], folder.angles[chosen]
         result = evaluate_angles(pred, truth, np.array(pred_rows)[rows], folder.landmarks[chosen])
-        per_image = [smape(p[None], t[None]) for p, t in zip(pred, truth)]
-        interval = bootstrap((per_image,), np.mean, n_resamples=5000, random_state=0).confidence_interval
+        interval = bootstrap((per_image[rows],), np.mean, n_resamples=5000, random_state=0).confidence_interval
         print(f"\n== {title}")
         print("\n".join(result.lines()))
         print(f"SMAPE 95 % bootstrap interval over images: {interval.low:.2f}-{interval.high:.2f} %")
-        print(f"median per-image SMAPE: {statistics.median(per_image):.2f} %")
+        print(f"median per-image SMAPE: {np.median(per_image[rows]):.2f} %")
     right = np.array(level_error) < 0.3
-    per_image = np.array([smape(np.array(p)[None], t[None]) for p, t in zip(pred_angles, folder.angles[indices])])
     print(f"\nlevels right (median centre error < 0.3 spacing): {right.sum()} of {len(right)} images, "
           f"SMAPE {per_image[right].mean():.2f} %; shifted: SMAPE {per_image[~right].mean():.2f} %" if (~right).any()
           else f"\nlevels right in all {len(right)} images")
