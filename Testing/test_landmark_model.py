@@ -177,3 +177,18 @@ def test_a_missing_vertebra_is_left_to_the_shape_model():
     centres, matched = assign_levels(expected[keep] + 3.0, torch.full((16,), 0.8), expected)
     assert matched.tolist() == [k != 8 for k in range(17)]
     torch.testing.assert_close(centres[matched], expected[keep] + 3.0)
+
+
+def test_a_second_peak_on_one_vertebra_does_not_shift_the_levels_below():
+    """A spurious peak a third of a spacing below T9, a faint L5 and a sacrum peak below it:
+    taking the spurious peak as T10 would push every level below down by one."""
+    from spine_analysis.landmark_model.model import assign_levels
+
+    expected = torch.stack([torch.full((17,), 150.0), 40.0 + 32.0 * torch.arange(17.0)], dim=1)
+    truth = expected + 3.0
+    extra = torch.tensor([[156.0, truth[8, 1] + 11.0],               # second peak on T9
+                          [153.0, truth[16, 1] + 32.0]])             # sacrum below L5
+    values = torch.cat([torch.full((16,), 0.8), torch.tensor([0.3]), torch.tensor([0.7, 0.5])])
+    centres, matched = assign_levels(torch.cat([truth, extra]), values, expected)
+    assert matched.all()
+    torch.testing.assert_close(centres, truth)

