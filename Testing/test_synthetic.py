@@ -154,6 +154,8 @@ def test_example_case_is_an_aasce_sized_s_curve(example):
     assert 700 <= image.shape[1] <= 1100 and 2000 <= image.shape[0] <= 2600
     assert spine.levels == LEVELS
     assert 0 <= spine.flat[:, 0].min() and spine.flat[:, 0].max() < image.shape[1]
-    assert 0.02 * HEIGHT < spine.flat[:, 1].min() and spine.flat[:, 1].max() < 0.82 * HEIGHT
+    # Framed like an AASCE radiograph: T1 near the top, L5 near the bottom, the pelvis cut off.
+    assert 0.03 < spine.centres[0, 1] / HEIGHT < 0.08 and 0.86 < spine.centres[-1, 1] / HEIGHT < 0.93
+    assert spine.flat[:, 1].max() < HEIGHT - 1
     assert aasce_angles(spine, image.shape[0])[0] == pytest.approx(35.0, abs=1e-6)
     assert "35°" in description and "25°" in description

@@ -25,6 +25,11 @@ from .landmarks import LEVELS, SpineLandmarks
 EXAMPLE_SIZE = (900, 2300)
 #: Where the column runs by default: top endplate of T1 to bottom endplate of L5, as image-height fractions.
 DEFAULT_SPAN = (0.03, 0.80)
+#: The example's span, framed like the AASCE radiographs (T1 centre at 5 % of the height on
+#: average, L5 at 90 %, the pelvis cut off below): the landmark model reads the levels from
+#: that framing, and with T1 at the very top and the whole pelvis in view it took the sacrum
+#: for L5 and named every vertebra one level too high.
+EXAMPLE_SPAN = (0.05, 0.95)
 
 
 def _proportions(level_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -360,7 +365,8 @@ def example_case(seed: int = 0) -> tuple[np.ndarray, SpineLandmarks, str]:
     A right main thoracic curve with a compensating left lumbar curve and a small proximal
     thoracic curve, the commonest pattern in adolescent idiopathic scoliosis.
     """
-    landmarks = build_spine(scoliotic_tilts([curve[:3] for curve in _EXAMPLE_CURVES]), image_size=EXAMPLE_SIZE)
+    landmarks = build_spine(scoliotic_tilts([curve[:3] for curve in _EXAMPLE_CURVES]), image_size=EXAMPLE_SIZE,
+                            span=EXAMPLE_SPAN)
     image = render_radiograph(landmarks, EXAMPLE_SIZE, seed)
     curves = "; ".join(f"{name} {LEVELS[upper]}-{LEVELS[lower]} {abs(cobb):g}° convex to the patient's "
                        f"{'left' if cobb > 0 else 'right'}" for upper, lower, cobb, name in _EXAMPLE_CURVES)
