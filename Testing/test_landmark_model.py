@@ -134,6 +134,24 @@ def test_shipped_model_finds_the_vertebrae_their_levels_and_the_curves_of_the_sy
     assert (main.upper_end, main.lower_end, main.convexity) == ("T5", "T12", "right")
 
 
+@pytest.mark.skipif(not (SHIPPED_DIR / "landmarks.pt").exists(), reason="no shipped weights in this checkout")
+def test_a_differently_framed_radiograph_is_flagged_at_the_end_that_moved():
+    """Blank rows above or below move T1 or L5 away from where the training radiographs have
+    them; the detector says which end to check, and says nothing on the usual framing."""
+    from spine_analysis.landmark_model.detector import LandmarkDetector
+    from spine_analysis.synthetic import example_case
+
+    image, _, _ = example_case()
+    detector = LandmarkDetector.load()
+    assert detector.detect(image).flags == ()
+    rows = np.full((int(0.3 * image.shape[0]), image.shape[1]), image.min(), image.dtype)
+    above = detector.detect(np.concatenate([rows[:image.shape[0] // 10], image])).flags
+    assert [(f.code, f.levels) for f in above] == [("framing", ("T1",))]
+    below = detector.detect(np.concatenate([image, rows])).flags
+    assert [(f.code, f.levels) for f in below] == [("framing", ("L5",))]
+    assert "check L5" in below[0].message
+
+
 def test_bipartite_distance_is_zero_for_the_truth_and_sees_shape_errors():
     from spine_analysis.landmark_model.train import bipartite_distance, soft_argmax
 

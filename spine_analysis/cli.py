@@ -116,7 +116,7 @@ def _cmd_cobb(args) -> int:
     detection = detector.detect(pixels)
     height, width = pixels.shape
     result = analyse(detection.landmarks, height, not args.image_right_is_patient_right)
-    report = make_report(result, source, (width, height), model=detector.version,
+    report = make_report(result, source, (width, height), extra_flags=detection.flags, model=detector.version,
                          timings_s={"model_load": load_s, "detection": detection.seconds},
                          note=note, spacing_mm=spacing)
     _status(args, 4, total, f"writing outputs to {out_dir}")

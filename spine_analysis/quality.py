@@ -25,7 +25,7 @@ MAX_NEIGHBOUR_TILT_DEG = 25.0
 
 @dataclass(frozen=True)
 class QualityFlag:
-    code: str          # order | spacing | alignment | tilt | crossed | degenerate
+    code: str          # order | spacing | alignment | tilt | crossed | degenerate | framing (detector)
     levels: tuple[str, ...]
     message: str
 

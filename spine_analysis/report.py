@@ -73,10 +73,11 @@ class CobbReport:
         return "\n".join(lines)
 
 
-def make_report(result: CobbResult, source: str, image_size, **kwargs) -> CobbReport:
-    """A report with the quality flags of the result's landmarks."""
+def make_report(result: CobbResult, source: str, image_size, extra_flags=(), **kwargs) -> CobbReport:
+    """A report with the quality flags of the result's landmarks (after ``extra_flags``, such
+    as the detector's framing flag)."""
     return CobbReport(source=source, image_size=tuple(int(v) for v in image_size), result=result,
-                      flags=quality_flags(result.landmarks), **kwargs)
+                      flags=[*extra_flags, *quality_flags(result.landmarks)], **kwargs)
 
 
 def endplate_lines(result: CobbResult) -> list:
