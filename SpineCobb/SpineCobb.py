@@ -280,6 +280,8 @@ class SpineCobbWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Cancelled.")
             return
         self.ui.statusLabel.text = _("Failed.") if error else _("Done.")
+        if not error and self.logic.detectionWarnings:
+            self.ui.statusLabel.text = _("Done. Check the levels: ") + " ".join(self.logic.detectionWarnings)
         with slicer.util.tryWithErrorDisplay(_("Landmark detection failed.")):
             if error:
                 raise error
@@ -343,6 +345,8 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         self._interacting = set()    # IDs of landmark nodes being dragged
         #: Called as f(landmarksNode, CobbResult or None, error or None) after landmarks changed.
         self.resultsUpdatedCallback = None
+        #: Framing warnings of the last landmark detection (check T1 or L5 when there are any).
+        self.detectionWarnings = []
 
     def getParameterNode(self):
         return SpineCobbParameterNode(super().getParameterNode())
@@ -425,8 +429,10 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         target = self._targetNode(volumeNode, landmarksNode, replaceEdited)
         detection = LandmarkDetection(image, weightsPath=weightsPath, engineFolder=dependencies.engineParentFolder(),
                                       logCallback=logCallback, progressCallback=progressCallback)
+        self.detectionWarnings = []
         if waitForCompletion:
             landmarks = detection.run()
+            self.detectionWarnings = detection.warnings
             return self.computeFromLandmarks(volumeNode, landmarks, patientRightOnImageLeft, landmarksNode=target,
                                              replaceEdited=True, source="model")
 
@@ -434,6 +440,7 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
         def onDetectionFinished(landmarks, error):
             node = None
+            self.detectionWarnings = detection.warnings
             if error is None:
                 try:
                     if not volumeNode.GetScene():
@@ -600,6 +607,7 @@ class SpineCobbTest(ScriptedLoadableModuleTest):
         self.test_ComputeFromLandmarks()
         self.setUp()
         self.test_DetectionEndToEnd()
+        self.test_FramingWarnings()
 
     def _syntheticRadiograph(self):
         import numpy as np
@@ -723,5 +731,22 @@ class SpineCobbTest(ScriptedLoadableModuleTest):
         self.assertTrue(landmarksNode.GetFixedNumberOfControlPoints())
         self.assertEqual(landmarksNode.GetAttribute(outputs.SOURCE_ATTRIBUTE), "model")
         self.assertIsNotNone(logic.tableNode(landmarksNode))
+        self.assertEqual(logic.detectionWarnings, [])  # the synthetic radiograph is framed like the training ones
         logic.removeObservers()
+        self.delayDisplay("Test passed")
+
+    def test_FramingWarnings(self):
+        import json
+        import tempfile
+
+        from SpineCobbLib.process import framingWarnings
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "report.json")
+            self.assertEqual(framingWarnings(path), [])  # no report: no warning
+            flags = [{"code": "spacing", "levels": ["T3", "T4"], "message": "spacing T3-T4 is 2.10 x the median"},
+                     {"code": "framing", "levels": ["L5"], "message": "L5 found at 75% of the image height"}]
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump({"quality_flags": flags}, f)
+            self.assertEqual(framingWarnings(path), ["L5 found at 75% of the image height"])
         self.delayDisplay("Test passed")

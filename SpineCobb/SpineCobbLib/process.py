@@ -5,6 +5,7 @@ and its `landmarks.json` is read back. Output lines of the process are forwarded
 progress; the process can be cancelled. The temporary folder is deleted in every case.
 """
 import collections
+import json
 import logging
 import os
 import queue
@@ -24,6 +25,17 @@ _FRACTION = re.compile(r"\b(\d+)\s*/\s*(\d+)\b")
 
 class DetectionCancelled(RuntimeError):
     """The user cancelled the landmark detection."""
+
+
+def framingWarnings(reportPath):
+    """Messages of the detector's framing flags in a run's report.json: T1 or L5 found where the
+    model's training radiographs rarely have them, so the level names may be shifted."""
+    try:
+        with open(reportPath, encoding="utf-8") as f:
+            flags = json.load(f).get("quality_flags", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [flag.get("message", "") for flag in flags if isinstance(flag, dict) and flag.get("code") == "framing"]
 
 
 def progressFromLine(line):
@@ -89,6 +101,8 @@ class LandmarkDetection:
         self.logCallback = logCallback
         self.progressCallback = progressCallback
         self.cancelled = False
+        #: Framing warnings of the finished run (see framingWarnings); empty until it has finished.
+        self.warnings = []
         self.proc = None
         self.tempDir = None
         self.outputDir = None
@@ -160,6 +174,9 @@ class LandmarkDetection:
         path = os.path.join(self.outputDir, "landmarks.json")
         if not os.path.isfile(path):
             raise RuntimeError(f"Landmark detection finished without writing landmarks.json. {self._lastMessage()}")
+        self.warnings = framingWarnings(os.path.join(self.outputDir, "report.json"))
+        for message in self.warnings:
+            logging.warning("SpineCobb: " + message)
         return read_landmarks(path)
 
     def _cleanup(self):
