@@ -159,7 +159,7 @@ def test_version(tmp_path):
     ("predict", ["--aasce", "--out-dir", "--weights"]),
     ("evaluate", ["--aasce", "--pred", "--json"]),
     ("train-landmarks", ["--aasce", "--out", "--holdout", "--centre-epochs", "--corner-epochs", "--seed",
-                         "--threads", "--max-images"]),
+                         "--threads", "--max-images", "--shape-loss", "--reframe"]),
 ])
 def test_subcommand_help(tmp_path, command, options):
     proc = run(tmp_path, command, "--help")
@@ -167,6 +167,14 @@ def test_subcommand_help(tmp_path, command, options):
     assert proc.stdout.startswith(f"usage: spine-analysis {command}")
     for option in options:
         assert option in proc.stdout, option
+
+
+@pytest.mark.parametrize("value, message", [("1.5", "1.5 is not between 0 and 1"), ("half", "'half' is not a number")])
+def test_a_reframe_chance_outside_0_to_1_is_a_usage_error(tmp_path, value, message):
+    proc = run(tmp_path, "train-landmarks", "--aasce", tmp_path, "--out", tmp_path / "model", "--reframe", value)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"argument --reframe: {message}")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "model").exists()
 
 
 def test_no_command_is_a_usage_error(tmp_path):

@@ -63,6 +63,33 @@ def test_shape_model_fills_in_a_missing_point():
     torch.testing.assert_close(model.reconstruct(corrupted, weights), target, atol=1e-3, rtol=0)
 
 
+def test_reframed_training_images_keep_their_targets_on_the_vertebrae():
+    """The reframing augmentation moves each image and its centre targets together, and leaves
+    the images it does not pick untouched."""
+    from spine_analysis.landmark_model.train import Trainer, TrainingImages
+
+    data = TrainingImages(torch.zeros(4, 1, 64, 32, dtype=torch.uint8), torch.full((4,), 32.0),
+                          torch.zeros(4, 2, 17, 4, 2))
+    points = torch.tensor([[[30.3, 20.7], [60.2, 200.1]]]).repeat(4, 1, 1)
+    small = gaussian_heatmaps(points, (256, 112), 2.0).amax(dim=1, keepdim=True)
+    always = Trainer(data, LandmarkConfig(), TrainSettings(reframe_chance=1.0), None)
+    framed, moved = always._reframe(small, points, 256.0)
+    assert not torch.allclose(moved, points)
+    found = 0
+    for b in range(4):
+        for x, y in moved[b].tolist():
+            if 2 <= y <= 253:
+                window = framed[b, 0, round(y) - 2:round(y) + 3, round(x) - 2:round(x) + 3]
+                row, col = np.unravel_index(int(window.argmax()), window.shape)
+                assert window.max() > 0.8 and abs(row - 2) <= 1 and abs(col - 2) <= 1
+                found += 1
+    assert found >= 6
+    never = Trainer(data, LandmarkConfig(), TrainSettings(reframe_chance=0.0), None)
+    same, unmoved = never._reframe(small, points, 256.0)
+    torch.testing.assert_close(unmoved, points)
+    torch.testing.assert_close(same, small, atol=1e-5, rtol=0)
+
+
 def test_case_groups_keep_a_patients_views_together():
     names = ["x-01-Jan-2017-162 A AP.jpg", "x-01-Jan-2017-162 B AP.jpg", "x-2017-163 A AP.jpg",
              "x-coronal1.jpg", "x-2017-170 AP.jpg"]

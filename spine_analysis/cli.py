@@ -185,6 +185,17 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
 def _cmd_train_landmarks(args) -> int:
     import torch
 
@@ -193,7 +204,8 @@ def _cmd_train_landmarks(args) -> int:
     torch.set_num_threads(args.threads)
     settings = TrainSettings(centre_epochs=args.centre_epochs, corner_epochs=args.corner_epochs,
                              holdout_fraction=args.holdout, seed=args.seed,
-                             shape_loss_weight=args.shape_loss, max_images=args.max_images)
+                             shape_loss_weight=args.shape_loss, max_images=args.max_images,
+                             **({} if args.reframe is None else {"reframe_chance": args.reframe}))
     command = "spine-analysis " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     meta = train_landmarks(args.aasce, args.out, settings, command=command)
     print(f"trained on {meta['training_images']} images in {meta['training_minutes']} min; "
@@ -269,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape-loss", type=float, default=0.0, metavar="WEIGHT",
                    help="weight of the bipartite-distance shape loss (Imran et al.) on the corner step "
                         "(default 0: off)")
+    p.add_argument("--reframe", type=_fraction, default=None, metavar="CHANCE",
+                   help="share of centre-step images shown with other margins above and below, so "
+                        "the levels depend less on how a radiograph is framed, at some cost on "
+                        "radiographs framed like the AASCE ones (default 0: off; see the model card)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--max-images", type=int, default=None, help="train on the first N images only (smoke tests)")
