@@ -72,6 +72,6 @@ class LandmarkDetector:
                 flags.append(QualityFlag(
                     "framing", (level,),
                     f"{level} found at {y[k]:.0%} of the image height, where the training radiographs "
-                    f"have it at {mean[k]:.0%} ± {spread[k]:.0%}: framed differently, the levels may be "
-                    f"shifted; check {level} before trusting the angles"))
+                    f"have it at {mean[k]:.0%} ± {spread[k]:.0%}: the radiograph is framed differently "
+                    f"or the levels are shifted; check {level} before trusting the angles"))
         return flags
