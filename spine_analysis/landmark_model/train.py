@@ -263,7 +263,7 @@ class Trainer:
         radiograph to the working height would.
 
         Off by default. The AASCE radiographs are all framed alike and the model leans on it
-        (held-out images with 10 % of blank rows above: all 17 levels right in 40 of 94 instead
+        (held-out images with 10 % of blank rows above: all 17 levels right in 38 of 94 instead
         of 70); half the images reframed gave 53–55 of 94 there, but cost about 0.7 SMAPE
         points on images framed like the training ones (model card)."""
         if self.settings.reframe_chance <= 0:
