@@ -61,7 +61,7 @@ class LandmarkDetector:
         The model names the levels partly from the framing it was trained on (T1 near the
         top, L5 near the bottom of the image): measured on held-out AASCE images, 10 % of
         blank rows above the spine took the images with all 17 levels right from 70 of 94
-        to 38, 15 % below to 56 (and flagged 46 and 71 of them). On the two held-out sets as
+        to 38, 15 % below to 58 (and flagged 46 and 70 of them). On the two held-out sets as
         they are framed it flags 5 of 184 images, 4 of them with shifted levels.
         """
         mean, spread = (self.model.centre_prior[k, :, 1].numpy() for k in (0, 1))
