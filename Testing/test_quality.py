@@ -30,6 +30,14 @@ def test_a_plausible_scoliotic_spine_has_no_flags(spine):
     assert quality_flags(SpineLandmarks(spine)) == []
 
 
+def test_vertebrae_reaching_outside_the_image_are_named_when_the_size_is_known(spine):
+    assert quality_flags(SpineLandmarks(spine), SIZE) == []
+    spine[16] += np.array([0.0, SIZE[1] - spine[16, :, 1].min() - 10])    # L5 pushed over the bottom edge
+    flags = quality_flags(SpineLandmarks(spine), SIZE)
+    assert [(f.code, f.levels) for f in flags if f.code == "outside"] == [("outside", ("L5",))]
+    assert "outside" not in codes(spine)                                    # size unknown: not judged
+
+
 def test_vertebrae_out_of_order(spine):
     spine[[6, 7]] = spine[[7, 6]]
     assert "order" in codes(spine, "T7")

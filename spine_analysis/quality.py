@@ -25,7 +25,7 @@ MAX_NEIGHBOUR_TILT_DEG = 25.0
 
 @dataclass(frozen=True)
 class QualityFlag:
-    code: str          # order | spacing | alignment | tilt | crossed | degenerate | framing (detector)
+    code: str          # outside | order | spacing | alignment | tilt | crossed | degenerate | framing (detector)
     levels: tuple[str, ...]
     message: str
 
@@ -33,11 +33,23 @@ class QualityFlag:
         return {"code": self.code, "levels": list(self.levels), "message": self.message}
 
 
-def quality_flags(landmarks: SpineLandmarks) -> list[QualityFlag]:
-    """Every implausibility found, in top-to-bottom order of the levels involved."""
+def quality_flags(landmarks: SpineLandmarks, image_size: tuple[int, int] | None = None) -> list[QualityFlag]:
+    """Every implausibility found, in top-to-bottom order of the levels involved.
+
+    With ``image_size`` (width, height) vertebrae with a corner outside the image are flagged
+    too: the model (or a hand edit) put them where nothing can be seen, as the shape model
+    does for a vertebra it did not find."""
     pts, levels = landmarks.points, landmarks.levels
     centres = landmarks.centres
     flags: list[QualityFlag] = []
+    if image_size is not None:
+        width, height = image_size
+        outside = ((pts[..., 0] < 0) | (pts[..., 0] > width - 1)
+                   | (pts[..., 1] < 0) | (pts[..., 1] > height - 1)).any(axis=1)
+        if outside.any():
+            names = tuple(level for level, out in zip(levels, outside) if out)
+            flags.append(QualityFlag("outside", names, f"{', '.join(names)} reach outside the image: "
+                                     "placed where nothing can be seen, check them"))
     for i in range(len(pts) - 1):
         if centres[i + 1, 1] <= centres[i, 1]:
             flags.append(QualityFlag("order", (levels[i], levels[i + 1]),

@@ -76,8 +76,9 @@ class CobbReport:
 def make_report(result: CobbResult, source: str, image_size, extra_flags=(), **kwargs) -> CobbReport:
     """A report with the quality flags of the result's landmarks (after ``extra_flags``, such
     as the detector's framing flag)."""
-    return CobbReport(source=source, image_size=tuple(int(v) for v in image_size), result=result,
-                      flags=[*extra_flags, *quality_flags(result.landmarks)], **kwargs)
+    size = tuple(int(v) for v in image_size)
+    return CobbReport(source=source, image_size=size, result=result,
+                      flags=[*extra_flags, *quality_flags(result.landmarks, size)], **kwargs)
 
 
 def endplate_lines(result: CobbResult) -> list:
