@@ -1,3 +1,4 @@
+import html
 import logging
 import os
 
@@ -209,6 +210,11 @@ class SpineCobbWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             lines = [_("No curve found.")]
         if self.logic.isEdited(landmarksNode):
             lines.append(_("<i>Landmarks edited by hand.</i>"))
+        try:
+            lines += [_("<b>Check:</b> {message}").format(message=html.escape(message))
+                      for message in self.logic.qualityMessages(landmarksNode)]
+        except ValueError as exc:
+            lines.append(_("Cannot check the landmarks: {error}").format(error=exc))
         self.ui.resultsLabel.text = "<br>".join(lines)
 
     def onResultsUpdated(self, landmarksNode, result, error) -> None:
@@ -332,6 +338,7 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         landmarksNode = logic.process(volumeNode)                        # landmark model, blocking
         landmarksNode = logic.computeFromLandmarks(volumeNode, landmarks)  # known SpineLandmarks (pixels)
         result = logic.cobbResult(landmarksNode)                         # spine_analysis CobbResult
+        messages = logic.qualityMessages(landmarksNode)                  # what looks implausible, if anything
         logic.exportResults(landmarksNode, "/path/to/folder")
 
     Edits of the landmarks (dragging a point) are observed: the endplate lines follow during the drag,
@@ -489,6 +496,16 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             landmarks = self.landmarksFromNode(landmarksNode)
         imageHeight = float(self.inputVolume(landmarksNode).GetImageData().GetDimensions()[1])
         return analyse(landmarks, imageHeight, patient_right_on_image_left=self.patientRightOnImageLeft(landmarksNode))
+
+    def qualityMessages(self, landmarksNode, landmarks=None):
+        """What looks implausible in the node's current points (vertebrae out of order, odd spacing,
+        crossed corners, corners outside the radiograph): one message each, empty when nothing does."""
+        from spine_analysis.quality import quality_flags
+
+        if landmarks is None:
+            landmarks = self.landmarksFromNode(landmarksNode)
+        width, height = self.inputVolume(landmarksNode).GetImageData().GetDimensions()[:2]
+        return [flag.message for flag in quality_flags(landmarks, (width, height))]
 
     def updateResults(self, landmarksNode, full=True):
         """Recompute from the node's current points: lines always; outlines, level names and table if `full`."""
@@ -704,6 +721,16 @@ class SpineCobbTest(ScriptedLoadableModuleTest):
         self.assertEqual(replaced.GetID(), landmarksNode.GetID())
         self.assertFalse(logic.isEdited(landmarksNode))
         self._assertShowsResult(logic, landmarksNode, expected)
+
+        self.delayDisplay("Implausible landmarks are named")
+        self.assertEqual(logic.qualityMessages(landmarksNode), [])
+        below = landmarks.points.copy()
+        below[-1, :, 1] += image.shape[0]  # the last vertebra pushed below the radiograph
+        logic.computeFromLandmarks(volumeNode, SpineLandmarks(below, landmarks.first_level), landmarksNode=landmarksNode)
+        messages = logic.qualityMessages(landmarksNode)
+        self.assertTrue(any(landmarks.levels[-1] in message and "outside" in message for message in messages), messages)
+        logic.computeFromLandmarks(volumeNode, landmarks, landmarksNode=landmarksNode)
+        self.assertEqual(logic.qualityMessages(landmarksNode), [])
 
         self.delayDisplay("Export")
         folder = slicer.util.tempDirectory(key="SpineCobbTest")
