@@ -48,10 +48,9 @@ def quality_flags(landmarks: SpineLandmarks, image_size: tuple[int, int] | None 
                    | (pts[..., 1] < 0) | (pts[..., 1] > height - 1)).any(axis=1)
         if outside.any():
             names = tuple(level for level, out in zip(levels, outside) if out)
-            verb = "reaches" if len(names) == 1 else "reach"
-            flags.append(QualityFlag("outside", names, f"{', '.join(names)} {verb} outside the image: "
-                                     "placed where nothing can be seen, check "
-                                     f"{'it' if len(names) == 1 else 'them'}"))
+            one = len(names) == 1
+            flags.append(QualityFlag("outside", names, f"{', '.join(names)} {'reaches' if one else 'reach'} outside "
+                                     f"the image: placed where nothing can be seen, check {'it' if one else 'them'}"))
     for i in range(len(pts) - 1):
         if centres[i + 1, 1] <= centres[i, 1]:
             flags.append(QualityFlag("order", (levels[i], levels[i + 1]),
