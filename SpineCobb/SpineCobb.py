@@ -212,7 +212,7 @@ class SpineCobbWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             lines.append(_("<i>Landmarks edited by hand.</i>"))
         try:
             lines += [_("<b>Check:</b> {message}").format(message=html.escape(message))
-                      for message in self.logic.qualityMessages(landmarksNode)]
+                      for message in self.logic.qualityMessages(landmarksNode, result.landmarks)]
         except ValueError as exc:
             lines.append(_("Cannot check the landmarks: {error}").format(error=exc))
         self.ui.resultsLabel.text = "<br>".join(lines)
