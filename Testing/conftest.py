@@ -1,14 +1,7 @@
 """Shared locations of the research data; tests that need it skip when it is absent."""
-import os
-from pathlib import Path
-
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
-def aasce_dir() -> Path:
-    return Path(os.environ.get("SPINE_AASCE_DIR", SHARED / "aasce16" / "train"))
+from spine_analysis.datasets import aasce_dir
 
 
 requires_aasce = pytest.mark.skipif(

@@ -1,7 +1,5 @@
 """bone_metrics: exact answers on synthetic label maps, agreement with TotalSegmentator's spine report."""
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +7,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 
-from spine_analysis.bone_metrics import VERSE_LEVEL_NAMES, BoneMetrics, bone_metrics  # noqa: E402
+from spine_analysis.ct.bone_metrics import BoneMetrics, bone_metrics  # noqa: E402
+from spine_analysis.ct.levels import VERSE_LEVEL_NAMES  # noqa: E402
+from spine_analysis.datasets import ct_dir  # noqa: E402
 from spine_analysis.errors import SpineAnalysisError  # noqa: E402
 
 SPACING = (0.5, 0.7, 2.0)  # mm, x y z: anisotropic so a swapped axis would show
@@ -113,8 +113,7 @@ def test_non_3d_input_is_rejected(phantom):
 
 # --- real CT -----------------------------------------------------------------------------
 
-DATA_DIR = Path(os.environ.get("SPINE_CT_DIR",
-                               Path(__file__).resolve().parents[2] / "shared/datasets/ct-spine"))
+DATA_DIR = ct_dir()
 ABDOMEN = DATA_DIR / "totalseg-abdomen"
 
 

@@ -1,6 +1,6 @@
 """End-to-end tests of the ``spine-analysis`` command line, run as ``python -m spine_analysis``.
 
-Inputs are synthetic spines with known angles (``spine_analysis.synthetic``) laid out like the
+Inputs are synthetic spines with known angles (``spine_analysis.xray.synthetic``) laid out like the
 AASCE data; the landmark model is a tiny untrained network (the point is the plumbing, not the
 accuracy). The real AASCE training folder, when present, checks that ``angles`` reproduces the
 organisers' angles.csv.
@@ -20,14 +20,15 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from spine_analysis import cli, synthetic
-from spine_analysis.cobb import aasce_angles, analyse
-from spine_analysis.io import read_landmarks, write_landmarks_csv, write_landmarks_json
-from spine_analysis.landmarks import SpineLandmarks
+from spine_analysis import cli
+from spine_analysis.xray import synthetic
+from spine_analysis.xray.cobb import aasce_angles
+from spine_analysis.io.landmark_files import read_landmarks, write_landmarks_csv, write_landmarks_json
+from spine_analysis.datasets import aasce_dir
+from spine_analysis.xray.landmarks import SpineLandmarks
 
 REPO = Path(__file__).resolve().parents[1]
-AASCE_DIR = Path(os.environ.get(
-    "SPINE_AASCE_DIR", Path(__file__).resolve().parents[2] / "shared/datasets/aasce16/train"))
+AASCE_DIR = aasce_dir()
 HAS_AASCE = all((AASCE_DIR / name).is_file() for name in ("filenames.csv", "landmarks.csv", "angles.csv"))
 
 SIZE = (400, 1000)     # (width, height) of the synthetic radiographs
@@ -116,8 +117,8 @@ def model_dir(tmp_path_factory) -> Path:
     which would end every run with "vertebra T1 is degenerate" before any file is written."""
     import torch
 
-    from spine_analysis.landmark_model.model import LandmarkConfig, LandmarkModel, local_frames, to_local
-    from spine_analysis.landmark_model.weights_io import save_model
+    from spine_analysis.xray.landmark_model.model import LandmarkConfig, LandmarkModel, local_frames, to_local
+    from spine_analysis.xray.landmark_model.weights_io import save_model
 
     torch.manual_seed(0)
     config = LandmarkConfig(centre_features=(4, 4, 8, 8, 16, 4), corner_features=(4, 4, 8, 8, 16, 4))

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from conftest import aasce_dir, requires_aasce
 
-from spine_analysis.cobb import aasce_angles, analyse, clinical_curves, severity
+from spine_analysis.xray.cobb import aasce_angles, analyse, clinical_curves, severity
 from spine_analysis.errors import LandmarkError
-from spine_analysis.io import read_aasce_folder
-from spine_analysis.landmarks import SpineLandmarks
-from spine_analysis.synthetic import build_spine, mirror, scoliotic_tilts
+from spine_analysis.io.aasce import read_aasce_folder
+from spine_analysis.xray.landmarks import SpineLandmarks
+from spine_analysis.xray.synthetic import build_spine, mirror, scoliotic_tilts
 
 SIZE = (900, 2300)
 

@@ -1,9 +1,9 @@
-"""Accuracy measures of spine_analysis.evaluation on tiny arrays whose answers are worked out by hand."""
+"""Accuracy measures of spine_analysis.xray.evaluation on tiny arrays whose answers are worked out by hand."""
 import numpy as np
 import pytest
 
-from spine_analysis.cobb import AASCE_NAMES
-from spine_analysis.evaluation import AngleEvaluation, evaluate_angles, landmark_nmse, smape
+from spine_analysis.xray.cobb import AASCE_NAMES
+from spine_analysis.xray.evaluation import AngleEvaluation, evaluate_angles, landmark_nmse, smape
 
 # Three images of three angles each. Worked out by hand:
 #   image 0: |err| = (2, 2, 0), sum 4;   sum(pred + truth) = 22 + 38 + 60 = 120  -> 4/120

@@ -1,16 +1,15 @@
 """Genant grading rules and vertebral body heights on synthetic and real masks."""
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 
+from spine_analysis.datasets import ct_dir  # noqa: E402
 from spine_analysis.errors import SpineAnalysisError  # noqa: E402
-from spine_analysis.genant import genant_grade, vertebral_heights  # noqa: E402
+from spine_analysis.ct.genant import genant_grade, grade_vertebrae, vertebral_heights  # noqa: E402
 
 # --- genant_grade --------------------------------------------------------------------------
 
@@ -194,8 +193,7 @@ def test_empty_and_2d_masks_are_rejected():
 
 # --- real CT -----------------------------------------------------------------------------
 
-DATA_DIR = Path(os.environ.get("SPINE_CT_DIR",
-                               Path(__file__).resolve().parents[2] / "shared/datasets/ct-spine"))
+DATA_DIR = ct_dir()
 ABDOMEN = DATA_DIR / "totalseg-abdomen"
 LUMBAR = {20: "L1", 21: "L2", 22: "L3", 23: "L4", 24: "L5"}  # VerSe labels of the report's vertebrae
 
@@ -219,3 +217,23 @@ def test_heights_agree_with_totalsegmentator_spine_report():
         assert ours == pytest.approx(theirs, abs=4.5), name
         differences.extend(np.subtract(ours, theirs))
     assert 0 < np.mean(differences) < 3  # taller by about the report's half-voxel bias
+
+
+def test_grade_vertebrae_grades_each_label_and_notes_what_it_cannot_measure():
+    """A box (normal) and a wedge (moderate) side by side, plus a one-voxel label that is too
+    small to measure: one row each, in label order, names from the given map."""
+    spacing = (0.6, 0.8, 1.0)
+    box = sitk.GetArrayFromImage(_body(spacing, _box))
+    wedge = sitk.GetArrayFromImage(_body(spacing, _wedge))
+    labels = np.zeros((box.shape[0], box.shape[1], 2 * box.shape[2] + 4), np.uint8)
+    labels[:, :, :box.shape[2]][box > 0] = 20
+    labels[:, :, box.shape[2] + 4:][wedge > 0] = 21
+    labels[0, 0, -1] = 22
+    image = sitk.GetImageFromArray(labels)
+    image.SetSpacing(spacing)
+    rows = grade_vertebrae(image, {20: "L1", 21: "L2"})
+    assert [(r["label"], r["vertebra"]) for r in rows] == [(20, "L1"), (21, "L2"), (22, "label 22")]
+    assert (rows[0]["grade_label"], rows[0]["deformity"]) == ("normal", None)
+    assert rows[0]["anterior_mm"] == pytest.approx(24, abs=1.0)
+    assert (rows[1]["grade"], rows[1]["grade_label"], rows[1]["deformity"]) == (2, "moderate", "wedge")
+    assert "grade" not in rows[2] and "too" in rows[2]["note"]

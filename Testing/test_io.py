@@ -11,15 +11,16 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from spine_analysis.errors import ImageReadError, LandmarkError
-from spine_analysis.io import (
-    MIN_SIDE_PX, atomic_output, atomic_write, read_aasce_folder, read_ct, read_landmarks, read_xray,
-    write_aasce_angles_csv, write_aasce_landmarks_csv, write_csv_rows, write_json, write_landmarks_csv,
-    write_landmarks_json)
-from spine_analysis.landmarks import SpineLandmarks
+from spine_analysis.io.aasce import read_aasce_folder, write_aasce_angles_csv, write_aasce_landmarks_csv
+from spine_analysis.io.atomic import atomic_output, write_csv_rows, write_json
+from spine_analysis.io.ct import read_ct
+from spine_analysis.io.landmark_files import read_landmarks, write_landmarks_csv, write_landmarks_json
+from spine_analysis.io.xray import MIN_SIDE_PX, read_xray
+from spine_analysis.datasets import aasce_dir, ct_dir
+from spine_analysis.xray.landmarks import SpineLandmarks
 
 DX_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
-AASCE_DIR = Path(os.environ.get(
-    "SPINE_AASCE_DIR", Path(__file__).resolve().parents[2] / "shared/datasets/aasce16/train"))
+AASCE_DIR = aasce_dir()
 
 
 def radiograph(rows=96, cols=80, high=255, dtype=np.uint8) -> np.ndarray:
@@ -237,17 +238,16 @@ def test_read_ct_refusals(tmp_path):
 
 # --------------------------------------------------------------------------- atomic writes
 
-def test_atomic_write_replaces_only_on_success(tmp_path):
+def test_atomic_output_replaces_only_on_success(tmp_path):
     target = tmp_path / "out.txt"
-    atomic_write(target, lambda tmp: tmp.write_text("first"))
+    with atomic_output(target) as tmp:
+        tmp.write_text("first")
     assert target.read_text() == "first"
 
-    def crash_midway(tmp):
-        tmp.write_text("half of the second")
-        raise RuntimeError("disk full")
-
     with pytest.raises(RuntimeError, match="disk full"):
-        atomic_write(target, crash_midway)
+        with atomic_output(target) as tmp:
+            tmp.write_text("half of the second")
+            raise RuntimeError("disk full")
     assert target.read_text() == "first"
     assert os.listdir(tmp_path) == ["out.txt"]
 
@@ -400,7 +400,7 @@ def test_real_aasce_training_folder():
     assert points.min() >= 0 and np.all(points.max(axis=0) <= (width, height))
 
 
-CT_DIR = Path(os.environ.get("SPINE_CT_DIR", Path(__file__).resolve().parents[2] / "shared/datasets/ct-spine"))
+CT_DIR = ct_dir()
 
 
 @pytest.mark.skipif(not (CT_DIR / "totalseg-dicom-series").is_dir(),

@@ -6,13 +6,14 @@ import torch
 from PIL import Image
 
 from spine_analysis.errors import ModelError
-from spine_analysis.landmark_model.model import (LandmarkConfig, LandmarkModel, ShapeModel,
-                                                 decode_heatmaps, from_local, gaussian_heatmaps,
-                                                 local_frames, to_local)
-from spine_analysis.landmark_model.patches import mirror_points, sample_patches
-from spine_analysis.landmark_model.train import TrainSettings, case_group, split_indices, train_landmarks
-from spine_analysis.landmark_model.weights_io import SHIPPED_DIR, load_model, save_model
-from spine_analysis.synthetic import build_spine, render_radiograph, scoliotic_tilts
+from spine_analysis.xray.landmark_model.config import LandmarkConfig
+from spine_analysis.xray.landmark_model.heatmaps import decode_heatmaps, gaussian_heatmaps
+from spine_analysis.xray.landmark_model.model import LandmarkModel, from_local, local_frames, to_local
+from spine_analysis.xray.landmark_model.shape_model import ShapeModel
+from spine_analysis.xray.landmark_model.patches import mirror_points, sample_patches
+from spine_analysis.xray.landmark_model.train import TrainSettings, case_group, split_indices, train_landmarks
+from spine_analysis.xray.landmark_model.weights_io import SHIPPED_DIR, load_model, save_model
+from spine_analysis.xray.synthetic import build_spine, render_radiograph, scoliotic_tilts
 
 TINY = dict(centre_features=(4, 4, 8, 8, 16, 4), corner_features=(4, 4, 8, 8, 16, 4), roi_size=32)
 
@@ -66,7 +67,7 @@ def test_shape_model_fills_in_a_missing_point():
 def test_reframed_training_images_keep_their_targets_on_the_vertebrae():
     """The reframing augmentation moves each image and its centre targets together, and leaves
     the images it does not pick untouched."""
-    from spine_analysis.landmark_model.train import Trainer, TrainingImages
+    from spine_analysis.xray.landmark_model.train import Trainer, TrainingImages
 
     data = TrainingImages(torch.zeros(4, 1, 64, 32, dtype=torch.uint8), torch.full((4,), 32.0),
                           torch.zeros(4, 2, 17, 4, 2))
@@ -124,8 +125,8 @@ def test_training_saves_a_loadable_model_and_resumes(tmp_path):
     logs = []
     meta = train_landmarks(data, tmp_path / "model", settings, config, command="test", log=logs.append)
     assert meta["training_images"] == 6 and [h["step"] for h in meta["history"]] == ["centre"] * 2 + ["corner"]
-    model, loaded_meta = load_model(tmp_path / "model")
-    assert loaded_meta["command"] == "test"
+    model, bundle = load_model(tmp_path / "model")
+    assert bundle.metadata["command"] == "test"
     assert model.config == config
     # Rerunning the same command finds the finished checkpoint and does not train again.
     train_landmarks(data, tmp_path / "model", settings, config, command="test", log=logs.append)
@@ -139,17 +140,32 @@ def test_loading_refuses_mismatched_or_missing_models(tmp_path):
     with pytest.raises(ModelError, match="no fitted shape models"):
         load_model(tmp_path)
     (tmp_path / "config.json").write_text((tmp_path / "config.json").read_text().replace('"roi_size": 32', '"roi_size": 48'))
-    with pytest.raises(ModelError, match="config mismatch"):
+    with pytest.raises(ModelError, match="settings were changed"):
         load_model(tmp_path)
+
+
+@pytest.mark.skipif(not (SHIPPED_DIR / "landmarks.pt").exists(), reason="no shipped weights in this checkout")
+def test_a_changed_inference_setting_of_the_shipped_model_is_refused(tmp_path):
+    """The digest covers the settings that act only at inference (here the peak threshold),
+    so an edited config cannot pass for the shipped model."""
+    import shutil
+
+    shutil.copytree(SHIPPED_DIR, tmp_path / "model")
+    model, bundle = load_model(tmp_path / "model")
+    assert bundle.config["peak_threshold"] == model.config.peak_threshold == 0.2
+    config = tmp_path / "model" / "config.json"
+    config.write_text(config.read_text().replace('"peak_threshold": 0.2', '"peak_threshold": 0.1'))
+    with pytest.raises(ModelError, match="settings were changed"):
+        load_model(tmp_path / "model")
 
 
 @pytest.mark.skipif(not (SHIPPED_DIR / "landmarks.pt").exists(), reason="no shipped weights in this checkout")
 def test_shipped_model_finds_the_vertebrae_their_levels_and_the_curves_of_the_synthetic_example():
     """The model finds every drawn vertebra at its own level (T1 is not skipped, the sacrum is
     not taken for L5) and measures the drawn main thoracic curve between its drawn end vertebrae."""
-    from spine_analysis.cobb import analyse
-    from spine_analysis.landmark_model.detector import LandmarkDetector
-    from spine_analysis.synthetic import example_case
+    from spine_analysis.xray.cobb import analyse
+    from spine_analysis.xray.landmark_model.detector import LandmarkDetector
+    from spine_analysis.xray.synthetic import example_case
 
     image, truth, _ = example_case()
     detection = LandmarkDetector.load().detect(image)
@@ -165,8 +181,8 @@ def test_shipped_model_finds_the_vertebrae_their_levels_and_the_curves_of_the_sy
 def test_a_differently_framed_radiograph_is_flagged_at_the_end_that_moved():
     """Blank rows above or below move T1 or L5 away from where the training radiographs have
     them; the detector says which end to check, and says nothing on the usual framing."""
-    from spine_analysis.landmark_model.detector import LandmarkDetector
-    from spine_analysis.synthetic import example_case
+    from spine_analysis.xray.landmark_model.detector import LandmarkDetector
+    from spine_analysis.xray.synthetic import example_case
 
     image, _, _ = example_case()
     detector = LandmarkDetector.load()
@@ -180,7 +196,7 @@ def test_a_differently_framed_radiograph_is_flagged_at_the_end_that_moved():
 
 
 def test_bipartite_distance_is_zero_for_the_truth_and_sees_shape_errors():
-    from spine_analysis.landmark_model.train import bipartite_distance, soft_argmax
+    from spine_analysis.xray.landmark_model.train import bipartite_distance, soft_argmax
 
     truth = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [0.0, 5.0], [10.0, 5.0]]])
     assert bipartite_distance(truth, truth).item() == 0.0
@@ -192,45 +208,3 @@ def test_bipartite_distance_is_zero_for_the_truth_and_sees_shape_errors():
     assert bipartite_distance(squeezed, truth).item() == pytest.approx(expected, rel=1e-5)
     heat = gaussian_heatmaps(torch.tensor([[[12.3, 7.6]]]), (24, 24), 1.5)
     torch.testing.assert_close(soft_argmax(heat), torch.tensor([[[12.3, 7.6]]]), atol=0.05, rtol=0)
-
-
-def test_levels_follow_the_spine_past_extra_peaks():
-    from spine_analysis.landmark_model.model import assign_levels
-
-    gaps = torch.tensor([30.0] * 8 + [38.0] * 8)                   # lumbar levels lie farther apart
-    ys = torch.cat([torch.tensor([40.0]), 40.0 + torch.cumsum(gaps, 0)])
-    expected = torch.stack([torch.full((17,), 150.0), ys], dim=1)
-    truth = (expected - expected[0]) * 1.1 + torch.tensor([162.0, 52.0])   # a larger spine, lower
-    extra = torch.tensor([[160.0, 20.0],                             # C7 above T1
-                          [185.0, 230.0],                            # a rib crossing, beside T7
-                          [150.0, 720.0]])                           # the pelvis, far below
-    points = torch.cat([truth, extra])
-    values = torch.cat([torch.full((17,), 0.8), torch.tensor([0.4, 0.3, 0.4])])
-    centres, matched = assign_levels(points, values, expected)
-    assert matched.all()
-    torch.testing.assert_close(centres, truth)
-
-
-def test_a_missing_vertebra_is_left_to_the_shape_model():
-    from spine_analysis.landmark_model.model import assign_levels
-
-    expected = torch.stack([torch.full((17,), 150.0), 40.0 + 32.0 * torch.arange(17.0)], dim=1)
-    keep = [k for k in range(17) if k != 8]
-    centres, matched = assign_levels(expected[keep] + 3.0, torch.full((16,), 0.8), expected)
-    assert matched.tolist() == [k != 8 for k in range(17)]
-    torch.testing.assert_close(centres[matched], expected[keep] + 3.0)
-
-
-def test_a_second_peak_on_one_vertebra_does_not_shift_the_levels_below():
-    """A spurious peak a third of a spacing below T9, a faint L5 and a sacrum peak below it:
-    taking the spurious peak as T10 would push every level below down by one."""
-    from spine_analysis.landmark_model.model import assign_levels
-
-    expected = torch.stack([torch.full((17,), 150.0), 40.0 + 32.0 * torch.arange(17.0)], dim=1)
-    truth = expected + 3.0
-    extra = torch.tensor([[156.0, truth[8, 1] + 11.0],               # second peak on T9
-                          [153.0, truth[16, 1] + 32.0]])             # sacrum below L5
-    values = torch.cat([torch.full((16,), 0.8), torch.tensor([0.3]), torch.tensor([0.7, 0.5])])
-    centres, matched = assign_levels(torch.cat([truth, extra]), values, expected)
-    assert matched.all()
-    torch.testing.assert_close(centres, truth)

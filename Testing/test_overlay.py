@@ -1,14 +1,13 @@
 """The overlay must show the landmarks and each curve's endplate lines in colour on the grey
 radiograph, and save_png must never leave a half-written or stray file behind."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 
-from spine_analysis.overlay import CURVE_COLOURS, LANDMARK_COLOUR, draw_overlay, save_png  # noqa: E402
-from spine_analysis.synthetic import build_spine, render_radiograph, scoliotic_tilts  # noqa: E402
+from spine_analysis.xray.overlay import CURVE_COLOURS, LANDMARK_COLOUR, draw_overlay, save_png  # noqa: E402
+from spine_analysis.xray.synthetic import build_spine, render_radiograph, scoliotic_tilts  # noqa: E402
 
 SIZE = (600, 1500)
 

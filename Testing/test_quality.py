@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from spine_analysis.landmarks import SpineLandmarks
-from spine_analysis.quality import quality_flags
-from spine_analysis.synthetic import build_spine, scoliotic_tilts
+from spine_analysis.xray.landmarks import SpineLandmarks
+from spine_analysis.xray.quality import quality_flags
+from spine_analysis.xray.synthetic import build_spine, scoliotic_tilts
 
 SIZE = (900, 2300)
 
@@ -65,3 +65,18 @@ def test_crossed_and_degenerate_corners(spine):
     small = spine.copy()
     small[10] = small[10].mean(axis=0) + (small[10] - small[10].mean(axis=0)) * 0.3
     assert "degenerate" in codes(small, "T11")
+
+
+def test_tilt_helpers_read_the_drawn_tilts_and_turns():
+    """One tilt rule for the Cobb rule, the quality flags and the model's correction."""
+    from spine_analysis.xray.landmarks import midline_tilt_deg, neighbour_turns_deg, vertebra_midlines
+
+    tilts = scoliotic_tilts([(2, 9, 30.0)])
+    spine = build_spine(tilts)
+    # The synthetic spine's tilt is positive with the right end up; the midline tilt with it down.
+    np.testing.assert_allclose(midline_tilt_deg(spine.points), -tilts, atol=1e-9)
+    np.testing.assert_allclose(neighbour_turns_deg(spine.points), np.abs(np.diff(tilts)), atol=1e-9)
+    assert vertebra_midlines(spine.points).shape == (17, 2)
+    square = np.array([[[0, 0], [10, 0], [0, 10], [10, 10]]], float)
+    turned = np.array([[[10, 10], [0, 10], [10, 0], [0, 0]]], float)     # the same square upside down
+    assert neighbour_turns_deg(np.concatenate([square, turned])) == pytest.approx([180.0])

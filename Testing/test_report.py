@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import spine_analysis.report as report_module
-from spine_analysis import __version__, synthetic
-from spine_analysis.cobb import analyse
+import spine_analysis.xray.report as report_module
+from spine_analysis import __version__
+from spine_analysis.xray import synthetic
+from spine_analysis.xray.cobb import analyse
 from spine_analysis.errors import SpineAnalysisError
-from spine_analysis.io import read_landmarks
-from spine_analysis.report import OUTPUT_FILES, make_report, write_cobb_outputs, write_report_files
+from spine_analysis.io.landmark_files import read_landmarks
+from spine_analysis.xray.report import OUTPUT_FILES, make_report, write_cobb_outputs, write_report_files
 
 # The example case: (name, angle, upper end, lower end, apex, convexity in patient terms).
 EXPECTED_CURVES = [("MT", 35.0, "T5", "T12", "T9", "right"),

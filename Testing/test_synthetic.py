@@ -1,14 +1,13 @@
 """Synthetic spines must have exactly the angles they were built with, and their radiographs
 must look enough like X-rays (bright bone, dark discs and air) for the landmark model and demos."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 
-from spine_analysis.cobb import aasce_angles  # noqa: E402
-from spine_analysis.landmarks import LEVELS  # noqa: E402
-from spine_analysis.synthetic import (EXAMPLE_SIZE, build_spine, example_case, mirror,  # noqa: E402
+from spine_analysis.xray.cobb import aasce_angles  # noqa: E402
+from spine_analysis.xray.landmarks import LEVELS  # noqa: E402
+from spine_analysis.xray.synthetic import (EXAMPLE_SIZE, build_spine, example_case, mirror,  # noqa: E402
                                       render_radiograph, scoliotic_tilts)
 
 WIDTH, HEIGHT = EXAMPLE_SIZE

@@ -19,29 +19,28 @@ framing flags are counted.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import bootstrap
 
-from spine_analysis.cobb import aasce_angles
-from spine_analysis.evaluation import evaluate_angles, smape
-from spine_analysis.io import read_aasce_folder, read_xray
-from spine_analysis.landmark_model.detector import LandmarkDetector
-from spine_analysis.landmark_model.train import plausible_labels
-from spine_analysis.landmarks import SpineLandmarks
-from spine_analysis.landmark_model.weights_io import resolve_weights
-
-DEFAULT_AASCE = Path(__file__).resolve().parents[2] / "shared/datasets/aasce16/train"
+from spine_analysis.xray.cobb import aasce_angles
+from spine_analysis.xray.evaluation import evaluate_angles, smape
+from spine_analysis.datasets import aasce_dir
+from spine_analysis.io.aasce import read_aasce_folder
+from spine_analysis.io.xray import read_xray
+from spine_analysis.xray.landmark_model.detector import LandmarkDetector
+from spine_analysis.xray.landmark_model.train import plausible_labels
+from spine_analysis.xray.landmarks import SpineLandmarks
+from spine_analysis.xray.landmark_model.weights_io import resolve_weights
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--aasce", default=os.environ.get("SPINE_AASCE_DIR", DEFAULT_AASCE))
+    parser.add_argument("--aasce", default=aasce_dir(),
+                        help="AASCE-layout folder (default: $SPINE_AASCE_DIR, else shared/datasets/aasce16/train)")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--subset", default=None, help="file listing the images to score")
     parser.add_argument("--margin-above", type=float, default=0.0, help="share of the height added above (<0: cut)")

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from spine_analysis.cobb import analyse
-from spine_analysis.io import read_xray
-from spine_analysis.landmark_model.detector import LandmarkDetector
-from spine_analysis.report import make_report, write_report_files
-from spine_analysis.synthetic import example_case
+from spine_analysis.xray.cobb import analyse
+from spine_analysis.io.xray import read_xray
+from spine_analysis.xray.landmark_model.detector import LandmarkDetector
+from spine_analysis.xray.report import make_report, write_report_files
+from spine_analysis.xray.synthetic import example_case
 
 
 def main() -> int:

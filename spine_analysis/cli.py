@@ -38,7 +38,7 @@ def _clinical_row(result) -> list[float]:
 
 
 def _angles_of(landmarks, image_height: float, mode: str) -> list[float]:
-    from .cobb import aasce_angles, analyse
+    from .xray.cobb import aasce_angles, analyse
 
     if mode == "aasce":
         return [float(a) for a in aasce_angles(landmarks, image_height)]
@@ -46,9 +46,11 @@ def _angles_of(landmarks, image_height: float, mode: str) -> list[float]:
 
 
 def _cmd_angles(args) -> int:
-    from .cobb import analyse
-    from .io import read_aasce_folder, read_landmarks, read_xray, write_aasce_angles_csv
-    from .report import make_report
+    from .io.aasce import read_aasce_folder, write_aasce_angles_csv
+    from .io.landmark_files import read_landmarks
+    from .io.xray import read_xray
+    from .xray.cobb import analyse
+    from .xray.report import make_report
 
     if args.aasce:
         if not args.out:
@@ -78,7 +80,7 @@ def _cmd_angles(args) -> int:
 
 
 def _detector(weights):
-    from .landmark_model.detector import LandmarkDetector
+    from .xray.landmark_model.detector import LandmarkDetector
 
     return LandmarkDetector.load(weights)
 
@@ -86,9 +88,9 @@ def _detector(weights):
 def _cmd_cobb(args) -> int:
     import time
 
-    from .cobb import analyse
-    from .io import read_xray
-    from .report import check_outputs, make_report, write_report_files
+    from .io.xray import read_xray
+    from .xray.cobb import analyse
+    from .xray.report import check_outputs, make_report, write_report_files
 
     out_dir = Path(args.out_dir) if args.out_dir else \
         Path(f"{Path(args.image).stem if args.image else 'synthetic-example'}-cobb")
@@ -102,7 +104,7 @@ def _cmd_cobb(args) -> int:
         pixels, source, spacing, note = xray.pixels, args.image, xray.spacing_mm, None
         truth = None
     else:
-        from .synthetic import example_case
+        from .xray.synthetic import example_case
 
         pixels, truth, description = example_case()
         source, spacing = "synthetic-example.png", None
@@ -137,9 +139,9 @@ def _cmd_cobb(args) -> int:
 def _cmd_predict(args) -> int:
     from tqdm import tqdm
 
-    from .cobb import aasce_angles
-    from .io import atomic_output, read_aasce_folder, read_xray, write_aasce_angles_csv, \
-        write_aasce_landmarks_csv
+    from .io.aasce import read_aasce_folder, write_aasce_angles_csv, write_aasce_landmarks_csv
+    from .io.xray import read_xray
+    from .xray.cobb import aasce_angles
 
     folder = read_aasce_folder(args.aasce)
     out = Path(args.out_dir)
@@ -163,8 +165,8 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluation import evaluate_angles
-    from .io import read_aasce_folder, read_numeric_csv
+    from .io.aasce import read_aasce_folder, read_numeric_csv
+    from .xray.evaluation import evaluate_angles
 
     truth = read_aasce_folder(args.aasce)
     if truth.angles is None:
@@ -199,7 +201,7 @@ def _fraction(text: str) -> float:
 def _cmd_train_landmarks(args) -> int:
     import torch
 
-    from .landmark_model.train import TrainSettings, train_landmarks
+    from .xray.landmark_model.train import TrainSettings, train_landmarks
 
     torch.set_num_threads(args.threads)
     settings = TrainSettings(centre_epochs=args.centre_epochs, corner_epochs=args.corner_epochs,

@@ -15,3 +15,8 @@ class ImageReadError(SpineAnalysisError):
 
 class ModelError(SpineAnalysisError):
     """Model weights are missing, corrupt or do not match their configuration."""
+
+
+def sitk_reason(exc: RuntimeError) -> str:
+    """The last line of a SimpleITK error, without its source-file prefix: the part a user can read."""
+    return str(exc).strip().splitlines()[-1].replace("sitk::ERROR: ", "")

@@ -8,19 +8,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .landmarks import SpineLandmarks
+from .landmarks import SpineLandmarks, vertebra_midlines
 
 #: Column names of AASCE ``angles.csv``. The organisers' tool writes the largest (main) angle
 #: first, then the one above it, then the one below or beside it; the challenge calls the three
 #: columns PT, MT and TL/L, and we keep its order and names so files compare one-to-one.
 AASCE_NAMES = ("PT", "MT", "TL/L")
-
-
-def _midlines(points: np.ndarray) -> np.ndarray:
-    """Per vertebra the vector from its left-edge mid-point to its right-edge mid-point."""
-    left = (points[:, 0] + points[:, 2]) / 2
-    right = (points[:, 1] + points[:, 3]) / 2
-    return right - left
 
 
 def _pairwise_angles(vectors: np.ndarray) -> np.ndarray:
@@ -51,7 +44,7 @@ def aasce_angles(landmarks: SpineLandmarks, image_height: float) -> np.ndarray:
     third curve is sought. See ``shared/datasets/aasce16/README.md`` for the rule in words.
     """
     pts = landmarks.points
-    angles = _pairwise_angles(_midlines(pts))
+    angles = _pairwise_angles(vertebra_midlines(pts))
     last = len(pts) - 1
     # Column-wise maximum as MATLAB's max(matrix) returns it: A is the column, B its row.
     col_max = angles.max(axis=0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import LandmarkError
+from ..errors import LandmarkError
 
 #: The 17 levels the AASCE data and the landmark model cover, top to bottom.
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
@@ -32,6 +32,24 @@ def quad_area(quad: np.ndarray) -> float:
     ring = quad[[0, 1, 3, 2]]
     x, y = ring[:, 0], ring[:, 1]
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def vertebra_midlines(points: np.ndarray) -> np.ndarray:
+    """Per vertebra (n, 4, 2) the vector from its left-edge mid-point to its right-edge mid-point."""
+    points = np.asarray(points, dtype=float)
+    return (points[:, 1] + points[:, 3]) / 2 - (points[:, 0] + points[:, 2]) / 2
+
+
+def midline_tilt_deg(points: np.ndarray) -> np.ndarray:
+    """Each vertebra's tilt in degrees: the direction of its mid-line (positive: right end lower)."""
+    mid = vertebra_midlines(points)
+    return np.degrees(np.arctan2(mid[:, 1], mid[:, 0]))
+
+
+def neighbour_turns_deg(points: np.ndarray) -> np.ndarray:
+    """How far each vertebra's tilt differs from the next one's, (n - 1,) degrees in [0, 180]."""
+    tilt = midline_tilt_deg(points)
+    return np.abs((np.diff(tilt) + 180) % 360 - 180)
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import SpineAnalysisError
-
-#: VerSe vertebra numbering (also used by the VerSe 2019/2020 label maps).
-VERSE_LEVEL_NAMES: dict[int, str] = {
-    **{i: f"C{i}" for i in range(1, 8)},
-    **{i + 7: f"T{i}" for i in range(1, 13)},
-    **{i + 19: f"L{i}" for i in range(1, 7)},
-    26: "sacrum",
-    28: "T13",
-}
+from ..errors import SpineAnalysisError
 
 #: How far label-map geometry may stray from the CT's and still count as the same grid:
 #: a fraction of a voxel for origin and spacing, an absolute difference for direction
@@ -96,8 +87,8 @@ def bone_metrics(ct: sitk.Image, labels: sitk.Image,
     """Volume and HU statistics of every non-zero label, sorted by label value.
 
     ``ct`` holds Hounsfield units; ``labels`` is a label map on the same voxel grid (within
-    GEOMETRY_TOLERANCE). ``label_names`` names the labels, e.g. ``VERSE_LEVEL_NAMES`` for a
-    VerSe-numbered vertebra map; unnamed labels are called ``"label <n>"``.
+    GEOMETRY_TOLERANCE). ``label_names`` names the labels, e.g. ``ct.levels.VERSE_LEVEL_NAMES``
+    for a VerSe-numbered vertebra map; unnamed labels are called ``"label <n>"``.
     """
     _require_3d_scalar(ct, "CT")
     _require_3d_scalar(labels, "label map")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .landmarks import SpineLandmarks, quad_area
+from .landmarks import SpineLandmarks, neighbour_turns_deg, quad_area
 
 #: Neighbour spacing outside [low, high] x the median spacing is implausible.
 SPACING_RANGE = (0.4, 2.0)
@@ -68,11 +68,7 @@ def quality_flags(landmarks: SpineLandmarks, image_size: tuple[int, int] | None 
         if local and off / local > ALIGNMENT_LIMIT:
             flags.append(QualityFlag("alignment", (levels[i],),
                                      f"{levels[i]} lies {off / local:.2f} spacings off its neighbours' line"))
-    left = (pts[:, 0] + pts[:, 2]) / 2
-    right = (pts[:, 1] + pts[:, 3]) / 2
-    tilt = np.degrees(np.arctan2(right[:, 1] - left[:, 1], right[:, 0] - left[:, 0]))
-    for i in range(len(pts) - 1):
-        turn = abs((tilt[i + 1] - tilt[i] + 180) % 360 - 180)
+    for i, turn in enumerate(neighbour_turns_deg(pts)):
         if turn > MAX_NEIGHBOUR_TILT_DEG:
             flags.append(QualityFlag("tilt", (levels[i], levels[i + 1]),
                                      f"{levels[i]} and {levels[i + 1]} differ in tilt by {turn:.0f}°"))

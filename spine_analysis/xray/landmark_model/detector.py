@@ -7,20 +7,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ...ml.bundle import Bundle
 from ..landmarks import SpineLandmarks
 from ..quality import QualityFlag
 from .model import LandmarkModel
 from .preprocess import to_working_image, working_scale
-from .weights_io import load_model, resolve_weights
-
-
-#: T1 or L5 found farther than this many standard deviations from where the training
-#: radiographs have it (as a share of the image height) means a differently framed image.
-FRAMING_LIMIT_SD = 3.0
+from .weights_io import load_model
 
 
 @dataclass(frozen=True)
 class Detection:
+    """What one detection found: the landmarks (pixels), its time and the detector's own flags."""
+
     landmarks: SpineLandmarks
     seconds: float
     flags: tuple[QualityFlag, ...] = ()
@@ -32,43 +30,45 @@ class LandmarkDetector:
     Corners are averaged over the image and its mirror image (see ``LandmarkModel.predict``).
     """
 
-    def __init__(self, model: LandmarkModel, metadata: dict, source: str):
-        self.model, self.metadata, self.source = model, metadata, source
+    def __init__(self, model: LandmarkModel, bundle: Bundle):
+        self.model, self.bundle = model, bundle
+        self.metadata, self.source = bundle.metadata, str(bundle.folder)
 
     @classmethod
     def load(cls, weights=None) -> "LandmarkDetector":
-        model, metadata = load_model(weights)
-        return cls(model, metadata, str(resolve_weights(weights)))
+        """The model of folder ``weights`` (default: $SPINE_ANALYSIS_LANDMARK_WEIGHTS, else shipped)."""
+        return cls(*load_model(weights))
 
     @property
     def version(self) -> str:
+        """The model as a report names it: when and on what it was trained, and its settings digest."""
         return (f"landmark model trained {self.metadata.get('trained', '?')} "
-                f"on {self.metadata.get('training_images', '?')} AASCE images")
+                f"on {self.metadata.get('training_images', '?')} AASCE images, settings {self.bundle.digest}")
 
     def detect(self, pixels: np.ndarray) -> Detection:
+        """The 68 corners of a radiograph (rows, cols; bright bone) in its pixels, with flags."""
         started = time.perf_counter()
-        height = self.model.config.working_height
-        work = torch.from_numpy(to_working_image(pixels, height))
+        config = self.model.config
+        work = torch.from_numpy(to_working_image(pixels, config))
         corners = self.model.predict(work[None, None])
-        points = corners.numpy().astype(float) / working_scale(pixels.shape, height)
+        points = corners.numpy().astype(float) / working_scale(pixels.shape, config.working_height)
         landmarks = SpineLandmarks(points)
         return Detection(landmarks, time.perf_counter() - started,
                          tuple(self.framing_flags(landmarks, pixels.shape[0])))
 
     def framing_flags(self, landmarks: SpineLandmarks, image_height: int) -> list[QualityFlag]:
-        """A flag when T1 or L5 lies where the training radiographs rarely have them.
+        """A flag when T1 or L5 lies more than ``framing_limit_sd`` standard deviations from
+        where the training radiographs have it (as a share of the image height).
 
         The model names the levels partly from the framing it was trained on (T1 near the
-        top, L5 near the bottom of the image): measured on held-out AASCE images, 10 % of
-        blank rows above the spine took the images with all 17 levels right from 70 of 94
-        to 38, 15 % below to 58 (and flagged 46 and 70 of them). On the two held-out sets as
-        they are framed it flags 5 of 184 images, 4 of them with shifted levels.
+        top, L5 near the bottom of the image), so such an image may have shifted levels; the
+        model card gives the measured effect of reframing.
         """
         mean, spread = (self.model.centre_prior[k, :, 1].numpy() for k in (0, 1))
         y = landmarks.centres[:, 1] / image_height
         flags = []
         for k, level in ((0, "T1"), (len(y) - 1, "L5")):
-            if spread[k] > 0 and abs(y[k] - mean[k]) > FRAMING_LIMIT_SD * spread[k]:
+            if spread[k] > 0 and abs(y[k] - mean[k]) > self.model.config.framing_limit_sd * spread[k]:
                 flags.append(QualityFlag(
                     "framing", (level,),
                     f"{level} found at {y[k]:.0%} of the image height, where the training radiographs "

@@ -9,20 +9,24 @@ import numpy as np
 from skimage.exposure import equalize_adapthist
 from skimage.transform import resize
 
+from .config import LandmarkConfig
+
 
 def working_scale(image_shape: tuple[int, int], working_height: int) -> float:
     """Factor from original pixels to working pixels."""
     return working_height / float(image_shape[0])
 
 
-def to_working_image(pixels: np.ndarray, working_height: int) -> np.ndarray:
-    """Window to the 0.5–99.5 percentiles, resize to ``working_height`` rows, apply CLAHE.
+def to_working_image(pixels: np.ndarray, config: LandmarkConfig) -> np.ndarray:
+    """A radiograph (rows, cols) windowed to ``config.window_percentiles``, resized to
+    ``config.working_height`` rows and contrast-enhanced (CLAHE): float32 in [0, 1].
 
-    Returns float32 in [0, 1]. Windowing by percentiles makes 8-bit, 16-bit and DICOM
-    radiographs comparable; CLAHE (skimage) is the paper's contrast enhancement.
+    Windowing by percentiles makes 8-bit, 16-bit and DICOM radiographs comparable; CLAHE
+    (skimage) is the paper's contrast enhancement.
     """
+    working_height = config.working_height
     pixels = np.asarray(pixels, dtype=np.float32)
-    lo, hi = np.percentile(pixels, (0.5, 99.5))
+    lo, hi = np.percentile(pixels, config.window_percentiles)
     if hi <= lo:
         hi = lo + 1.0
     scaled = np.clip((pixels - lo) / (hi - lo), 0.0, 1.0)
@@ -30,4 +34,4 @@ def to_working_image(pixels: np.ndarray, working_height: int) -> np.ndarray:
     width = max(1, int(round(pixels.shape[1] * scale)))
     small = resize(scaled, (working_height, width), order=1, anti_aliasing=scale < 1,
                    preserve_range=True)
-    return equalize_adapthist(small, clip_limit=0.01).astype(np.float32)
+    return equalize_adapthist(small, clip_limit=config.clahe_clip_limit).astype(np.float32)

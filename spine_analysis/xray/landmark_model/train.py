@@ -7,7 +7,9 @@ jittered region centres make the networks robust to each other's errors.
 
 Images whose labels break anatomy (a vertebra above the one before it, implausible spacing:
 the AASCE training labels hold a few such rows) are left out of training and counted.
-Checkpoints are written after every epoch; rerunning the same command resumes.
+The loop itself (seeding, learning-rate schedule, checkpoints after every epoch so that rerunning
+the same command resumes, history) is the shared ``spine_analysis.ml.training``; this module
+supplies the two phases, their batches and losses.
 """
 from __future__ import annotations
 
@@ -15,15 +17,21 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..io import atomic_output, read_aasce_folder, read_xray
+from ...io.aasce import read_aasce_folder
+from ...io.atomic import atomic_output
+from ...io.xray import read_xray
+from ...ml.inference import pad_to_multiple
+from ...ml.training import Phase, TrainingLoop
 from ..quality import quality_flags
-from .model import (LandmarkConfig, LandmarkModel, _mirror_images, _pad16, gaussian_heatmaps,
-                    local_frames, to_local)
+from .config import LandmarkConfig
+from .heatmaps import gaussian_heatmaps
+from .model import UNET_STRIDE, LandmarkModel, _mirror_images, local_frames, to_local
 from .patches import FLIP_CORNERS, mirror_points, sample_patches
 from .preprocess import to_working_image, working_scale
 
@@ -78,8 +86,9 @@ class TrainingImages:
         return self.canvas[idx].float() / 255.0
 
 
-def load_training_images(folder, indices, working_height: int, cache_file=None) -> TrainingImages:
-    """Read, preprocess and cache the chosen images of an AASCE folder."""
+def load_training_images(folder, indices, config: LandmarkConfig, cache_file=None) -> TrainingImages:
+    """Read, preprocess (as ``config`` says) and cache the chosen images of an AASCE folder."""
+    working_height = config.working_height
     data = read_aasce_folder(folder)
     if data.landmarks is None:
         raise ValueError(f"{folder} has no landmarks.csv: training needs labelled images")
@@ -90,7 +99,7 @@ def load_training_images(folder, indices, working_height: int, cache_file=None) 
     images, widths, corners = [], [], []
     for i in tqdm(indices, desc="preprocessing radiographs", unit="img"):
         pixels = read_xray(data.image_path(i)).pixels
-        work = to_working_image(pixels, working_height)
+        work = to_working_image(pixels, config)
         images.append(np.round(work * 255).astype(np.uint8))
         widths.append(work.shape[1])
         corners.append(data.landmarks_px(i).points * working_scale(pixels.shape, working_height))
@@ -153,81 +162,38 @@ def bipartite_distance(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 
 
 class Trainer:
-    """Trains step 1, then step 2, then fits the shape models; checkpoints every epoch."""
+    """Trains step 1, then step 2 (two phases of the shared ``TrainingLoop``), then fits the shape models."""
 
     def __init__(self, data: TrainingImages, config: LandmarkConfig, settings: TrainSettings,
                  checkpoint_file=None, log=print):
         self.data, self.config, self.settings = data, config, settings
-        self.checkpoint_file, self.log = checkpoint_file, log
-        torch.manual_seed(settings.seed)
-        self.rng = np.random.default_rng(settings.seed)
-        self.model = LandmarkModel(config)
-        self.history: list[dict] = []
+        self.loop = TrainingLoop(lambda: LandmarkModel(config),
+                                 {"config": config.to_dict(), "settings": asdict(settings)},
+                                 settings.seed, settings.learning_rate, settings.final_lr_fraction,
+                                 checkpoint_file, log)
+        self.model, self.rng = self.loop.model, self.loop.rng
 
-    def _lr(self, epoch: int, epochs: int) -> float:
-        """Cosine decay from the initial rate to ``final_lr_fraction`` of it."""
-        st = self.settings
-        t = epoch / max(1, epochs - 1)
-        return st.learning_rate * (st.final_lr_fraction + (1 - st.final_lr_fraction)
-                                   * 0.5 * (1 + np.cos(np.pi * t)))
-
-    def _save(self, phase: int, epoch: int, optimizer):
-        if self.checkpoint_file is None:
-            return
-        state = {"phase": phase, "epoch": epoch, "model": self.model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "history": self.history,
-                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                 "config": self.config.to_dict(), "settings": asdict(self.settings)}
-        with atomic_output(self.checkpoint_file) as tmp:
-            torch.save(state, tmp)
-
-    def _resume(self):
-        if self.checkpoint_file is None or not Path(self.checkpoint_file).exists():
-            return None
-        state = torch.load(self.checkpoint_file, map_location="cpu", weights_only=False)
-        if state["config"] != self.config.to_dict() or state["settings"] != asdict(self.settings):
-            self.log(f"ignoring {self.checkpoint_file}: it was made with other settings")
-            return None
-        self.model.load_state_dict(state["model"])
-        self.history = state["history"]
-        self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        self.log(f"resuming from {self.checkpoint_file}: phase {state['phase']}, "
-                 f"{state['epoch']} epochs done")
-        return state
+    @property
+    def history(self) -> list[dict]:
+        return self.loop.history
 
     def run(self) -> LandmarkModel:
-        st = self.settings
-        resume = self._resume()
-        phases = [("centre", self.model.centre_net, st.centre_epochs, self._centre_batch, st.centre_batch),
-                  ("corner", self.model.corner_net, st.corner_epochs, self._corner_batch,
-                   st.corner_batch_images)]
-        for phase, (name, net, epochs, batch_fn, batch) in enumerate(phases):
-            if resume and phase < resume["phase"]:
-                continue
-            optimizer = torch.optim.Adam(net.parameters(), lr=st.learning_rate)
-            first = 0
-            if resume and phase == resume["phase"]:
-                optimizer.load_state_dict(resume["optimizer"])
-                first = resume["epoch"]
-            for epoch in range(first, epochs):
-                for group in optimizer.param_groups:
-                    group["lr"] = self._lr(epoch, epochs)
-                loss = self._epoch(net, optimizer, batch_fn, batch, f"{name} step epoch {epoch + 1}/{epochs}")
-                self.history.append({"step": name, "epoch": epoch + 1, "loss": loss})
-                done = epoch + 1
-                self._save(phase + (done == epochs), done % epochs, optimizer)
+        st, model = self.settings, self.model
+        self.loop.run([
+            Phase("centre", model.centre_net, st.centre_epochs,
+                  lambda: self._batch_losses(model.centre_net, self._centre_batch, st.centre_batch)),
+            Phase("corner", model.corner_net, st.corner_epochs,
+                  lambda: self._batch_losses(model.corner_net, self._corner_batch, st.corner_batch_images)),
+        ])
         self._fit_shape_models()
         self.model.eval()
         return self.model
 
-    def _epoch(self, net, optimizer, batch_fn, batch: int, desc) -> float:
+    def _batch_losses(self, net, batch_fn: Callable, batch: int) -> Iterator[torch.Tensor]:
+        """One epoch in random order, half the images mirrored: the loss of each batch."""
         n = len(self.data.widths)
         order = torch.from_numpy(self.rng.permutation(n))
-        net.train()
-        losses = []
-        bar = tqdm(range(0, n, batch), desc=desc, unit="batch", leave=False)
-        for start in bar:
+        for start in range(0, n, batch):
             idx = order[start:start + batch]
             flips = torch.from_numpy(self.rng.random(len(idx)) < 0.5)
             inputs, target, points = batch_fn(idx, flips)
@@ -235,18 +201,13 @@ class Trainer:
             loss = _weighted_mse(heat, target)
             if points is not None and self.settings.shape_loss_weight > 0:
                 loss = loss + self.settings.shape_loss_weight * bipartite_distance(soft_argmax(heat), points)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        return float(np.mean(losses))
+            yield loss
 
     def _centre_batch(self, idx, flips):
         c, data = self.config, self.data
         images = data.images(idx)
         view = torch.where(flips[:, None, None, None], _mirror_images(images, data.widths[idx]), images)
-        small = _pad16(self.model.centre_input(view))
+        small = pad_to_multiple(self.model.centre_input(view), UNET_STRIDE)
         # Random brightness/contrast (gamma) so exposure differences do not matter.
         gamma = torch.from_numpy(np.exp(self.rng.normal(0, 0.25, len(idx))).astype(np.float32))
         small = small.clamp_min(0) ** gamma[:, None, None, None]
@@ -262,10 +223,8 @@ class Trainer:
         enlarged about its top-left corner and shifted, as resizing a differently framed
         radiograph to the working height would.
 
-        Off by default. The AASCE radiographs are all framed alike and the model leans on it
-        (held-out images with 10 % of blank rows above: all 17 levels right in 38 of 94 instead
-        of 70); half the images reframed gave 53–55 of 94 there, but cost about 0.7 SMAPE
-        points on images framed like the training ones (model card)."""
+        Off by default: it makes the levels less tied to the AASCE framing but costs accuracy on
+        radiographs framed like the training ones (the model card has both measurements)."""
         if self.settings.reframe_chance <= 0:
             return small, centres
         st = self.settings
@@ -336,8 +295,7 @@ def train_landmarks(aasce_dir, out_dir, settings: TrainSettings, config: Landmar
     log(f"training on {len(train_idx)} images ({len(excluded)} left out for implausible labels), "
         f"{len(held_idx)} held out")
     started = time.time()
-    data = load_training_images(aasce_dir, train_idx, config.working_height,
-                                out_dir / "cache-preprocessed.npz")
+    data = load_training_images(aasce_dir, train_idx, config, out_dir / "cache-preprocessed.npz")
     trainer = Trainer(data, config, settings, out_dir / "checkpoint.pt", log)
     model = trainer.run()
     metadata = {

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .cobb import AASCE_NAMES, CobbResult
-from .errors import SpineAnalysisError
-from .io import write_csv_rows, write_json, write_landmarks_csv, write_landmarks_json
+from ..errors import SpineAnalysisError
+from ..io.atomic import write_csv_rows, write_json
+from ..io.landmark_files import write_landmarks_csv, write_landmarks_json
 from .landmarks import SpineLandmarks
 from .overlay import draw_overlay, save_png
 from .quality import QualityFlag, quality_flags

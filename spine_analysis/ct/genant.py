@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import SpineAnalysisError
+from ..errors import SpineAnalysisError
 
 GRADE_LABELS = ("normal", "mild", "moderate", "severe")
 #: Smallest-height / reference ratios at or below which grades 1, 2 and 3 begin, i.e. height
@@ -214,3 +214,29 @@ def vertebral_heights(mask: sitk.Image, slab_mm: float = SLAB_MM) -> VertebralHe
             raise SpineAnalysisError("the vertebral body mask is too small to measure its heights")
         heights.append(float(np.median(column_mm[band])))
     return VertebralHeights(*heights)
+
+
+def grade_vertebrae(labels: sitk.Image, label_names: dict[int, str] | None = None) -> list[dict]:
+    """One row per non-zero label of a vertebral body label map, in label order.
+
+    A row holds ``label`` and ``vertebra`` (its name from ``label_names``, else ``"label <n>"``)
+    and either the Genant result (``grade``, ``grade_label``, ``height_loss_pct``, ``deformity``
+    and the heights in mm it rests on) or, for a body that cannot be measured, a ``note``
+    saying why. Each body is graded against its own posterior height.
+    """
+    names = label_names or {}
+    rows = []
+    for value in np.unique(sitk.GetArrayViewFromImage(labels)):
+        value = int(value)
+        if value == 0:
+            continue
+        row: dict = {"label": value, "vertebra": names.get(value, f"label {value}")}
+        try:
+            grade = genant_grade(*vertebral_heights(sitk.Cast(labels == value, sitk.sitkUInt8)))
+        except SpineAnalysisError as error:
+            rows.append({**row, "note": str(error)})
+            continue
+        for key, item in grade.to_dict().items():
+            row["grade_label" if key == "label" else key] = item
+        rows.append(row)
+    return rows

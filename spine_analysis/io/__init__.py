@@ -1,0 +1,8 @@
+"""File and image I/O, one module per kind of file: ``xray`` (radiographs), ``ct`` (CT volumes),
+``landmark_files`` (corner landmarks), ``aasce`` (AASCE-layout folders), ``atomic`` (outputs written
+completely or not at all).
+
+Readers turn every format into one shape and refuse unsuitable input with a one-line
+``ImageReadError`` or ``LandmarkError`` that names the file, so the engine never sees a colour
+photo, a CT handed in as a radiograph, or a half-written file.
+"""

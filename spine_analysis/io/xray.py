@@ -1,0 +1,161 @@
+"""Reading a 2D radiograph (PNG, JPEG, TIFF, BMP, DICOM, NRRD, MHA, NIfTI) as bright-bone float32."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from PIL import Image, UnidentifiedImageError
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut
+
+from ..errors import ImageReadError, sitk_reason
+
+#: A radiograph narrower or shorter than this cannot show a spine (thumbnails, icons, masks).
+MIN_SIDE_PX = 64
+#: Largest channel difference, as a fraction of the value range, still taken as a grey image
+#: saved as RGB (JPEG compression leaves the channels of a grey image a level or two apart).
+GREY_RGB_TOLERANCE = 0.02
+#: Suffixes read with SimpleITK, which keeps their physical spacing; other files go to Pillow.
+SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+@dataclass(frozen=True)
+class XRay:
+    """A grey radiograph, bright = dense (bone), whatever the file's convention.
+
+    ``pixels`` is float32 (rows, cols); ``spacing_mm`` is (row, col) millimetres when the
+    file records it (DICOM, NRRD, MHA, NIfTI), else None; ``photometric`` is the file's own
+    interpretation ("MONOCHROME1", "MONOCHROME2" or "RGB" for a grey image saved as colour).
+    """
+
+    pixels: np.ndarray
+    spacing_mm: tuple[float, float] | None
+    source: str
+    photometric: str
+
+
+def _suffix(path: Path) -> str:
+    """Lower-case suffix, keeping the double ``.nii.gz``."""
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _is_dicom(path: Path) -> bool:
+    """DICOM Part 10 files carry ``DICM`` after a 128-byte preamble, whatever their name."""
+    with open(path, "rb") as f:
+        f.seek(128)
+        return f.read(4) == b"DICM"
+
+
+def _grey_from_channels(pixels: np.ndarray, path: Path) -> np.ndarray:
+    """Luminance of a (rows, cols, channels) image whose colour channels agree, else refuse."""
+    channels = pixels.shape[2]
+    if channels in (1, 2):  # grey, or grey + alpha
+        return pixels[..., 0]
+    if channels not in (3, 4):
+        raise ImageReadError(f"{path} has {channels} channels per pixel; a grayscale radiograph is expected")
+    rgb = pixels[..., :3].astype(np.float64)
+    value_range = np.iinfo(pixels.dtype).max if pixels.dtype.kind in "ui" else max(float(np.ptp(rgb)), 1e-12)
+    spread = max(np.abs(rgb[..., 0] - rgb[..., 1]).max(), np.abs(rgb[..., 1] - rgb[..., 2]).max())
+    if spread > GREY_RGB_TOLERANCE * value_range:
+        raise ImageReadError(f"{path} is a colour image; a grayscale radiograph is expected")
+    return rgb @ np.array([0.299, 0.587, 0.114])
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, None, str]:
+    """PNG, JPEG, TIFF, BMP: no spacing, as their DPI describes printing, not the detector."""
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("1", "L", "I", "F") or img.mode.startswith("I;16"):
+                return np.asarray(img), None, "MONOCHROME2"
+            if img.mode not in ("LA", "RGB", "RGBA"):
+                img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
+            pixels = np.asarray(img)
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise ImageReadError(f"{path} is not a readable image") from None
+    grey = _grey_from_channels(pixels[..., None] if pixels.ndim == 2 else pixels, path)
+    return grey, None, "RGB" if pixels.ndim == 3 and pixels.shape[2] >= 3 else "MONOCHROME2"
+
+
+def _read_sitk_2d(path: Path) -> tuple[np.ndarray, tuple[float, float], str]:
+    """A 2D image, or a single-slice 3D one as Slicer saves radiographs."""
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise ImageReadError(f"{path} is not a readable image ({sitk_reason(exc)})") from None
+    size = image.GetSize()
+    if image.GetDimension() == 3:
+        if size[2] > 1:
+            raise ImageReadError(
+                f"{path} looks like a CT/3D volume ({size[2]} slices); a single radiograph is expected")
+        image = image[:, :, 0]
+    elif image.GetDimension() != 2:
+        raise ImageReadError(f"{path} has {image.GetDimension()} dimensions; a 2D radiograph is expected")
+    pixels = sitk.GetArrayFromImage(image)
+    photometric = "MONOCHROME2"
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        pixels = _grey_from_channels(pixels, path)
+        photometric = "RGB"
+    spacing = image.GetSpacing()
+    return pixels, (float(spacing[1]), float(spacing[0])), photometric
+
+
+def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str]:
+    """A single-frame CR/DX file, as modality values with MONOCHROME1 inverted."""
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError) as exc:
+        raise ImageReadError(f"{path} is not a readable DICOM file ({exc})") from None
+    if "PixelData" not in ds:
+        raise ImageReadError(f"{path} is a DICOM file without an image (modality {ds.get('Modality', '?')})")
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise ImageReadError(
+            f"{path} looks like a CT/3D volume ({ds.NumberOfFrames} frames); a single radiograph is expected")
+    try:
+        pixels = ds.pixel_array
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:  # e.g. compression
+        raise ImageReadError(f"{path}: cannot decode the DICOM pixel data ({exc})") from None
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if pixels.ndim == 3:
+        pixels = _grey_from_channels(pixels, path)
+    else:
+        pixels = apply_modality_lut(pixels, ds).astype(np.float64)
+        if photometric == "MONOCHROME1":
+            pixels = pixels.max() + pixels.min() - pixels
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    spacing_mm = (float(spacing[0]), float(spacing[1])) if spacing else None
+    return pixels, spacing_mm, photometric
+
+
+def read_xray(path) -> XRay:
+    """Read a 2D radiograph (PNG, JPEG, TIFF, BMP, DICOM, NRRD, MHA, NIfTI) as bright-bone float32."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: file not found")
+    if path.is_dir():
+        raise ImageReadError(f"{path} is a folder; a radiograph file is expected")
+    suffix = _suffix(path)
+    if suffix in DICOM_SUFFIXES or _is_dicom(path):
+        reader = _read_dicom
+    elif suffix in SITK_SUFFIXES:
+        reader = _read_sitk_2d
+    else:
+        reader = _read_pillow
+    pixels, spacing_mm, photometric = reader(path)
+    if pixels.size == 0:
+        raise ImageReadError(f"{path} is empty (0 pixels)")
+    if min(pixels.shape) < MIN_SIDE_PX:
+        rows, cols = pixels.shape
+        raise ImageReadError(f"{path} is too small ({cols} x {rows} px) to hold a spine; "
+                             f"at least {MIN_SIDE_PX} px per side is expected")
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if not np.all(np.isfinite(pixels)):
+        raise ImageReadError(f"{path} contains NaN or infinite pixel values")
+    if pixels.min() == pixels.max():
+        raise ImageReadError(f"{path} is empty (every pixel is {pixels.flat[0]:g})")
+    return XRay(pixels, spacing_mm, str(path), photometric)
+

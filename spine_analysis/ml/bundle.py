@@ -1,0 +1,98 @@
+"""A trained model travels as one folder, read and written only here:
+
+- ``config.json``: every setting that changes a prediction (network shapes, preprocessing,
+  thresholds), as the network's config dataclass writes it;
+- the weights file: the network's state dict alone (floats stored as float16 to keep the
+  package small, loaded as float32);
+- ``metadata.json``: how it was trained (date, command, data, history) and ``settings_digest``,
+  the digest of ``config.json`` it was trained with;
+- ``MODEL_CARD.md``: what it was trained on and how well it does, for people.
+
+A folder whose ``config.json`` no longer matches its digest is refused, so an edited or stray
+file cannot silently give other predictions; the digest also names the settings in reports.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+from ..io.atomic import atomic_output, write_json
+
+CONFIG_FILE = "config.json"
+METADATA_FILE = "metadata.json"
+CARD_FILE = "MODEL_CARD.md"
+
+
+def settings_digest(config: dict) -> str:
+    """A short digest of a config dict: equal digests, equal settings."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resolve_bundle_dir(path, environment_variable: str, shipped: Path) -> Path:
+    """The model folder to use: ``path`` if given, else ``$environment_variable``, else ``shipped``.
+
+    A path to a file inside the folder (say the weights) names its folder."""
+    chosen = Path(path or os.environ.get(environment_variable) or shipped)
+    return chosen.parent if chosen.is_file() else chosen
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded model folder: its config dict, float32 state dict and metadata."""
+
+    folder: Path
+    config: dict
+    state: dict[str, torch.Tensor]
+    metadata: dict
+
+    @property
+    def digest(self) -> str:
+        return self.metadata["settings_digest"]
+
+
+def save_bundle(folder, config: dict, state: dict[str, torch.Tensor], metadata: dict,
+                weights_file: str) -> Path:
+    """Write config, weights and metadata (with the settings digest) into ``folder``.
+
+    Each file is complete or absent; the model card is written by people, not here."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    half = {k: (v.detach().half() if v.is_floating_point() else v.detach()) for k, v in state.items()}
+    write_json(config, folder / CONFIG_FILE)
+    with atomic_output(folder / weights_file) as tmp:
+        torch.save(half, tmp)
+    write_json({**metadata, "settings_digest": settings_digest(config)}, folder / METADATA_FILE)
+    return folder
+
+
+def load_bundle(folder, weights_file: str, what: str) -> Bundle:
+    """Read a model folder written by ``save_bundle``; ``what`` names the model in messages.
+
+    Raises ``ModelError`` when a file is missing or unreadable or the config was changed
+    after training."""
+    folder = Path(folder)
+    paths = [folder / name for name in (CONFIG_FILE, weights_file, METADATA_FILE)]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise ModelError(f"no {what} in {folder}: {', '.join(missing)} missing "
+                         f"(a model folder holds {CONFIG_FILE}, {weights_file} and {METADATA_FILE})")
+    config_path, weights_path, metadata_path = paths
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, TypeError, RuntimeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read the {what} in {folder}: {exc}") from None
+    if not (isinstance(config, dict) and isinstance(metadata, dict) and isinstance(state, dict)):
+        raise ModelError(f"the {what} in {folder} is not a model folder written by spine-analysis")
+    if metadata.get("settings_digest") != settings_digest(config):
+        raise ModelError(f"{weights_path} was not trained with {config_path}: its settings were changed "
+                         "after training (digest mismatch)")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return Bundle(folder, config, state, metadata)

@@ -1,0 +1,50 @@
+"""Inference helpers every network shares: threads and device, padding to the network's
+stride, and MONAI's sliding-window inference for volumes larger than a network's patch."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.inferers import SlidingWindowInferer
+from torch import nn
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Use ``threads`` CPU threads (default: every core) for torch; returns the number set."""
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+def choose_device(prefer: str | None = None) -> torch.device:
+    """``prefer`` if given ("cpu", "cuda"), else CUDA when available, else the CPU."""
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, dims: int = 2) -> torch.Tensor:
+    """Zero-pad the last ``dims`` axes at their far end up to a multiple of ``multiple``.
+
+    A U-Net that halves its input k times needs sides divisible by 2**k; padding at the far
+    end keeps voxel (0, 0[, 0]) where it was, so outputs are cropped back with a plain slice."""
+    pad: list[int] = []
+    for size in reversed(x.shape[-dims:]):
+        pad += [0, (-size) % multiple]
+    return F.pad(x, pad)
+
+
+@torch.no_grad()
+def sliding_window(inputs: torch.Tensor, network: nn.Module, roi_size: Sequence[int],
+                   overlap: float = 0.25, batch_size: int = 1, mode: str = "gaussian",
+                   progress: bool = False) -> torch.Tensor:
+    """``network`` over ``inputs`` (B, C, *spatial) in overlapping patches of ``roi_size``,
+    blended (``mode`` "gaussian" or "constant"); returns the network's output for the whole input.
+
+    A thin front to MONAI's ``SlidingWindowInferer`` so every CT network tiles the same way;
+    inputs smaller than a patch are padded by MONAI and cropped back."""
+    inferer = SlidingWindowInferer(roi_size=tuple(roi_size), sw_batch_size=batch_size, overlap=overlap,
+                                   mode=mode, progress=progress)
+    return inferer(inputs, network)
