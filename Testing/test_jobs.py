@@ -1,0 +1,71 @@
+"""The JSON-lines entry point the Slicer modules run the engine through (spine_analysis.jobs)."""
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from spine_analysis.jobs import serve
+from spine_analysis.xray.landmark_model import SHIPPED_DIR
+from spine_analysis.xray.landmarks import LEVELS, SpineLandmarks
+from spine_analysis.xray.synthetic import example_case
+
+REPO = Path(__file__).resolve().parents[1]
+needs_model = pytest.mark.skipif(not (SHIPPED_DIR / "landmarks.pt").exists(), reason="no shipped weights")
+
+
+def _answers(*requests: str) -> list[dict]:
+    out = io.StringIO()
+    serve(io.StringIO("".join(line + "\n" for line in requests)), out)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def radiograph(tmp_path_factory):
+    """The synthetic example saved as Slicer saves a radiograph for the job (pixel = IJK), with its truth."""
+    pixels, truth, _ = example_case()
+    path = tmp_path_factory.mktemp("job") / "input.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(pixels.astype(np.float32)), str(path))
+    return path, truth
+
+
+def test_bad_requests_get_one_error_line_each():
+    answers = _answers("not json", '{"job": "paint"}', "[1, 2]", '{"job": "landmarks"}',
+                       '{"job": "landmarks", "image": "/no/such/file.png"}')
+    assert [a["status"] for a in answers if a["status"] != "progress"] == ["error"] * 5
+    messages = [a["message"] for a in answers if a["status"] == "error"]
+    assert "one line of JSON" in messages[0] and "unknown job 'paint'" in messages[1]
+    assert "JSON object" in messages[2] and "'image'" in messages[3] and "file not found" in messages[4]
+
+
+@needs_model
+def test_landmarks_job_reports_progress_then_the_landmarks_and_keeps_the_model(radiograph):
+    path, truth = radiograph
+    request = json.dumps({"job": "landmarks", "image": str(path), "weights": None})
+    answers = _answers(request, request)
+    finals = [i for i, a in enumerate(answers) if a["status"] != "progress"]
+    assert len(finals) == 2 and all(answers[i]["status"] == "done" for i in finals)
+    progress = [a["fraction"] for a in answers[:finals[0]]]
+    assert progress == sorted(progress) and len(progress) >= 3
+    first, second = answers[finals[0]]["result"], answers[finals[1]]["result"]
+    landmarks = SpineLandmarks.from_dict(first["landmarks"])
+    assert landmarks.levels == LEVELS and first["flags"] == []
+    spacing = np.median(np.linalg.norm(np.diff(truth.centres, axis=0), axis=1))
+    assert np.linalg.norm(landmarks.centres - truth.centres, axis=1).max() < 0.1 * spacing
+    assert first["seconds"]["model_load"] > 0 and second["seconds"]["model_load"] == 0
+    assert second["landmarks"] == first["landmarks"] and "settings" in first["model"]
+
+
+@needs_model
+def test_the_process_prints_nothing_but_json_lines_and_ends_with_its_input(radiograph):
+    path, _ = radiograph
+    requests = json.dumps({"job": "landmarks", "image": str(path)}) + "\n" + '{"job": "paint"}\n'
+    done = subprocess.run([sys.executable, "-m", "spine_analysis.jobs"], input=requests, text=True,
+                          capture_output=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [a["status"] for a in answers if a["status"] != "progress"] == ["done", "error"]
