@@ -69,3 +69,16 @@ def test_the_process_prints_nothing_but_json_lines_and_ends_with_its_input(radio
     assert done.returncode == 0
     answers = [json.loads(line) for line in done.stdout.splitlines()]
     assert [a["status"] for a in answers if a["status"] != "progress"] == ["done", "error"]
+
+
+def test_an_internal_error_is_answered_and_the_runner_keeps_serving(monkeypatch):
+    """A bug in a job (not a user's error) still gets one error line, and the next request runs."""
+    from spine_analysis import jobs
+
+    def broken(self, request, emit):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(jobs.JobRunner, "_landmarks", broken)
+    answers = _answers('{"job": "landmarks", "image": "x"}', '{"job": "paint"}')
+    assert [a["status"] for a in answers] == ["error", "error"]
+    assert "internal error (ZeroDivisionError" in answers[0]["message"] and "unknown job" in answers[1]["message"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import traceback
 from typing import Callable, TextIO
 
 from .errors import SpineAnalysisError
@@ -41,6 +42,10 @@ class JobRunner:
             emit({"status": "done", "result": handler(request, emit)})
         except (SpineAnalysisError, OSError) as exc:
             emit({"status": "error", "message": str(exc)})
+        except Exception as exc:  # a bug, not a user's error: keep serving, leave the traceback on stderr
+            traceback.print_exc(file=sys.stderr)
+            emit({"status": "error", "message": f"internal error ({type(exc).__name__}: {exc}); "
+                                                "the details are in the engine's log"})
 
     def _landmarks(self, request: dict, emit: Emit) -> dict:
         from .io.xray import read_xray
@@ -88,6 +93,7 @@ def serve(requests: TextIO, answers: TextIO) -> None:
 
 
 def main() -> int:
+    """``python -m spine_analysis.jobs``: serve stdin to stdout; 0 when stdin ends."""
     answers = sys.stdout
     sys.stdout = sys.stderr   # a library's print() must not break the JSON lines
     try:
