@@ -23,7 +23,8 @@ from slicer import (
     vtkMRMLTableNode,
 )
 
-from SpineAnalysisLib import dependencies, tables, volumes
+from SpineCommonLib import dependencies, tables, volumes
+from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 
 
 #
@@ -77,80 +78,25 @@ class SpineAnalysisParameterNode:
 #
 
 
-class SpineAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-
+class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineAnalysis.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.setupModule(self.resourcePath("UI/SpineAnalysis.ui"), SpineAnalysisLogic())
 
         # One seed point is enough: each click replaces the previous point.
         self.ui.seedPlaceWidget.buttonsVisible = False
         self.ui.seedPlaceWidget.placeButton().show()
         self.ui.seedPlaceWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
 
-        self.logic = SpineAnalysisLogic()
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
 
         self.initializeParameterNode()
 
-    def cleanup(self) -> None:
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            for volumeNode in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
-                if not volumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
-                    self._parameterNode.inputVolume = volumeNode
-                    break
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        if self._parameterNode and self._parameterNode.inputVolume and self._parameterNode.vertebraLabels:
-            self.ui.applyButton.toolTip = _("Compute vertebral body metrics")
-            self.ui.applyButton.enabled = True
-        else:
-            self.ui.applyButton.toolTip = _("Select a CT volume and the vertebra labels")
-            self.ui.applyButton.enabled = False
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        ready = bool(self._parameterNode and self._parameterNode.inputVolume and self._parameterNode.vertebraLabels)
+        self.ui.applyButton.enabled = ready
+        self.ui.applyButton.toolTip = _("Compute vertebral body metrics") if ready \
+            else _("Select a CT volume and the vertebra labels")
 
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to compute vertebral body metrics."), waitCursor=True):
@@ -238,7 +184,7 @@ class SpineAnalysisLogic(ScriptedLoadableModuleLogic):
         :param seedPoint: optional vtkMRMLMarkupsFiducialNode; its last point marks the vertebra of interest
         :param tableNode: vtkMRMLTableNode to overwrite, or None for a new table
         """
-        from spine_analysis.bone_metrics import bone_metrics
+        from spine_analysis.ct.bone_metrics import bone_metrics
 
         ctImage = volumes.ctImageFromVolume(ctVolume)
         labelImage, labelNames = volumes.labelImageFromNode(vertebraLabels, ctImage, ctVolume)

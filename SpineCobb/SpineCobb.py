@@ -3,7 +3,6 @@ import logging
 import os
 
 import qt
-import vtk
 
 import slicer
 from slicer.i18n import tr as _
@@ -11,7 +10,6 @@ from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
@@ -19,9 +17,10 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper
 
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
 
-from SpineAnalysisLib import dependencies, tables
-from SpineCobbLib import outputs
-from SpineCobbLib.process import WEIGHTS_ENVIRONMENT_VARIABLE, DetectionCancelled, LandmarkDetection
+from SpineCommonLib import dependencies, tables
+from SpineCommonLib.jobs import JobCancelled
+from SpineCommonLib.widgets import ParameterNodeWidgetMixin
+from SpineCobbLib import detection, outputs, testing
 
 
 #
@@ -81,36 +80,25 @@ def _sameNode(a, b):
     return a is not None and b is not None and a.GetID() == b.GetID()
 
 
-
-class SpineCobbWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     LOG_MAX_CHARS = 256 * 1024
 
     def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
         self._detection = None
         self._shownLandmarks = None
+        ParameterNodeWidgetMixin.__init__(self, parent)  # last: it may run setup()
 
     def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
+        from spine_analysis.xray.landmark_model import WEIGHTS_ENV
 
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineCobb.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        ScriptedLoadableModuleWidget.setup(self)
+        self.setupModule(self.resourcePath("UI/SpineCobb.ui"), SpineCobbLogic())
 
         # Only landmark sets made by this module can be reviewed here.
         self.ui.landmarksSelector.addAttribute("vtkMRMLMarkupsFiducialNode", outputs.ROLE_ATTRIBUTE, outputs.LANDMARKS_ROLE)
-        self.ui.weightsLineEdit.placeholderText = _("bundled model, or ${variable}").format(variable=WEIGHTS_ENVIRONMENT_VARIABLE)
+        self.ui.weightsLineEdit.placeholderText = _("bundled model, or ${variable}").format(variable=WEIGHTS_ENV)
 
-        self.logic = SpineCobbLogic()
         self.logic.resultsUpdatedCallback = self.onResultsUpdated
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
@@ -122,53 +110,25 @@ class SpineCobbWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setRunning(False)
         self.initializeParameterNode()
 
-    def cleanup(self) -> None:
-        if self._detection:
-            self._detection.cancel(notify=False)
-            self._detection = None
-        self.logic.removeObservers()
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        # Landmark observation stays on (in the logic): lines follow edits made in other modules too.
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
-
-    def onSceneStartClose(self, caller, event) -> None:
+    def _stopDetection(self) -> None:
+        """Cancel a running detection without reporting it (module unloaded, scene closed)."""
         if self._detection:
             self._detection.cancel(notify=False)
             self._detection = None
             self.setRunning(False)
-        self.setParameterNode(None)
+
+    def cleanup(self) -> None:
+        self._stopDetection()
+        self.logic.removeObservers()
+        ParameterNodeWidgetMixin.cleanup(self)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        # The logic observes the landmarks even when the module is left (lines follow edits made in
+        # other modules too), so that stops only here and in cleanup().
+        self._stopDetection()
+        ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
         self.logic.removeObservers()
         self._shownLandmarks = None
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            for volumeNode in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
-                if not volumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
-                    self._parameterNode.inputVolume = volumeNode
-                    break
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
-            self.onParameterNodeModified()
 
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         pn = self._parameterNode
@@ -238,12 +198,12 @@ class SpineCobbWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             log.setPlainText(log.toPlainText()[-self.LOG_MAX_CHARS // 2:])
         log.appendPlainText(text)
 
-    def onProgress(self, fraction, line) -> None:
+    def onProgress(self, fraction, message) -> None:
         if fraction is not None:
             self.ui.progressBar.setRange(0, 100)
             self.ui.progressBar.value = int(round(100 * fraction))
-        if line:
-            self.ui.statusLabel.text = line if len(line) <= 120 else line[:117] + "..."
+        if message:
+            self.ui.statusLabel.text = message if len(message) <= 120 else message[:117] + "..."
 
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the landmark detection."), waitCursor=True):
@@ -282,7 +242,7 @@ class SpineCobbWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onDetectionCompleted(self, landmarksNode, error) -> None:
         self._detection = None
         self.setRunning(False)
-        if isinstance(error, DetectionCancelled):
+        if isinstance(error, JobCancelled):
             self.ui.statusLabel.text = _("Cancelled.")
             return
         self.ui.statusLabel.text = _("Failed.") if error else _("Done.")
@@ -392,7 +352,7 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
     def landmarksFromNode(self, landmarksNode):
         """The node's current points as SpineLandmarks (pixels of its radiograph)."""
-        from spine_analysis.landmarks import SpineLandmarks
+        from spine_analysis.xray.landmarks import SpineLandmarks
 
         volumeNode = self.inputVolume(landmarksNode)
         if not volumeNode:
@@ -424,32 +384,32 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         """Detect the landmarks with the landmark model (in a separate process) and compute the Cobb angles.
 
         :param volumeNode: the radiograph (single-slice vtkMRMLScalarVolumeNode)
-        :param weightsPath: other model weights (default: $SPINE_ANALYSIS_LANDMARK_WEIGHTS, else the bundled model)
+        :param weightsPath: other model weights; default: the engine uses $SPINE_ANALYSIS_LANDMARK_WEIGHTS, else its bundled model
         :param patientRightOnImageLeft: True for the standard display (patient's right on the image's left)
         :param landmarksNode: landmark node to overwrite; default: the one this module made for this volume, or a new one
         :param replaceEdited: allow replacing landmarks that were edited by hand (otherwise ValueError)
         :param waitForCompletion: True: block and return the landmarks node. False: return the running
-            LandmarkDetection at once (it has cancel()); completedCallback(landmarksNode or None, error or None)
+            EngineJob at once (it has cancel()); completedCallback(landmarksNode or None, error or None)
             is called on the main thread when it ends.
         """
         image = self.radiographArray(volumeNode)
         target = self._targetNode(volumeNode, landmarksNode, replaceEdited)
-        detection = LandmarkDetection(image, weightsPath=weightsPath, engineFolder=dependencies.engineParentFolder(),
-                                      logCallback=logCallback, progressCallback=progressCallback)
+        if weightsPath and not os.path.exists(weightsPath):
+            raise ValueError(f"Landmark model weights not found: {weightsPath}")
+        job = detection.landmarkJob(image, weightsPath, logCallback=logCallback, progressCallback=progressCallback)
         self.detectionWarnings = []
         if waitForCompletion:
-            landmarks = detection.run()
-            self.detectionWarnings = detection.warnings
-            return self.computeFromLandmarks(volumeNode, landmarks, patientRightOnImageLeft, landmarksNode=target,
-                                             replaceEdited=True, source="model")
+            return self.computeFromLandmarks(volumeNode, self._detectedLandmarks(job.run(), logCallback),
+                                             patientRightOnImageLeft, landmarksNode=target, replaceEdited=True,
+                                             source="model")
 
         editedAtStart = bool(target) and self.isEdited(target)
 
-        def onDetectionFinished(landmarks, error):
+        def onJobFinished(result, error):
             node = None
-            self.detectionWarnings = detection.warnings
             if error is None:
                 try:
+                    landmarks = self._detectedLandmarks(result, logCallback)
                     if not volumeNode.GetScene():
                         raise ValueError("The radiograph was removed from the scene during the detection.")
                     reuse = target
@@ -462,11 +422,19 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                     error = exc
             if completedCallback:
                 completedCallback(node, error)
-            elif error is not None and not isinstance(error, DetectionCancelled):
+            elif error is not None and not isinstance(error, JobCancelled):
                 logging.error(f"SpineCobb: landmark detection failed: {error}")
 
-        detection.start(onDetectionFinished)
-        return detection
+        job.start(onJobFinished)
+        return job
+
+    def _detectedLandmarks(self, result, logCallback=None):
+        """The landmarks of a finished landmarks job; its framing warnings are kept in detectionWarnings."""
+        landmarks, self.detectionWarnings = detection.landmarksFromResult(result)
+        (logCallback or logging.info)(f"SpineCobb: {result.get('model')}; seconds: {result.get('seconds')}")
+        for message in self.detectionWarnings:
+            logging.warning("SpineCobb: " + message)
+        return landmarks
 
     def computeFromLandmarks(self, volumeNode, landmarks, patientRightOnImageLeft=True, landmarksNode=None,
                              replaceEdited=False, source="provided", createNew=False):
@@ -490,7 +458,7 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
     def cobbResult(self, landmarksNode, landmarks=None):
         """The Cobb analysis (spine_analysis CobbResult) of the node's current points (or of `landmarks`)."""
-        from spine_analysis.cobb import analyse
+        from spine_analysis.xray.cobb import analyse
 
         if landmarks is None:
             landmarks = self.landmarksFromNode(landmarksNode)
@@ -500,7 +468,7 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     def qualityMessages(self, landmarksNode, landmarks=None):
         """What looks implausible in the node's current points (vertebrae out of order, odd spacing,
         crossed corners, corners outside the radiograph): one message each, empty when nothing does."""
-        from spine_analysis.quality import quality_flags
+        from spine_analysis.xray.quality import quality_flags
 
         if landmarks is None:
             landmarks = self.landmarksFromNode(landmarksNode)
@@ -594,7 +562,7 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
     def exportResults(self, landmarksNode, outputFolder):
         """Write report.json, report.csv, landmarks.csv, landmarks.json and overlay.png into `outputFolder`."""
-        from spine_analysis.report import write_cobb_outputs
+        from spine_analysis.xray.report import write_cobb_outputs
 
         volumeNode = self.inputVolume(landmarksNode)
         if not volumeNode:
@@ -613,167 +581,8 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 #
 
 
-class SpineCobbTest(ScriptedLoadableModuleTest):
-    """Glue tests on the engine's synthetic radiograph; the geometry itself is tested in the engine."""
+class SpineCobbTest(testing.SpineCobbTestCase):
+    """The tests of SpineCobbLib/testing.py on this module's logic. (The test case is reached through its
+    module, not imported by name, so that the unittest loader does not find and run it a second time.)"""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_ComputeFromLandmarks()
-        self.setUp()
-        self.test_DetectionEndToEnd()
-        self.test_FramingWarnings()
-
-    def _syntheticRadiograph(self):
-        import numpy as np
-
-        if dependencies.missingPackages(["skimage"]):
-            self.skipTest("scikit-image is needed to render the synthetic radiograph")
-        from spine_analysis.synthetic import example_case
-
-        image, landmarks, description = example_case()
-        # A detector-like geometry: 0.15 mm pixels, rows running inferiorly, an arbitrary origin.
-        ijkToRas = np.array([[-0.15, 0.0, 0.0, 35.0],
-                             [0.0, 0.0, 1.0, -12.5],
-                             [0.0, -0.15, 0.0, 260.0],
-                             [0.0, 0.0, 0.0, 1.0]])
-        volumeNode = slicer.util.addVolumeFromArray(image[np.newaxis], ijkToRAS=ijkToRas, name="SyntheticRadiograph")
-        self.delayDisplay(f"Synthetic radiograph: {description}")
-        return volumeNode, image, landmarks
-
-    def _tableColumn(self, tableNode, name):
-        column = tableNode.GetTable().GetColumnByName(name)
-        self.assertIsNotNone(column, f"table column {name} missing")
-        return [column.GetValue(row) for row in range(tableNode.GetNumberOfRows())]
-
-    def _assertShowsResult(self, logic, landmarksNode, expected):
-        """Line nodes and table of `landmarksNode` show `expected` (a CobbResult)."""
-        import numpy as np
-
-        ijkToRas = outputs.ijkToRasMatrix(logic.inputVolume(landmarksNode))
-        lines = logic.endplateLineNodes(landmarksNode)
-        self.assertEqual(len(lines), 2 * len(expected.curves))
-        for index, curve in enumerate(expected.curves):
-            for line, endplate in ((lines[2 * index], curve.upper_endplate), (lines[2 * index + 1], curve.lower_endplate)):
-                self.assertIn(f"{curve.name} {curve.angle_deg:.1f}°", line.GetName())
-                self.assertTrue(line.GetLocked())
-                self.assertFalse(line.GetMeasurement("length").GetEnabled())
-                np.testing.assert_allclose(
-                    outputs.rasToPixels(slicer.util.arrayFromMarkupsControlPoints(line), ijkToRas), endplate, atol=1e-4)
-        tableNode = logic.tableNode(landmarksNode)
-        self.assertEqual(tableNode.GetNumberOfRows(), len(expected.curves))
-        self.assertEqual(self._tableColumn(tableNode, "curve"), [curve.name for curve in expected.curves])
-        np.testing.assert_allclose(self._tableColumn(tableNode, "angle"),
-                                   [curve.angle_deg for curve in expected.curves], atol=1e-6)
-
-    def test_ComputeFromLandmarks(self):
-        import shutil
-
-        import numpy as np
-        from spine_analysis.cobb import analyse
-        from spine_analysis.landmarks import SpineLandmarks
-
-        volumeNode, image, landmarks = self._syntheticRadiograph()
-        logic = SpineCobbLogic()
-
-        self.delayDisplay("Known landmarks to markups, lines and table")
-        landmarksNode = logic.computeFromLandmarks(volumeNode, landmarks)
-        self.assertEqual(landmarksNode.GetNumberOfControlPoints(), 68)
-        self.assertTrue(landmarksNode.GetFixedNumberOfControlPoints())
-        self.assertEqual([landmarksNode.GetNthControlPointLabel(i) for i in range(68)], landmarks.labels())
-        self.assertEqual(landmarksNode.GetNthControlPointLabel(0), f"{landmarks.levels[0]} superior-left")
-        ijkToRas = outputs.ijkToRasMatrix(volumeNode)
-        np.testing.assert_allclose(
-            outputs.rasToPixels(slicer.util.arrayFromMarkupsControlPoints(landmarksNode), ijkToRas), landmarks.flat, atol=1e-6)
-        expected = analyse(landmarks, image.shape[0], patient_right_on_image_left=True)
-        self.assertTrue(expected.curves, "the synthetic case should have at least one curve")
-        self._assertShowsResult(logic, landmarksNode, expected)
-        self.assertIsNotNone(logic.outlineModelNode(landmarksNode))
-        self.assertFalse(logic.isEdited(landmarksNode))
-
-        self.delayDisplay("Dragging a corner: lines follow during the drag, the table when it ends")
-        main = max(expected.curves, key=lambda curve: curve.angle_deg)
-        level = landmarks.levels.index(main.upper_end)
-        moved = landmarks.points.copy()
-        moved[level, 0, 1] += 8.0  # superior-left corner of the upper end vertebra, 8 px down
-        expectedMoved = analyse(SpineLandmarks(moved, landmarks.first_level), image.shape[0], patient_right_on_image_left=True)
-        self.assertNotEqual([round(c.angle_deg, 3) for c in expectedMoved.curves],
-                            [round(c.angle_deg, 3) for c in expected.curves])
-        newPosition = outputs.pixelsToRas(moved[level, 0][np.newaxis], ijkToRas)[0]
-        landmarksNode.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointStartInteractionEvent)
-        landmarksNode.SetNthControlPointPosition(4 * level, newPosition)
-        lines = logic.endplateLineNodes(landmarksNode)
-        self.assertEqual(len(lines), 2 * len(expectedMoved.curves))
-        self.assertIn(f"{expectedMoved.curves[0].name} {expectedMoved.curves[0].angle_deg:.1f}°", lines[0].GetName())
-        landmarksNode.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)
-        self._assertShowsResult(logic, landmarksNode, expectedMoved)
-        self.assertTrue(logic.isEdited(landmarksNode))
-        self.assertEqual(landmarksNode.GetAttribute(outputs.EDITED_ATTRIBUTE), "true")
-        self.assertEqual(landmarksNode.GetNumberOfControlPoints(), 68)
-
-        self.delayDisplay("Edited landmarks are not replaced unless asked")
-        with self.assertRaises(ValueError):
-            logic.computeFromLandmarks(volumeNode, landmarks)
-        self.assertTrue(logic.isEdited(landmarksNode))
-        replaced = logic.computeFromLandmarks(volumeNode, landmarks, replaceEdited=True)
-        self.assertEqual(replaced.GetID(), landmarksNode.GetID())
-        self.assertFalse(logic.isEdited(landmarksNode))
-        self._assertShowsResult(logic, landmarksNode, expected)
-
-        self.delayDisplay("Implausible landmarks are named")
-        self.assertEqual(logic.qualityMessages(landmarksNode), [])
-        below = landmarks.points.copy()
-        below[-1, :, 1] += image.shape[0]  # the last vertebra pushed below the radiograph
-        logic.computeFromLandmarks(volumeNode, SpineLandmarks(below, landmarks.first_level), landmarksNode=landmarksNode)
-        messages = logic.qualityMessages(landmarksNode)
-        self.assertTrue(any(landmarks.levels[-1] in message and "outside" in message for message in messages), messages)
-        logic.computeFromLandmarks(volumeNode, landmarks, landmarksNode=landmarksNode)
-        self.assertEqual(logic.qualityMessages(landmarksNode), [])
-
-        self.delayDisplay("Export")
-        folder = slicer.util.tempDirectory(key="SpineCobbTest")
-        try:
-            logic.exportResults(landmarksNode, folder)
-            for name in ("report.json", "report.csv", "landmarks.csv", "landmarks.json", "overlay.png"):
-                self.assertTrue(os.path.isfile(os.path.join(folder, name)), name)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-        logic.removeObservers()
-        self.delayDisplay("Test passed")
-
-    def test_DetectionEndToEnd(self):
-        import importlib.util
-
-        if any(importlib.util.find_spec(name) is None for name in ("torch", "monai", "skimage")):
-            self.delayDisplay("Landmark model not tested: torch, monai or scikit-image is not installed")
-            return
-        volumeNode, image, landmarks = self._syntheticRadiograph()
-        logic = SpineCobbLogic()
-        self.delayDisplay("Landmark detection in a separate process (blocking)")
-        landmarksNode = logic.process(volumeNode, waitForCompletion=True)
-        self.assertEqual(landmarksNode.GetNumberOfControlPoints(), 68)
-        self.assertTrue(landmarksNode.GetFixedNumberOfControlPoints())
-        self.assertEqual(landmarksNode.GetAttribute(outputs.SOURCE_ATTRIBUTE), "model")
-        self.assertIsNotNone(logic.tableNode(landmarksNode))
-        self.assertEqual(logic.detectionWarnings, [])  # the synthetic radiograph is framed like the training ones
-        logic.removeObservers()
-        self.delayDisplay("Test passed")
-
-    def test_FramingWarnings(self):
-        import json
-        import tempfile
-
-        from SpineCobbLib.process import framingWarnings
-
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, "report.json")
-            self.assertEqual(framingWarnings(path), [])  # no report: no warning
-            flags = [{"code": "spacing", "levels": ["T3", "T4"], "message": "spacing T3-T4 is 2.10 x the median"},
-                     {"code": "framing", "levels": ["L5"], "message": "L5 found at 75% of the image height"}]
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump({"quality_flags": flags}, f)
-            self.assertEqual(framingWarnings(path), ["L5 found at 75% of the image height"])
-        self.delayDisplay("Test passed")
+    logicClass = SpineCobbLogic

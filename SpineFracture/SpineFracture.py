@@ -1,8 +1,6 @@
 import logging
 from typing import Union
 
-import vtk
-
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -22,7 +20,8 @@ from slicer import (
     vtkMRMLTableNode,
 )
 
-from SpineAnalysisLib import dependencies, tables, volumes
+from SpineCommonLib import dependencies, tables, volumes
+from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 
 
 #
@@ -74,75 +73,18 @@ class SpineFractureParameterNode:
 #
 
 
-class SpineFractureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-
+class SpineFractureWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineFracture.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = SpineFractureLogic()
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
+        self.setupModule(self.resourcePath("UI/SpineFracture.ui"), SpineFractureLogic())
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-
         self.initializeParameterNode()
 
-    def cleanup(self) -> None:
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            for volumeNode in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
-                if not volumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
-                    self._parameterNode.inputVolume = volumeNode
-                    break
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        if self._parameterNode and self._parameterNode.inputVolume and self._parameterNode.vertebraLabels:
-            self.ui.applyButton.toolTip = _("Measure vertebral heights and grade fractures")
-            self.ui.applyButton.enabled = True
-        else:
-            self.ui.applyButton.toolTip = _("Select a CT volume and the vertebra labels")
-            self.ui.applyButton.enabled = False
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        ready = bool(self._parameterNode and self._parameterNode.inputVolume and self._parameterNode.vertebraLabels)
+        self.ui.applyButton.enabled = ready
+        self.ui.applyButton.toolTip = _("Measure vertebral heights and grade fractures") if ready \
+            else _("Select a CT volume and the vertebra labels")
 
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to grade vertebral fractures."), waitCursor=True):
@@ -185,33 +127,6 @@ class SpineFractureLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return SpineFractureParameterNode(super().getParameterNode())
 
-    def gradeVertebrae(self, labelImage, labelNames=None):
-        """One row per label value: Genant grade and the heights (mm) it rests on; a vertebra that cannot be
-        measured gets a note instead."""
-        import numpy as np
-        import SimpleITK as sitk
-        from spine_analysis.errors import SpineAnalysisError
-        from spine_analysis.genant import genant_grade, vertebral_heights
-
-        rows = []
-        for value in np.unique(sitk.GetArrayViewFromImage(labelImage)):
-            value = int(value)
-            if value == 0:
-                continue
-            row = {"label": value, "vertebra": (labelNames or {}).get(value, f"label {value}")}
-            mask = sitk.Cast(labelImage == value, sitk.sitkUInt8)
-            try:
-                anterior, middle, posterior = vertebral_heights(mask)
-                grade = genant_grade(anterior, middle, posterior)
-            except SpineAnalysisError as error:
-                row["note"] = str(error)
-                rows.append(row)
-                continue
-            for key, item in grade.to_dict().items():  # grade, label, height_loss_pct, deformity, heights (mm)
-                row["grade_label" if key == "label" else key] = item
-            rows.append(row)
-        return rows
-
     def process(self, ctVolume, vertebraLabels, tableNode=None):
         """Grade every labelled vertebra; returns the table node (created if `tableNode` is None).
 
@@ -219,9 +134,11 @@ class SpineFractureLogic(ScriptedLoadableModuleLogic):
         :param vertebraLabels: vtkMRMLLabelMapVolumeNode or vtkMRMLSegmentationNode, one label per vertebra
         :param tableNode: vtkMRMLTableNode to overwrite, or None for a new table
         """
+        from spine_analysis.ct.genant import grade_vertebrae
+
         ctImage = volumes.ctImageFromVolume(ctVolume)
         labelImage, labelNames = volumes.labelImageFromNode(vertebraLabels, ctImage, ctVolume)
-        rows = self.gradeVertebrae(labelImage, labelNames)
+        rows = grade_vertebrae(labelImage, labelNames)
         if not rows:
             raise ValueError(f"No vertebra labels found in '{vertebraLabels.GetName()}' inside the CT.")
         if not tableNode:

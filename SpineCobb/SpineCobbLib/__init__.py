@@ -1,1 +1,2 @@
-"""SpineCobb helpers: the background landmark detection (process) and the MRML result nodes (outputs)."""
+"""SpineCobb helpers: the engine's landmark job (detection), the MRML result nodes (outputs) and the
+module's tests (testing)."""

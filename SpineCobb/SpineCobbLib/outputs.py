@@ -17,8 +17,8 @@ import vtk
 
 import slicer
 
-from SpineAnalysisLib import tables
-from SpineAnalysisLib.volumes import ijkToRasMatrix
+from SpineCommonLib import tables
+from SpineCommonLib.volumes import ijkToRasMatrix
 
 ROLE_ATTRIBUTE = "SpineCobb.Role"
 LANDMARKS_ROLE = "Landmarks"

@@ -6,7 +6,6 @@ ships numpy, SimpleITK, pydicom and Pillow.
 """
 import importlib.util
 import logging
-import os
 
 import slicer
 from slicer.i18n import tr as _
@@ -29,13 +28,6 @@ _satisfied = set()
 
 class DependencyError(RuntimeError):
     """A required package is missing and was not installed."""
-
-
-def engineParentFolder():
-    """The folder that holds the `spine_analysis` package (to put on PYTHONPATH of a subprocess)."""
-    import spine_analysis
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(spine_analysis.__file__)))
 
 
 def missingPackages(names):

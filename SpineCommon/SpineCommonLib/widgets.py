@@ -1,0 +1,85 @@
+"""The widget lifecycle every module of the extension shares (parameter node, scene close, enter/exit).
+
+Each module widget keeps only its own parts: which .ui and logic it uses, its buttons, and
+`onParameterNodeModified`, which decides what Apply (and the rest of the GUI) shows.
+"""
+import vtk
+
+import slicer
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
+from slicer.util import VTKObservationMixin
+
+
+class ParameterNodeWidgetMixin:
+    """Parameter node handling for a `parameterNodeWrapper` parameter node with an `inputVolume` field.
+
+    Use it as the first base, before ScriptedLoadableModuleWidget and VTKObservationMixin: it initializes
+    both, and its cleanup() must win over the empty one of ScriptedLoadableModuleWidget.
+
+        class MyWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+            def setup(self):
+                ScriptedLoadableModuleWidget.setup(self)
+                self.setupModule(self.resourcePath("UI/My.ui"), MyLogic())
+                ...  # own widgets and connections
+                self.initializeParameterNode()
+
+            def onParameterNodeModified(self, caller=None, event=None):
+                ...  # called on every parameter change: enable Apply when it can run
+    """
+
+    def __init__(self, parent=None) -> None:
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        # Last: without a parent widget, ScriptedLoadableModuleWidget.__init__ runs setup() at once.
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+
+    def setupModule(self, uiPath, logic) -> None:
+        """Load the module's .ui into `self.ui`, keep `logic`, and follow scene closing."""
+        uiWidget = slicer.util.loadUI(uiPath)
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = logic
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        # The GUI stops following the parameter node while the module is not shown.
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        """Use the module's parameter node; an empty input defaults to the first scalar (non-label) volume."""
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            for volumeNode in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
+                if not volumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
+                    self._parameterNode.inputVolume = volumeNode
+                    break
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.onParameterNodeModified()
