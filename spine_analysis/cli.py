@@ -216,6 +216,7 @@ def _cmd_train_landmarks(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``spine-analysis`` argument parser: one sub-command per job."""
     parser = argparse.ArgumentParser(
         prog="spine-analysis",
         description="Quantitative spine imaging: Cobb angles from AP radiographs "
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; returns the exit code (2 with a one-line message for a user's error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -49,6 +49,7 @@ class AasceFolder:
         return len(self.filenames)
 
     def image_path(self, i: int) -> Path:
+        """The file of image ``i`` (``filenames.csv`` order)."""
         return self.root / "images" / self.filenames[i]
 
     def image_size(self, i: int) -> tuple[int, int]:

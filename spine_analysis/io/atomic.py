@@ -41,12 +41,14 @@ def _json_default(obj):
 
 
 def write_json(obj: dict, path) -> None:
+    """``obj`` as indented JSON at ``path`` (numpy numbers, arrays and paths allowed), atomically."""
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, default=_json_default)
         f.write("\n")
 
 
 def write_csv_rows(header: Sequence[str], rows: Iterable[Sequence], path) -> None:
+    """A CSV file of ``header`` then ``rows`` at ``path``, atomically."""
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)

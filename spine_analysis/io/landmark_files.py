@@ -23,6 +23,7 @@ def write_landmarks_csv(landmarks: SpineLandmarks, path) -> None:
 
 
 def write_landmarks_json(landmarks: SpineLandmarks, path) -> None:
+    """``landmarks.to_dict()`` as JSON at ``path`` (pixels, level names, corner names)."""
     write_json(landmarks.to_dict(), path)
 
 

@@ -95,6 +95,7 @@ class SpineLandmarks:
 
     @property
     def levels(self) -> tuple[str, ...]:
+        """The level name of each vertebra, top to bottom."""
         start = LEVELS.index(self.first_level)
         return LEVELS[start:start + len(self.points)]
 
@@ -122,6 +123,7 @@ class SpineLandmarks:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SpineLandmarks":
+        """Inverse of ``to_dict``; a malformed dict raises ``LandmarkError``."""
         try:
             return cls(np.asarray(data["points"], dtype=float), data.get("first_level", "T1"))
         except (KeyError, TypeError) as exc:
@@ -138,5 +140,6 @@ class SpineLandmarks:
         return cls(pts)
 
     def to_aasce_row(self, width: float, height: float) -> np.ndarray:
+        """One AASCE ``landmarks.csv`` row (all x then all y, as fractions of the image size)."""
         flat = self.flat
         return np.concatenate([flat[:, 0] / width, flat[:, 1] / height])

@@ -178,6 +178,7 @@ class Trainer:
         return self.loop.history
 
     def run(self) -> LandmarkModel:
+        """Train (or resume) both steps and fit the shape models; returns the model in eval mode."""
         st, model = self.settings, self.model
         self.loop.run([
             Phase("centre", model.centre_net, st.centre_epochs,
