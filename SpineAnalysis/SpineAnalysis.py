@@ -5,7 +5,6 @@ import vtk
 
 import slicer
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -24,6 +23,7 @@ from slicer import (
 )
 
 from SpineCommonLib import dependencies, tables, volumes
+from SpineCommonLib.module import describeModule
 from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 
 
@@ -37,20 +37,11 @@ class SpineAnalysis(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("Spine Analysis")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SpineAnalysis developers"]
-        self.parent.helpText = _("""
+        describeModule(self.parent, _("Spine Analysis"), _("""
 Vertebral body metrics on CT: for every vertebra of a label map or segmentation, its volume and
 Hounsfield-unit statistics (mean, standard deviation, median, 5th/95th percentiles, range) in a table.
 An optional seed point marks the vertebra of interest.
-See the <a href="https://github.com/spine-analysis/SlicerSpineAnalysis">documentation</a>.
-""")
-        self.parent.acknowledgementText = _("""
-Developed by the SpineAnalysis developers. Computation is done by the open-source <code>spine_analysis</code>
-Python package bundled with this extension.
-""")
+"""))
 
 
 #

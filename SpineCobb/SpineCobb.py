@@ -6,7 +6,6 @@ import qt
 
 import slicer
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -19,6 +18,7 @@ from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
 
 from SpineCommonLib import dependencies, tables
 from SpineCommonLib.jobs import JobCancelled
+from SpineCommonLib.module import describeModule
 from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 from SpineCobbLib import detection, outputs, testing
 
@@ -33,22 +33,13 @@ class SpineCobb(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("Spine Cobb Angle")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SpineAnalysis developers"]
-        self.parent.helpText = _("""
+        describeModule(self.parent, _("Spine Cobb Angle"), _("""
 Cobb angles on an AP (posteroanterior) spine radiograph. <b>Apply</b> detects the four corners of each vertebra
 from T1 to L5 with the bundled landmark model (in a background process; it can be cancelled), then draws the
 endplates that define each curve and lists the curves with their angle, end vertebrae, apex, convexity and
 severity. Drag any corner to correct it: the lines and the table follow. <b>Export</b> writes a report (JSON, CSV)
 and an overlay image that records whether landmarks were edited.
-See the <a href="https://github.com/spine-analysis/SlicerSpineAnalysis">documentation</a>.
-""")
-        self.parent.acknowledgementText = _("""
-Developed by the SpineAnalysis developers. Computation is done by the open-source <code>spine_analysis</code>
-Python package bundled with this extension. Not a medical device: results must be reviewed by a clinician.
-""")
+"""))
 
 
 #

@@ -2,13 +2,14 @@ import os
 
 import slicer
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+
+from SpineCommonLib.module import describeModule
 
 
 #
@@ -21,18 +22,10 @@ class SpineCommon(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("Spine Common")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SpineAnalysis developers"]
-        self.parent.hidden = True
-        self.parent.helpText = _("""
+        describeModule(self.parent, _("Spine Common"), _("""
 Shared code of the Spine Analysis, Spine Cobb Angle and Spine Fracture modules (engine jobs in a background
 process, tables, volumes, Python dependencies, widget lifecycle). It has no user interface.
-""")
-        self.parent.acknowledgementText = _("""
-Developed by the SpineAnalysis developers.
-""")
+"""), hidden=True)
 
 
 #

@@ -3,7 +3,6 @@ from typing import Union
 
 import slicer
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -21,6 +20,7 @@ from slicer import (
 )
 
 from SpineCommonLib import dependencies, tables, volumes
+from SpineCommonLib.module import describeModule
 from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 
 
@@ -34,20 +34,11 @@ class SpineFracture(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("Spine Fracture")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SpineAnalysis developers"]
-        self.parent.helpText = _("""
+        describeModule(self.parent, _("Spine Fracture"), _("""
 Vertebral compression fractures on CT: for every vertebra of a label map or segmentation, the anterior,
 middle and posterior vertebral body heights and the Genant grade (0 normal, 1 mild, 2 moderate,
 3 severe) with the deformity type (wedge, biconcave, crush).
-See the <a href="https://github.com/spine-analysis/SlicerSpineAnalysis">documentation</a>.
-""")
-        self.parent.acknowledgementText = _("""
-Developed by the SpineAnalysis developers. Grading follows Genant et al., J Bone Miner Res 1993;8:1137-48.
-Computation is done by the open-source <code>spine_analysis</code> Python package bundled with this extension.
-""")
+"""), _("Grading follows Genant et al., J Bone Miner Res 1993;8:1137-48."))
 
 
 #
