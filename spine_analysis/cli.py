@@ -215,6 +215,101 @@ def _cmd_train_landmarks(args) -> int:
     return 0
 
 
+def _point(text: str) -> list[float]:
+    """An argparse type: "X,Y,Z" in mm."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not X,Y,Z (three numbers in mm, comma-separated)")
+    return values
+
+
+def _refuse_overwriting(out, inputs) -> None:
+    for given in inputs:
+        if given and Path(given).exists() and Path(out).resolve() == Path(given).resolve():
+            raise SpineAnalysisError(f"refusing to overwrite the input {given}: choose another output")
+
+
+def _cmd_segment(args) -> int:
+    import SimpleITK as sitk
+
+    from .ct.levels import read_verse_centroids
+    from .ct.vertebral_body import DensityThresholds, segment_vertebrae
+    from .io.atomic import atomic_output, write_json
+    from .io.ct import read_ct
+
+    outputs = [args.out] + ([args.json] if args.json else [])
+    for out in outputs:
+        _refuse_overwriting(out, [args.ct, args.labels, args.centroids])
+    if not str(args.out).lower().endswith((".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd")):
+        raise SpineAnalysisError(f"{args.out}: the mask is written as NIfTI (.nii.gz), NRRD or MHA; "
+                                 "give one of those extensions")
+    ct = read_ct(args.ct)
+    label_map = read_ct(args.labels) if args.labels else None
+    centroids = read_verse_centroids(args.centroids, ct) if args.centroids else None
+    model = None
+    if args.method == "unet":
+        from .ct.body_model.weights_io import load_model
+        model = load_model(args.weights)[0]
+    thresholds = DensityThresholds(lytic_below_hu=args.lytic_below, sclerotic_above_hu=args.sclerotic_above)
+    labels, metrics = segment_vertebrae(ct, args.seed, args.frame, args.method, model, args.level,
+                                        label_map, centroids, thresholds)
+    mask = sitk.GetImageFromArray(labels)
+    mask.CopyInformation(ct)
+    with atomic_output(args.out) as tmp:
+        sitk.WriteImage(mask, str(tmp), True)
+    result = {"ct": str(args.ct), "mask": str(args.out), "frame_of_seeds": args.frame,
+              "vertebrae": [m.to_dict() for m in metrics]}
+    if args.json:
+        write_json(result, args.json)
+    print(f"{'label':>5} {'level':<8} {'centrum ml':>10} {'mean HU':>8} {'median':>7} {'SD':>6} "
+          f"{'lytic':>6} {'scler.':>6}  density")
+    for m in metrics:
+        print(f"{m.index:>5} {m.level:<8} {m.volume_ml:>10.1f} {m.hu_mean:>8.0f} {m.hu_median:>7.0f} "
+              f"{m.hu_std:>6.0f} {m.lytic_share:>6.1%} {m.sclerotic_share:>6.1%}  {m.density_hint}")
+    print(f"mask: {args.out} (label k = seed k; {args.method})" + (f"; metrics: {args.json}" if args.json else ""))
+    return 0
+
+
+def _cmd_train_body(args) -> int:
+    import torch
+
+    from .ct.body_model.data import load_scans
+    from .ct.body_model.evaluate import evaluate_scan
+    from .ct.body_model.train import TrainSettings, train_body
+    from .ct.body_model.weights_io import load_model
+    from .io.atomic import write_json
+
+    torch.set_num_threads(args.threads)
+    settings = TrainSettings(epochs=args.epochs, seed=args.seed)
+    command = "spine-analysis " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    scans = load_scans(args.data, log=lambda line: print(line, file=sys.stderr))
+    meta = train_body(scans, args.out, settings, command=command)
+    count = len(meta["training_vertebrae"])
+    print(f"trained on {count} vertebrae of {len(scans)} scans in {meta['training_minutes']} min; "
+          f"model written to {args.out}")
+    if not args.leave_one_scan_out:
+        return 0
+    if len(scans) < 2:
+        raise SpineAnalysisError("leave-one-scan-out needs at least two scans with labels")
+    rows = []
+    for held in scans:
+        fold = Path(args.out) / "folds" / held.name
+        print(f"fold without {held.name}", file=sys.stderr)
+        train_body([s for s in scans if s is not held], fold, settings, command=command)
+        rows += evaluate_scan(held, load_model(fold)[0])
+    write_json({"command": command, "rows": rows}, Path(args.out) / "leave_one_scan_out.json")
+    print(f"{'scan':<22} {'level':<6} {'Dice unet':>9} {'classical':>9}  labels")
+    for row in rows:
+        print(f"{row['scan']:<22} {row['level']:<6} {row['dice_unet']:>9.3f} {row['dice_classical']:>9.3f}  "
+              f"{row['labels']}")
+    for key in ("dice_unet", "dice_classical"):
+        print(f"median {key}: {np.median([r[key] for r in rows]):.3f} over {len(rows)} vertebrae")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``spine-analysis`` argument parser: one sub-command per job."""
     parser = argparse.ArgumentParser(
@@ -292,6 +387,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--max-images", type=int, default=None, help="train on the first N images only (smoke tests)")
     p.set_defaults(func=_cmd_train_landmarks)
+
+    p = sub.add_parser("segment", help="segment the trabecular centrum of the vertebra at each seed in a CT",
+                       description="Click-to-segment on the command line: for each seed (a point inside a "
+                                   "vertebral body, in mm), the centrum (the body without its cortical shell "
+                                   "and endplates) is segmented, written into one mask on the CT's grid "
+                                   "(label k for the k-th seed) and measured: volume, HU statistics, lytic and "
+                                   "sclerotic shares and an opportunistic bone-density screening hint.")
+    p.add_argument("ct", metavar="CT", help="the CT volume (NIfTI, NRRD, MHA or a DICOM series folder), in HU")
+    p.add_argument("--seed", type=_point, action="append", required=True, metavar="X,Y,Z",
+                   help="a point inside a vertebral body in mm; repeat for more vertebrae")
+    p.add_argument("--frame", choices=("lps", "ras"), default="lps",
+                   help="coordinate frame of the seeds: lps as ITK and DICOM files (default), "
+                        "ras as Slicer shows them")
+    p.add_argument("--method", choices=("unet", "classical"), default="unet",
+                   help="unet: the trained network (default); classical: thresholds and morphology")
+    p.add_argument("--level", nargs="+", metavar="LEVEL",
+                   help="the seeds' levels (e.g. L1 L2), in seed order; a label map or centroid file wins "
+                        "and must agree")
+    p.add_argument("--labels", metavar="LABELMAP", help="a vertebra label map on the CT's grid (VerSe numbering) "
+                                                        "that names the levels")
+    p.add_argument("--centroids", metavar="CTD.json", help="a VerSe centroid file of this CT that names the levels")
+    p.add_argument("--out", required=True, metavar="MASK.nii.gz", help="where to write the mask")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--weights", metavar="PATH", help="body model folder (default: $SPINE_ANALYSIS_BODY_WEIGHTS, "
+                                                     "else the model shipped in the package)")
+    p.add_argument("--lytic-below", type=float, default=0.0, metavar="HU",
+                   help="centrum voxels below this count as lytic (default 0)")
+    p.add_argument("--sclerotic-above", type=float, default=400.0, metavar="HU",
+                   help="centrum voxels above this count as sclerotic (default 400)")
+    p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("train-body", help="train the vertebral-body network on CT scans with vertebra labels",
+                       description="Train the seeded body/centrum U-Net on every labelled scan under DIR "
+                                   "(VerSe 2019/2020 layout, TPTBox, TotalSegmentator outputs; see the model "
+                                   "card for how each label becomes a centrum). Checkpoints are saved after "
+                                   "every epoch: rerun to resume.")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder searched for labelled CT scans")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder for the trained model")
+    p.add_argument("--leave-one-scan-out", action="store_true",
+                   help="then train once without each scan and score its vertebrae (Dice of the network and "
+                        "of the classical method); fold models go to MODEL_DIR/folds/")
+    p.add_argument("--epochs", type=int, default=40, help="epochs of 60 batches (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.set_defaults(func=_cmd_train_body)
     return parser
 
 

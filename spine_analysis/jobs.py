@@ -10,6 +10,17 @@ Jobs (``"job"`` in the request):
 - ``landmarks``: ``{"image": PATH, "weights": PATH or null}`` -> ``{"landmarks":
   SpineLandmarks.to_dict(), "flags": [QualityFlag.to_dict(), ...] (the detector's own flags),
   "model": version text, "seconds": {"model_load": s, "detection": s}}``.
+- ``vertebral_body``: ``{"ct": PATH, "seeds": [[x, y, z], ...], "frame": "ras" or "lps",
+  "method": "unet" or "classical", "levels": [name or null, ...], "labels": PATH or null,
+  "weights": PATH or null, "out": PATH, "lytic_below_hu": v, "sclerotic_above_hu": v}`` ->
+  writes the mask (label k for seed k, on the CT's grid) to ``out`` and answers ``{"mask": out,
+  "vertebrae": [CentrumMetrics.to_dict(), ...], "model": version text or "classical"}``.
+- ``measure_centra``: ``{"ct": PATH, "labels": PATH, "names": {"1": "L1", ...},
+  "lytic_below_hu": v, "sclerotic_above_hu": v}`` -> ``{"vertebrae": [CentrumMetrics.to_dict(), ...]}``
+  for every label of an edited label map.
+
+The last CT read stays in memory: a front end sending the same file again (same path, size and
+modification time) is not read twice.
 """
 from __future__ import annotations
 
@@ -18,6 +29,8 @@ import sys
 import time
 import traceback
 from typing import Callable, TextIO
+
+import numpy as np
 
 from .errors import SpineAnalysisError
 
@@ -29,6 +42,8 @@ class JobRunner:
 
     def __init__(self):
         self._detectors: dict = {}
+        self._body_models: dict = {}
+        self._ct: tuple | None = None
 
     def handle(self, request: dict, emit: Emit) -> None:
         """Run one request, emitting its progress and exactly one final line."""
@@ -36,9 +51,11 @@ class JobRunner:
             if not isinstance(request, dict):
                 raise SpineAnalysisError("a request must be a JSON object")
             job = request.get("job")
-            handler = {"landmarks": self._landmarks}.get(job)
+            handlers = {"landmarks": self._landmarks, "vertebral_body": self._vertebral_body,
+                        "measure_centra": self._measure_centra}
+            handler = handlers.get(job)
             if handler is None:
-                raise SpineAnalysisError(f"unknown job {job!r}; known: landmarks")
+                raise SpineAnalysisError(f"unknown job {job!r}; known: {', '.join(handlers)}")
             emit({"status": "done", "result": handler(request, emit)})
         except (SpineAnalysisError, OSError) as exc:
             emit({"status": "error", "message": str(exc)})
@@ -67,6 +84,83 @@ class JobRunner:
         detection = detector.detect(pixels)
         return {"landmarks": detection.landmarks.to_dict(), "flags": [f.to_dict() for f in detection.flags],
                 "model": detector.version, "seconds": {"model_load": load_s, "detection": detection.seconds}}
+
+
+    def _read_ct(self, path):
+        """The CT at ``path``, from memory when the file has not changed since it was last read."""
+        from pathlib import Path
+
+        from .io.ct import read_ct
+
+        if not path:
+            raise SpineAnalysisError("the job needs a 'ct' path")
+        stat = Path(path).stat() if Path(path).is_file() else None
+        key = (str(path), stat.st_size, stat.st_mtime_ns) if stat else None
+        if key is None or self._ct is None or self._ct[0] != key:
+            self._ct = (key, read_ct(path))
+        return self._ct[1]
+
+    @staticmethod
+    def _thresholds(request: dict):
+        from .ct.vertebral_body import DensityThresholds
+
+        defaults = DensityThresholds()
+        return DensityThresholds(
+            lytic_below_hu=float(request.get("lytic_below_hu", defaults.lytic_below_hu)),
+            sclerotic_above_hu=float(request.get("sclerotic_above_hu", defaults.sclerotic_above_hu)))
+
+    def _vertebral_body(self, request: dict, emit: Emit) -> dict:
+        import SimpleITK as sitk
+
+        from .ct.vertebral_body import segment_vertebrae
+        from .io.atomic import atomic_output
+        from .io.ct import read_ct
+
+        if not request.get("out"):
+            raise SpineAnalysisError("the vertebral_body job needs an 'out' path for the mask")
+        emit(_progress(0.05, "reading the CT"))
+        ct = self._read_ct(request.get("ct"))
+        method = request.get("method", "unet")
+        model, version = None, "classical"
+        if method == "unet":
+            weights = request.get("weights") or None
+            if weights not in self._body_models:
+                from .ct.body_model.weights_io import load_model
+
+                emit(_progress(0.1, "loading the body model"))
+                self._body_models[weights] = load_model(weights)
+            model, bundle = self._body_models[weights]
+            version = f"body model {bundle.metadata.get('trained', '')} settings {bundle.digest}"
+        labels = read_ct(request["labels"]) if request.get("labels") else None
+        output, metrics = segment_vertebrae(
+            ct, request.get("seeds") or [], request.get("frame", "lps"), method, model,
+            request.get("levels"), labels, None, self._thresholds(request),
+            progress=lambda f, m: emit(_progress(0.15 + 0.8 * f, m)))
+        mask = sitk.GetImageFromArray(output)
+        mask.CopyInformation(ct)
+        with atomic_output(request["out"]) as tmp:
+            sitk.WriteImage(mask, str(tmp), True)
+        return {"mask": request["out"], "vertebrae": [m.to_dict() for m in metrics], "model": version}
+
+    def _measure_centra(self, request: dict, emit: Emit) -> dict:
+        import SimpleITK as sitk
+
+        from .ct.bone_metrics import labels_on_ct_grid
+        from .ct.vertebral_body import measure_centrum
+        from .io.ct import read_ct
+
+        ct = self._read_ct(request.get("ct"))
+        if not request.get("labels"):
+            raise SpineAnalysisError("the measure_centra job needs a 'labels' path")
+        labels = sitk.GetArrayFromImage(labels_on_ct_grid(ct, read_ct(request["labels"])))
+        names = {int(k): v for k, v in (request.get("names") or {}).items()}
+        present = [int(v) for v in np.unique(labels) if v]
+        if not present:
+            raise SpineAnalysisError("the label map is empty: no centrum to measure")
+        thresholds = self._thresholds(request)
+        return {"vertebrae": [measure_centrum(ct, labels == label, label, names.get(label, "unnamed"),
+                                              "entered" if label in names else "not given", thresholds).to_dict()
+                              for label in present]}
 
 
 def _progress(fraction: float, message: str) -> dict:

@@ -47,7 +47,7 @@ def _require_3d_scalar(image: sitk.Image, what: str) -> None:
             f"with {image.GetNumberOfComponentsPerPixel()} component(s) per voxel")
 
 
-def _labels_on_ct_grid(ct: sitk.Image, labels: sitk.Image) -> sitk.Image:
+def labels_on_ct_grid(ct: sitk.Image, labels: sitk.Image) -> sitk.Image:
     """The label map as unsigned integers carrying the CT's exact geometry.
 
     Raises when the grids differ beyond GEOMETRY_TOLERANCE: resampling labels silently
@@ -92,7 +92,7 @@ def bone_metrics(ct: sitk.Image, labels: sitk.Image,
     """
     _require_3d_scalar(ct, "CT")
     _require_3d_scalar(labels, "label map")
-    labels = _labels_on_ct_grid(ct, labels)
+    labels = labels_on_ct_grid(ct, labels)
 
     shape = sitk.LabelShapeStatisticsImageFilter()
     shape.Execute(labels)

@@ -1,5 +1,16 @@
-"""Names of vertebra labels in CT label maps."""
+"""Names of vertebrae in CT: VerSe label numbers, VerSe centroid files, label maps.
+
+A level is only ever named from one of these or from the user's entry, never guessed.
+"""
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import SpineAnalysisError
 
 #: VerSe vertebra numbering (also used by the VerSe 2019/2020 label maps).
 VERSE_LEVEL_NAMES: dict[int, str] = {
@@ -9,3 +20,46 @@ VERSE_LEVEL_NAMES: dict[int, str] = {
     26: "sacrum",
     28: "T13",
 }
+
+#: A VerSe centroid farther than this from the seed does not name its vertebra (mm).
+CENTROID_REACH_MM = 20.0
+
+
+def read_verse_centroids(path, ct: sitk.Image) -> dict[str, np.ndarray]:
+    """Vertebra centroids of a VerSe ``*_ctd.json`` as LPS points, keyed by level name.
+
+    VerSe stores voxel coordinates of the scan reoriented to the axes its first entry names
+    (e.g. P, I, R), so ``ct`` (the scan the file belongs to) is needed to place them."""
+    try:
+        entries = json.loads(Path(path).read_text())
+        axes = "".join(entries[0]["direction"])
+        oriented = sitk.DICOMOrient(ct, axes)
+        centroids = {}
+        for entry in entries[1:]:
+            if "label" in entry and {"X", "Y", "Z"} <= set(entry):
+                name = VERSE_LEVEL_NAMES.get(int(entry["label"]), f"label {entry['label']}")
+                centroids[name] = np.array(oriented.TransformContinuousIndexToPhysicalPoint(
+                    (float(entry["X"]), float(entry["Y"]), float(entry["Z"]))))
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RuntimeError) as exc:
+        raise SpineAnalysisError(f"{path} is not a VerSe centroid file ({type(exc).__name__}: {exc})") from None
+    if not centroids:
+        raise SpineAnalysisError(f"{path} lists no vertebra centroids")
+    return centroids
+
+
+def level_from_centroids(centroids: dict[str, np.ndarray], point_lps: np.ndarray) -> str | None:
+    """The level whose centroid is nearest ``point_lps``, if within ``CENTROID_REACH_MM``."""
+    name, distance = min(((n, float(np.linalg.norm(c - point_lps))) for n, c in centroids.items()),
+                         key=lambda item: item[1])
+    return name if distance <= CENTROID_REACH_MM else None
+
+
+def level_from_label_map(labels: sitk.Image, mask: np.ndarray, names: dict[int, str] = VERSE_LEVEL_NAMES) -> str | None:
+    """The level of the label covering most of ``mask`` (a (z, y, x) array on the label map's
+    grid), if it covers at least half of it."""
+    values = sitk.GetArrayViewFromImage(labels)[mask].astype(np.int64)
+    values = values[values > 0]
+    if values.size * 2 < mask.sum():
+        return None
+    label = int(np.bincount(values).argmax())
+    return names.get(label, f"label {label}")

@@ -1,0 +1,32 @@
+"""Every setting of the body model that changes a prediction, stored beside its weights."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class BodyConfig:
+    """Network shapes, the patch the network sees and how its output is read."""
+
+    spacing_mm: float = 1.0                        # the patch's isotropic spacing (the paper's 1 mm)
+    patch_xyz: tuple[int, int, int] = (96, 96, 64)  # inference patch around the seed, voxels (x, y, z)
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2)
+    res_units: int = 1
+    seed_sigma_mm: float = 6.0                     # the Gaussian blob that tells the network which vertebra
+    hu_window: tuple[float, float] = (-1000.0, 1500.0)   # clipped to, then divided by hu_scale
+    hu_scale: float = 500.0
+    min_probability: float = 0.5                   # a voxel is centrum (or body) above this
+    seed_reach_mm: float = 3.0                     # the seed must lie this close to the body found
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BodyConfig":
+        """From ``config.json``; an unknown key raises ``TypeError`` (a config of another model)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TypeError(f"unknown body-model settings {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

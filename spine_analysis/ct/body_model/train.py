@@ -1,0 +1,150 @@
+"""Training the body network on the CPU, and leave-one-scan-out training runs.
+
+Each sample is one vertebra seen from a click: a seed drawn inside its body within
+``seed_offset_mm`` of the body's centre, a crop around the seed turned, scaled and resampled
+at 1 mm (Klein et al.'s translation, resampling and shape augmentation), HU scaled and shifted
+(density-calibrated scans), sometimes coarsened along z (thick slices), sometimes with its
+surroundings set to a constant (masked scans). The target is that vertebra's shell and centrum;
+its neighbours are background. Loss: Dice + cross-entropy (MONAI ``DiceCELoss``).
+
+The loop itself (seeding, schedule, checkpoint per epoch, resume) is ``spine_analysis.ml.training``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.losses import DiceCELoss
+from scipy import ndimage as ndi
+
+from ...ml.training import Phase, TrainingLoop
+from ..patches import OUTSIDE_HU, patch_grid
+from .config import BodyConfig
+from .data import Scan, VertebraLabels
+from .model import CENTRUM, SHELL, BodyNet, network_input
+from .weights_io import save_model
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation and augmentation settings (network shapes live in ``BodyConfig``)."""
+
+    epochs: int = 40
+    batches_per_epoch: int = 60
+    batch_size: int = 2
+    crop_xyz: tuple[int, int, int] = (80, 80, 48)
+    learning_rate: float = 2e-3
+    final_lr_fraction: float = 0.05
+    seed_offset_mm: float = 9.0
+    rotation_deg: float = 12.0
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    hu_scale_range: tuple[float, float] = (0.75, 1.25)
+    hu_shift: float = 40.0
+    coarse_chance: float = 0.3
+    coarse_slice_mm: tuple[float, float] = (2.0, 3.5)
+    masked_chance: float = 0.15
+    seed: int = 0
+
+
+def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
+    angles = np.radians(rng.uniform(-max_deg, max_deg, 3))
+    cx, cy, cz = np.cos(angles)
+    sx, sy, sz = np.sin(angles)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _seed_in_body(vertebra: VertebraLabels, rng: np.random.Generator, reach_mm: float) -> np.ndarray:
+    """A point inside the body within ``reach_mm`` (per axis) of its centre: where a user clicks."""
+    for _ in range(50):
+        point = vertebra.centre_lps + rng.uniform(-reach_mm, reach_mm, 3)
+        index = vertebra.body.TransformPhysicalPointToIndex(tuple(float(v) for v in point))
+        if vertebra.body.GetPixel(index) > 0.5:
+            return point
+    return vertebra.centre_lps
+
+
+def _coarsen_z(hu: np.ndarray, slice_mm: float) -> np.ndarray:
+    """The crop as a scan with ``slice_mm`` slices would show it, back at 1 mm."""
+    smoothed = ndi.gaussian_filter1d(hu, sigma=slice_mm / 2.355, axis=0)
+    thick = ndi.zoom(smoothed, (1.0 / slice_mm, 1, 1), order=1)
+    return ndi.zoom(thick, (hu.shape[0] / thick.shape[0], 1, 1), order=1)[: hu.shape[0]]
+
+
+def _mask_surroundings(hu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Everything outside an ellipsoid around the crop's centre set to one value, as masked scans are."""
+    shape = np.array(hu.shape)
+    radii = shape / 2 * rng.uniform(0.6, 1.0, 3)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    centre = (shape - 1) / 2
+    outside = ((z - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 \
+        + ((x - centre[2]) / radii[2]) ** 2 > 1
+    return np.where(outside, rng.choice([OUTSIDE_HU, 0.0, -1000.0]), hu)
+
+
+def training_sample(scan: Scan, vertebra: VertebraLabels, rng: np.random.Generator, config: BodyConfig,
+                    settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented (2, z, y, x) input and its (z, y, x) class target."""
+    seed = _seed_in_body(vertebra, rng, settings.seed_offset_mm)
+    grid = patch_grid(seed, settings.crop_xyz, config.spacing_mm)
+    transform = sitk.AffineTransform(3)
+    transform.SetCenter([float(v) for v in seed])
+    transform.SetMatrix((_rotation(rng, settings.rotation_deg) * rng.uniform(*settings.scale_range)).ravel().tolist())
+
+    def resample(image, default):
+        return sitk.GetArrayFromImage(sitk.Resample(image, grid, transform, sitk.sitkLinear, default,
+                                                    sitk.sitkFloat32))
+
+    hu = resample(scan.ct, OUTSIDE_HU)
+    body, centrum = resample(vertebra.body, 0.0) > 0.5, resample(vertebra.centrum, 0.0) > 0.5
+    if rng.random() < settings.coarse_chance:
+        hu = _coarsen_z(hu, rng.uniform(*settings.coarse_slice_mm))
+    hu = hu * rng.uniform(*settings.hu_scale_range) + rng.uniform(-settings.hu_shift, settings.hu_shift)
+    if rng.random() < settings.masked_chance:
+        hu = _mask_surroundings(hu, rng)
+    target = np.where(centrum, CENTRUM, np.where(body, SHELL, 0)).astype(np.int64)
+    seed_zyx = (np.array(settings.crop_xyz)[::-1] - 1) / 2.0
+    return network_input(hu, seed_zyx, config), target
+
+
+def train_body(scans: list[Scan], out, settings: TrainSettings, config: BodyConfig | None = None,
+               command: str = "", log=print) -> dict:
+    """Train on every vertebra of ``scans``; writes the model folder ``out`` and returns its metadata.
+
+    A checkpoint is kept in ``out`` after every epoch: rerunning the same command resumes."""
+    config = config or BodyConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    vertebrae = [(scan, vertebra) for scan in scans for vertebra in scan.vertebrae]
+    fingerprint = {"config": config.to_dict(), "settings": asdict(settings),
+                   "vertebrae": [f"{s.name} {v.level}" for s, v in vertebrae]}
+    loop = TrainingLoop(lambda: BodyNet(config), fingerprint, settings.seed, settings.learning_rate,
+                        settings.final_lr_fraction, out / "checkpoint.pt", log)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+
+    def batches() -> Iterator[torch.Tensor]:
+        for _ in range(settings.batches_per_epoch):
+            picks = loop.rng.integers(len(vertebrae), size=settings.batch_size)
+            samples = [training_sample(*vertebrae[i], loop.rng, config, settings) for i in picks]
+            inputs = torch.from_numpy(np.stack([s[0] for s in samples]))
+            targets = torch.from_numpy(np.stack([s[1] for s in samples]))[:, None]
+            yield loss_fn(loop.model(inputs), targets)
+
+    started = time.perf_counter()
+    history = loop.run([Phase("body", loop.model, settings.epochs, batches)])
+    metadata = {
+        "trained": date.today().isoformat(), "command": command,
+        "training_minutes": round((time.perf_counter() - started) / 60, 1),
+        "training_vertebrae": [{"scan": s.name, "level": v.level, "labels": v.source} for s, v in vertebrae],
+        "settings": asdict(settings), "history": history,
+    }
+    save_model(loop.model, out, metadata)
+    return metadata

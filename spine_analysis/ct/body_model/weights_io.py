@@ -1,0 +1,35 @@
+"""The body model's folder: ``config.json`` + ``body.pt`` + ``metadata.json`` + ``MODEL_CARD.md``,
+read and written through ``spine_analysis.ml.bundle``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import ModelError
+from ...ml.bundle import Bundle, load_bundle, resolve_bundle_dir, save_bundle
+from . import SHIPPED_DIR, WEIGHTS_ENV
+from .config import BodyConfig
+from .model import BodyNet
+
+WEIGHTS_FILE = "body.pt"
+
+
+def save_model(model: BodyNet, folder, metadata: dict) -> Path:
+    """Write the network's config, weights and ``metadata`` into ``folder``; each file complete or absent."""
+    return save_bundle(folder, model.config.to_dict(), model.state_dict(), metadata, WEIGHTS_FILE)
+
+
+def load_model(path=None) -> tuple[BodyNet, Bundle]:
+    """The body network of folder ``path`` (else $SPINE_ANALYSIS_BODY_WEIGHTS, else the shipped
+    one), in eval mode on the CPU, with its bundle."""
+    bundle = load_bundle(resolve_bundle_dir(path, WEIGHTS_ENV, SHIPPED_DIR), WEIGHTS_FILE, "body model")
+    try:
+        config = BodyConfig.from_dict(bundle.config)
+    except TypeError as exc:
+        raise ModelError(f"{bundle.folder} does not hold a body model config: {exc}") from None
+    model = BodyNet(config)
+    try:
+        model.load_state_dict(bundle.state)
+    except RuntimeError as exc:
+        raise ModelError(f"the weights in {bundle.folder} do not fit the network of its config: {exc}") from None
+    model.eval()
+    return model, bundle
