@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from spine_analysis import jobs
 from spine_analysis.jobs import serve
 from spine_analysis.xray.landmark_model import SHIPPED_DIR
 from spine_analysis.xray.landmarks import LEVELS, SpineLandmarks
@@ -73,8 +74,6 @@ def test_the_process_prints_nothing_but_json_lines_and_ends_with_its_input(radio
 
 def test_an_internal_error_is_answered_and_the_runner_keeps_serving(monkeypatch):
     """A bug in a job (not a user's error) still gets one error line, and the next request runs."""
-    from spine_analysis import jobs
-
     def broken(self, request, emit):
         raise ZeroDivisionError("division by zero")
 
@@ -82,3 +81,30 @@ def test_an_internal_error_is_answered_and_the_runner_keeps_serving(monkeypatch)
     answers = _answers('{"job": "landmarks", "image": "x"}', '{"job": "paint"}')
     assert [a["status"] for a in answers] == ["error", "error"]
     assert "internal error (ZeroDivisionError" in answers[0]["message"] and "unknown job" in answers[1]["message"]
+
+
+def test_vertebral_body_job_writes_the_mask_and_measure_centra_re_measures_it(tmp_path):
+    from ct_phantom import MARROW_HU, phantom_ct
+
+    ct_path, out = tmp_path / "ct.nrrd", tmp_path / "mask.nrrd"
+    sitk.WriteImage(phantom_ct(oblique_deg=10), str(ct_path))
+    request = {"job": "vertebral_body", "ct": str(ct_path), "seeds": [[0, 0, 0]], "frame": "ras",
+               "method": "classical", "levels": ["L3"], "out": str(out)}
+    runner, answers = jobs.JobRunner(), []
+    runner.handle(request, answers.append)
+    assert answers[0]["status"] == "progress" and answers[-1]["status"] == "done", answers[-1]
+    vertebra = answers[-1]["result"]["vertebrae"][0]
+    assert vertebra["level"] == "L3" and abs(vertebra["hu_mean"] - MARROW_HU) < 15
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert set(np.unique(mask)) == {0, 1}
+
+    answers.clear()
+    runner.handle({"job": "measure_centra", "ct": str(ct_path), "labels": str(out), "names": {"1": "L3"}},
+                  answers.append)
+    measured = answers[-1]["result"]["vertebrae"][0]
+    assert measured["level"] == "L3" and measured["volume_ml"] == pytest.approx(vertebra["volume_ml"])
+
+    answers.clear()
+    runner.handle({**request, "seeds": [[0, 0, 900]], "out": str(tmp_path / "other.nrrd")}, answers.append)
+    assert answers[-1]["status"] == "error" and "outside the CT volume" in answers[-1]["message"]
+    assert not (tmp_path / "other.nrrd").exists()

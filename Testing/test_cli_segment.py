@@ -1,0 +1,80 @@
+"""``spine-analysis segment``: the mask on the CT's grid, the metrics, and one-line refusals."""
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from ct_phantom import MARROW_HU, phantom_ct, reference_centrum
+from spine_analysis.ct.body_model.evaluate import dice
+from test_cli import assert_ok, assert_one_error_line, run
+
+
+@pytest.fixture(scope="module")
+def ct_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ct")
+    path = folder / "spine.nii.gz"
+    sitk.WriteImage(phantom_ct(oblique_deg=15), str(path))
+    return path
+
+
+def test_segment_writes_one_label_per_seed_and_the_metrics(tmp_path, ct_file):
+    out, report = tmp_path / "mask.nii.gz", tmp_path / "metrics.json"
+    proc = run(tmp_path, "segment", ct_file, "--seed", "0,0,0", "--seed=-2,-1,32", "--method", "classical",
+               "--level", "L3", "L2", "--out", out, "--json", report)
+    assert_ok(proc)
+    assert "L3" in proc.stdout and "screening hint" in proc.stdout
+    ct, mask = sitk.ReadImage(str(ct_file)), sitk.ReadImage(str(out))
+    assert mask.GetSize() == ct.GetSize() and np.allclose(mask.GetDirection(), ct.GetDirection())
+    labels = sitk.GetArrayFromImage(mask)
+    assert dice(labels == 1, reference_centrum(ct)) > 0.8 and (labels == 2).sum() > 1000
+    vertebrae = json.loads(report.read_text())["vertebrae"]
+    assert [v["level"] for v in vertebrae] == ["L3", "L2"]
+    assert abs(vertebrae[0]["hu_mean"] - MARROW_HU) < 15 and vertebrae[0]["method"] == "classical"
+
+
+def test_ras_seeds_are_converted(tmp_path, ct_file):
+    proc = run(tmp_path, "segment", ct_file, "--seed=-0,-0,0", "--frame", "ras", "--method", "classical",
+               "--out", tmp_path / "m.nii.gz")
+    assert_ok(proc)
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    sitk.WriteImage(sitk.Image([40, 40], sitk.sitkInt16), str(folder / "slice.nii.gz"))
+    sitk.WriteImage(sitk.Image([20, 20, 20], sitk.sitkVectorUInt8, 3), str(folder / "rgb.nrrd"))
+    sitk.WriteImage(sitk.Image([20, 20, 20], sitk.sitkUInt8), str(folder / "photo.nrrd"))
+    (folder / "corrupt.nii.gz").write_bytes(b"\x1f\x8b not really a NIfTI")
+    return folder
+
+
+@pytest.mark.parametrize("ct, seed, fragments", [
+    ("{ct}", "0,0,400", ["outside the CT volume"]),
+    ("{ct}", "0,-40,0", ["not inside a vertebral body"]),
+    ("{ct}", "0,0,16", ["not inside a vertebral body"]),
+    ("{bad}/slice.nii.gz", "0,0,0", ["2D"]),
+    ("{bad}/rgb.nrrd", "0,0,0", ["colour"]),
+    ("{bad}/photo.nrrd", "0,0,0", ["8-bit"]),
+    ("{bad}/corrupt.nii.gz", "0,0,0", ["corrupt.nii.gz"]),
+    ("{bad}/missing.nii.gz", "0,0,0", ["not found"]),
+])
+def test_bad_input_gives_one_line_exit_2_and_writes_nothing(tmp_path, ct_file, bad_files, ct, seed, fragments):
+    out = tmp_path / "mask.nii.gz"
+    proc = run(tmp_path, "segment", ct.format(ct=ct_file, bad=bad_files), "--seed", seed, "--method", "classical",
+               "--out", out, "--json", tmp_path / "m.json")
+    assert proc.returncode == 2
+    assert_one_error_line(proc, *fragments)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_input_is_never_overwritten(tmp_path, ct_file):
+    before = ct_file.read_bytes()
+    proc = run(tmp_path, "segment", ct_file, "--seed", "0,0,0", "--method", "classical", "--out", ct_file)
+    assert_one_error_line(proc, "refusing to overwrite")
+    assert ct_file.read_bytes() == before
+
+
+def test_a_bad_seed_is_a_usage_error(tmp_path, ct_file):
+    proc = run(tmp_path, "segment", ct_file, "--seed", "1,2", "--out", tmp_path / "m.nii.gz")
+    assert proc.returncode == 2 and "X,Y,Z" in proc.stderr and "Traceback" not in proc.stderr
