@@ -90,13 +90,30 @@ def _network_probabilities(model, hu: np.ndarray, seed_zyx) -> tuple[np.ndarray,
     return probs[SHELL] + probs[CENTRUM], probs[CENTRUM]
 
 
+def _body_at(ct: sitk.Image, seed_lps: np.ndarray, method: str, model, config: BodyConfig):
+    """(patch grid, body part holding the seed, body and centrum probabilities) for one seed;
+    the body part is empty when the seed is not inside a body."""
+    grid = patch_grid(seed_lps, config.patch_xyz, config.spacing_mm)
+    hu = sample_patch(ct, grid)
+    seed_zyx = _seed_voxel(config.patch_xyz)
+    _refuse_seed(hu, seed_zyx)
+    if method == "unet":
+        body_p, centrum_p = _network_probabilities(model, hu, seed_zyx)
+    else:
+        body_p, centrum_p = (m.astype(np.float32) for m in classical_body(hu, seed_zyx))
+    body = _part_at_seed(body_p > config.min_probability, seed_zyx, config.seed_reach_mm / config.spacing_mm)
+    return grid, body, body_p, centrum_p
+
+
 def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], frame: str, method: str = "unet",
                            model=None, config: BodyConfig | None = None) -> BodySegmentation:
     """The centrum and body of the vertebra clicked at ``seed`` (mm, in ``frame`` "lps" or "ras").
 
     ``ct`` is in HU (density-calibrated values work too); ``model`` is a loaded body network
-    (``body_model.weights_io.load_model``; loaded here when None). Raises ``SpineAnalysisError``
-    when the seed is outside the volume, in air, away from bone, or not inside a vertebral body.
+    (``body_model.weights_io.load_model``; loaded here when None). With ``config.recentre`` the
+    vertebra is segmented a second time from the centre of the body the click found, so that
+    where inside the body the user clicked changes little. Raises ``SpineAnalysisError`` when
+    the seed is outside the volume, in air, away from bone, or not inside a vertebral body.
     """
     if method not in METHODS:
         raise SpineAnalysisError(f"unknown method {method!r}; choose {' or '.join(METHODS)}")
@@ -110,20 +127,19 @@ def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], frame: str, me
         from .body_model.weights_io import load_model
         model = load_model()[0]
     config = model.config if method == "unet" else (config or BodyConfig())
-    grid = patch_grid(seed_lps, config.patch_xyz, config.spacing_mm)
-    hu = sample_patch(ct, grid)
-    seed_zyx = _seed_voxel(config.patch_xyz)
-    _refuse_seed(hu, seed_zyx)
-    if method == "unet":
-        body_p, centrum_p = _network_probabilities(model, hu, seed_zyx)
-    else:
-        body_p, centrum_p = (m.astype(np.float32) for m in classical_body(hu, seed_zyx))
-    body = _part_at_seed(body_p > config.min_probability, seed_zyx, config.seed_reach_mm / config.spacing_mm)
+    grid, body, body_p, centrum_p = _body_at(ct, seed_lps, method, model, config)
     if not body.any():
         raise SpineAnalysisError("the seed is not inside a vertebral body (it lies in soft tissue, a disc "
                                  "or between two vertebrae): click inside the body")
+    if config.recentre:
+        centre = np.array(grid.TransformContinuousIndexToPhysicalPoint(
+            [float(v) for v in np.argwhere(body).mean(axis=0)[::-1]]))
+        if contains_point(ct, centre):
+            again = _body_at(ct, centre, method, model, config)
+            if again[1].any():
+                grid, body, body_p, centrum_p = again
     centrum_p = np.where(ndi.binary_dilation(body), centrum_p, 0.0)
-    centrum_patch = _part_at_seed(centrum_p > config.min_probability, seed_zyx, np.inf)
+    centrum_patch = _part_at_seed(centrum_p > config.min_probability, _seed_voxel(config.patch_xyz), np.inf)
     centrum = patch_to_scan(np.where(ndi.binary_dilation(centrum_patch), centrum_p, 0.0), grid, ct,
                             config.min_probability)
     if not centrum.any():

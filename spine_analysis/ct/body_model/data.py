@@ -37,13 +37,15 @@ _LEVEL_LABELS = {name: label for label, name in VERSE_LEVEL_NAMES.items()}
 
 @dataclass
 class VertebraLabels:
-    """One vertebra's body and centrum (float32 0/1 images on a 1 mm LPS grid) and its centre."""
+    """One vertebra's body and centrum (float32 0/1 images on a 1 mm LPS grid), its centre, and
+    its own label (the whole vertebra, or the body where only bodies are labelled)."""
 
     level: str
     source: str
     body: sitk.Image
     centrum: sitk.Image
     centre_lps: np.ndarray
+    own_label: sitk.Image
 
 
 @dataclass
@@ -107,7 +109,8 @@ def _labelled_vertebrae(labels: sitk.Image, wanted: dict[int, str], kind: str,
             continue
         centre_index = np.argwhere(body).mean(axis=0)[::-1]
         centre = np.array(grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in centre_index]))
-        found.append(VertebraLabels(level, source, _as_image(body, grid), _as_image(centrum, grid), centre))
+        found.append(VertebraLabels(level, source, _as_image(body, grid), _as_image(centrum, grid), centre,
+                                    _as_image(mask, grid)))
     return found
 
 

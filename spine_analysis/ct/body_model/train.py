@@ -5,7 +5,10 @@ Each sample is one vertebra seen from a click: a seed drawn inside its body with
 at 1 mm (Klein et al.'s translation, resampling and shape augmentation), HU scaled and shifted
 (density-calibrated scans), sometimes coarsened along z (thick slices), sometimes with its
 surroundings set to a constant (masked scans). The target is that vertebra's shell and centrum;
-its neighbours are background. Loss: Dice + cross-entropy (MONAI ``DiceCELoss``).
+its neighbours are background. Some seeds are placed where no body is (midway to the next
+labelled vertebra, i.e. in the disc, or 30-50 mm in front of or beside the body), with an empty
+target, so that the network answers "no body here" rather than segmenting the nearest one.
+Loss: Dice (over the batch, so empty targets count) + cross-entropy (MONAI ``DiceCELoss``).
 
 The loop itself (seeding, schedule, checkpoint per epoch, resume) is ``spine_analysis.ml.training``.
 """
@@ -49,6 +52,7 @@ class TrainSettings:
     coarse_chance: float = 0.3
     coarse_slice_mm: tuple[float, float] = (2.0, 3.5)
     masked_chance: float = 0.15
+    negative_chance: float = 0.15      # seeds in a disc or soft tissue, where the answer is "no body"
     seed: int = 0
 
 
@@ -72,6 +76,19 @@ def _seed_in_body(vertebra: VertebraLabels, rng: np.random.Generator, reach_mm: 
     return vertebra.centre_lps
 
 
+def _seed_off_body(scan: Scan, vertebra: VertebraLabels, rng: np.random.Generator) -> np.ndarray:
+    """A point where the answer is "no body": the disc towards a labelled neighbour, or soft tissue
+    in front of or beside the body (never behind it, where the arch is, nor above or below)."""
+    neighbours = [v for v in scan.vertebrae if v is not vertebra
+                  and np.linalg.norm(v.centre_lps - vertebra.centre_lps) < 45]
+    if neighbours and rng.random() < 0.5:
+        other = neighbours[rng.integers(len(neighbours))]
+        return (vertebra.centre_lps + other.centre_lps) / 2 + rng.uniform(-1.5, 1.5, 3)
+    angle = rng.uniform(-np.pi, 0.2)           # LPS: -y is anterior, so angles from left via front to right
+    distance = rng.uniform(30, 50)
+    return vertebra.centre_lps + distance * np.array([np.cos(angle), np.sin(angle), 0.0])
+
+
 def _coarsen_z(hu: np.ndarray, slice_mm: float) -> np.ndarray:
     """The crop as a scan with ``slice_mm`` slices would show it, back at 1 mm."""
     smoothed = ndi.gaussian_filter1d(hu, sigma=slice_mm / 2.355, axis=0)
@@ -93,7 +110,8 @@ def _mask_surroundings(hu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def training_sample(scan: Scan, vertebra: VertebraLabels, rng: np.random.Generator, config: BodyConfig,
                     settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
     """One augmented (2, z, y, x) input and its (z, y, x) class target."""
-    seed = _seed_in_body(vertebra, rng, settings.seed_offset_mm)
+    negative = rng.random() < settings.negative_chance
+    seed = _seed_off_body(scan, vertebra, rng) if negative else _seed_in_body(vertebra, rng, settings.seed_offset_mm)
     grid = patch_grid(seed, settings.crop_xyz, config.spacing_mm)
     transform = sitk.AffineTransform(3)
     transform.SetCenter([float(v) for v in seed])
@@ -111,6 +129,8 @@ def training_sample(scan: Scan, vertebra: VertebraLabels, rng: np.random.Generat
     if rng.random() < settings.masked_chance:
         hu = _mask_surroundings(hu, rng)
     target = np.where(centrum, CENTRUM, np.where(body, SHELL, 0)).astype(np.int64)
+    if negative:
+        target[:] = 0
     seed_zyx = (np.array(settings.crop_xyz)[::-1] - 1) / 2.0
     return network_input(hu, seed_zyx, config), target
 
@@ -128,7 +148,7 @@ def train_body(scans: list[Scan], out, settings: TrainSettings, config: BodyConf
                    "vertebrae": [f"{s.name} {v.level}" for s, v in vertebrae]}
     loop = TrainingLoop(lambda: BodyNet(config), fingerprint, settings.seed, settings.learning_rate,
                         settings.final_lr_fraction, out / "checkpoint.pt", log)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
 
     def batches() -> Iterator[torch.Tensor]:
         for _ in range(settings.batches_per_epoch):
