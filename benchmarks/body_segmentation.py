@@ -14,6 +14,9 @@ For each labelled vertebra under DIR (default: $SPINE_CT_DIR, the ct-spine folde
 - Leakage: the share of the segment inside the clicked vertebra's own label.
 - Refusals: a seed in soft tissue 45 mm in front of the body, and one midway between two
   neighbouring bodies (in the disc), must be refused.
+- Other inputs, network only, centre seed: the CT as a density-calibrated scan would hold it
+  (0.8 x HU + 5, roughly mg/cm3 of hydroxyapatite) and the CT with everything farther than
+  60 mm from the body's axis set to 0 (a masked scan).
 - Seconds per vertebra with the model loaded (resampling in and out included), median; and
   the process's peak resident memory.
 
@@ -30,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from spine_analysis.ct.body_model.data import load_scans
 from spine_analysis.ct.body_model.evaluate import dice, on_scan
@@ -58,6 +62,31 @@ def _refused(scan, seed, method, model) -> bool:
     except SpineAnalysisError:
         return True
     return False
+
+
+def calibrated(ct):
+    return sitk.Cast(ct, sitk.sitkFloat32) * 0.8 + 5.0
+
+
+def masked(ct, centre_lps):
+    """Everything farther than 60 mm from the vertical line through ``centre_lps`` set to 0."""
+    size = np.array(ct.GetSize())
+    index = np.indices(size[::-1]).reshape(3, -1)[::-1].T
+    direction = np.array(ct.GetDirection()).reshape(3, 3)
+    points = np.array(ct.GetOrigin()) + (index * np.array(ct.GetSpacing())) @ direction.T
+    far = np.hypot(*(points[:, :2] - centre_lps[:2]).T) > 60
+    values = sitk.GetArrayFromImage(ct).ravel()
+    values[far] = 0
+    image = sitk.GetImageFromArray(values.reshape(size[::-1]))
+    image.CopyInformation(ct)
+    return image
+
+
+def variant_dice(ct, vertebra, reference, model) -> float:
+    try:
+        return dice(segment_vertebral_body(ct, vertebra.centre_lps, "lps", "unet", model).centrum, reference)
+    except SpineAnalysisError:
+        return 0.0
 
 
 def evaluate_vertebra(scan, vertebra, neighbour, method, model, seconds: list) -> dict:
@@ -120,6 +149,9 @@ def main() -> int:
             for method in ("unet", "classical"):
                 result = evaluate_vertebra(scan, vertebra, neighbour, method, model, seconds[method])
                 row.update({f"{method}_{k}": v for k, v in result.items()})
+            reference = on_scan(vertebra.centrum, scan)
+            row["unet_dice_calibrated"] = variant_dice(calibrated(scan.ct), vertebra, reference, model)
+            row["unet_dice_masked"] = variant_dice(masked(scan.ct, vertebra.centre_lps), vertebra, reference, model)
             rows.append(row)
             print(f"{scan.name:<18} {vertebra.level:<4} Dice unet {row['unet_dice']:.3f} classical "
                   f"{row['classical_dice']:.3f} | unet: ±8 mm max ΔDice {row['unet_max_dice_change']:.3f} "
@@ -153,6 +185,9 @@ def main() -> int:
         disc = [r[f"{method}_refuses_disc"] for r in rows if f"{method}_refuses_disc" in r]
         print(f"          refused: soft-tissue seeds {sum(r.get(f'{method}_refuses_soft_tissue', False) for r in rows)}"
               f"/{len(rows)}, disc seeds {sum(disc)}/{len(disc)}")
+        if method == "unet":
+            print(f"          Dice median on density-calibrated input {median('unet_dice_calibrated'):.3f}, "
+                  f"on masked input {median('unet_dice_masked'):.3f}")
         if seconds[method]:
             print(f"          seconds per vertebra (model loaded): median {statistics.median(seconds[method]):.2f}, "
                   f"max {max(seconds[method]):.2f}")

@@ -283,7 +283,7 @@ def _cmd_train_body(args) -> int:
     from .io.atomic import write_json
 
     torch.set_num_threads(args.threads)
-    settings = TrainSettings(epochs=args.epochs, seed=args.seed)
+    settings = TrainSettings(epochs=args.epochs, batches_per_epoch=args.batches, seed=args.seed)
     command = "spine-analysis " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     scans = load_scans(args.data, log=lambda line: print(line, file=sys.stderr))
     meta = train_body(scans, args.out, settings, command=command)
@@ -428,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leave-one-scan-out", action="store_true",
                    help="then train once without each scan and score its vertebrae (Dice of the network and "
                         "of the classical method); fold models go to MODEL_DIR/folds/")
-    p.add_argument("--epochs", type=int, default=40, help="epochs of 60 batches (default 40)")
+    p.add_argument("--epochs", type=int, default=40, help="epochs (default 40)")
+    p.add_argument("--batches", type=int, default=60, help="batches of two vertebrae per epoch (default 60)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.set_defaults(func=_cmd_train_body)
