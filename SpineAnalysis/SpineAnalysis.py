@@ -1,4 +1,7 @@
+import enum
 import logging
+import os
+import shutil
 from typing import Union
 
 import vtk
@@ -23,8 +26,10 @@ from slicer import (
 )
 
 from SpineCommonLib import dependencies, tables, volumes
+from SpineCommonLib.jobs import EngineProcess, JobCancelled, JobFailed
 from SpineCommonLib.module import describeModule
 from SpineCommonLib.widgets import ParameterNodeWidgetMixin
+from SpineAnalysisLib import centra, seeds
 
 
 #
@@ -33,14 +38,18 @@ from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 
 
 class SpineAnalysis(ScriptedLoadableModule):
-    """Vertebral body bone metrics on CT."""
+    """Vertebral body segmentation and bone metrics on CT."""
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         describeModule(self.parent, _("Spine Analysis"), _("""
-Vertebral body metrics on CT: for every vertebra of a label map or segmentation, its volume and
-Hounsfield-unit statistics (mean, standard deviation, median, 5th/95th percentiles, range) in a table.
-An optional seed point marks the vertebra of interest.
+Vertebral bodies on CT. <b>Segment at seeds</b>: click inside a vertebral body and its trabecular centrum is
+segmented (U-Net or classical method, in a background process that can be cancelled) into one segment of the output
+segmentation, with its volume, Hounsfield-unit statistics, lytic and sclerotic shares and a bone-density screening
+hint in the table below. A vertebra is named only from what you give: rename its seed to the level (e.g. L1) in the
+point list, or select a vertebra label map (VerSe numbering); otherwise it stays unnamed. After correcting segments
+with Segment Editor, <b>Re-measure</b> updates the table. <b>Measure existing labels</b> lists the metrics of every
+vertebra of a label map or segmentation.
 """))
 
 
@@ -49,18 +58,34 @@ An optional seed point marks the vertebra of interest.
 #
 
 
+class SegmentationMethod(enum.Enum):
+    """The engine's segmentation methods; the combo box shows their labels."""
+
+    UNET = "unet"
+    CLASSICAL = "classical"
+
+    def label(self):
+        return seeds.METHOD_LABELS[self.value]
+
+
 @parameterNodeWrapper
 class SpineAnalysisParameterNode:
     """
     inputVolume - CT volume (Hounsfield units).
-    vertebraLabels - one label per vertebra (label map volume or segmentation).
-    seedPoint - optional point inside the vertebra of interest.
-    metricsTable - output table; a new one is created if none is selected.
+    vertebraLabels - one label per vertebra (label map volume or segmentation); a label map also names seeded vertebrae.
+    seeds - seed points, one inside each vertebral body to segment.
+    method - how seeded vertebrae are segmented.
+    autoSegment - segment each seed as soon as it is placed.
+    outputSegmentation - collects the seeded centra, one segment each; created on first use.
+    metricsTable - table of "Measure existing labels"; a new one is created if none is selected.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     vertebraLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]
-    seedPoint: vtkMRMLMarkupsFiducialNode
+    seeds: vtkMRMLMarkupsFiducialNode
+    method: SegmentationMethod = SegmentationMethod.UNET
+    autoSegment: bool = True
+    outputSegmentation: vtkMRMLSegmentationNode
     metricsTable: vtkMRMLTableNode
 
 
@@ -70,24 +95,198 @@ class SpineAnalysisParameterNode:
 
 
 class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        self._queue = []            # (seeds node ID, control point ID, replace its own segments) to segment next
+        self._progress = (0, 1)     # (jobs done, jobs in this run), for the progress bar
+        self._observedSeeds = None
+        ParameterNodeWidgetMixin.__init__(self, parent)  # last: it may run setup()
+
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
         self.setupModule(self.resourcePath("UI/SpineAnalysis.ui"), SpineAnalysisLogic())
 
-        # One seed point is enough: each click replaces the previous point.
-        self.ui.seedPlaceWidget.buttonsVisible = False
-        self.ui.seedPlaceWidget.placeButton().show()
-        self.ui.seedPlaceWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
+        # Each click adds a seed; place mode stays on until the user leaves it.
+        self.ui.seedsWidget.markupsPlaceWidget().placeMultipleMarkups = \
+            slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.segmentAllButton.connect("clicked(bool)", self.onSegmentAllButton)
+        self.ui.remeasureButton.connect("clicked(bool)", self.onRemeasureButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
 
+        self.setRunning(False)
         self.initializeParameterNode()
 
+    def cleanup(self) -> None:
+        self._queue = []
+        self.logic.shutdown()
+        ParameterNodeWidgetMixin.cleanup(self)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self._queue = []
+        self.logic.cancel(notify=False)
+        self._observeSeeds(None)
+        ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
+        self.setRunning(False)
+
     def onParameterNodeModified(self, caller=None, event=None) -> None:
-        ready = bool(self._parameterNode and self._parameterNode.inputVolume and self._parameterNode.vertebraLabels)
-        self.ui.applyButton.enabled = ready
+        pn = self._parameterNode
+        idle = self.logic.activeJob is None
+        ready = bool(pn and pn.inputVolume and pn.vertebraLabels)
+        self.ui.applyButton.enabled = ready and idle
         self.ui.applyButton.toolTip = _("Compute vertebral body metrics") if ready \
             else _("Select a CT volume and the vertebra labels")
+        self.ui.segmentAllButton.enabled = bool(pn and pn.inputVolume and pn.seeds) and idle
+        self.ui.remeasureButton.enabled = bool(pn and pn.inputVolume and pn.outputSegmentation) and idle
+        seedsNode = pn.seeds if pn else None
+        if seedsNode is not self._observedSeeds:
+            self._observeSeeds(seedsNode)
+        self._showMetrics()
+
+    def _showMetrics(self) -> None:
+        segmentationNode = self._parameterNode.outputSegmentation if self._parameterNode else None
+        self.ui.metricsTableView.setMRMLTableNode(centra.metricsTable(segmentationNode) if segmentationNode else None)
+
+    # ------------------------------------------------------------------ running
+
+    def setRunning(self, running) -> None:
+        self.ui.progressBar.visible = running
+        self.ui.cancelButton.visible = running
+        if running:
+            self.ui.progressBar.setRange(0, 0)  # busy until the engine reports progress
+        self.onParameterNodeModified()
+
+    def onProgress(self, fraction, message) -> None:
+        done, total = self._progress
+        if fraction is not None:
+            self.ui.progressBar.setRange(0, 100)
+            self.ui.progressBar.value = int(round(100 * (done + fraction) / total))
+        if message:
+            self.ui.statusLabel.text = message if len(message) <= 120 else message[:117] + "..."
+
+    def reportError(self, message, error) -> None:
+        """One line for the user (the engine's message); a traceback only in the log, and only for a bug."""
+        if not isinstance(error, (JobFailed, ValueError, dependencies.DependencyError)):
+            logging.error(f"SpineAnalysis: {message}", exc_info=error)
+        self.ui.statusLabel.text = _("Failed.")
+        slicer.util.errorDisplay(f"{message}\n\n{error}")
+
+    def onCancelButton(self) -> None:
+        self._queue = []
+        self.ui.statusLabel.text = _("Cancelling...")
+        self.logic.cancel()
+
+    # ------------------------------------------------------------------ seeds
+
+    def _observeSeeds(self, seedsNode) -> None:
+        event = slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent
+        if self._observedSeeds is not None:
+            self.removeObserver(self._observedSeeds, event, self.onSeedPlaced)
+        self._observedSeeds = seedsNode
+        if seedsNode is not None:
+            self.addObserver(seedsNode, event, self.onSeedPlaced)
+
+    @vtk.calldata_type(vtk.VTK_INT)
+    def onSeedPlaced(self, caller, event, index) -> None:
+        if self._parameterNode and self._parameterNode.autoSegment:
+            self.segmentSeeds(caller, [caller.GetNthControlPointID(index)])
+
+    def onSegmentAllButton(self) -> None:
+        pn = self._parameterNode
+        seedsNode = pn.seeds
+        pointIds = [seedsNode.GetNthControlPointID(index) for index in range(seedsNode.GetNumberOfControlPoints())
+                    if seedsNode.GetNthControlPointPositionStatus(index) == slicer.vtkMRMLMarkupsNode.PositionDefined]
+        if not pointIds:
+            self.ui.statusLabel.text = _("Place at least one seed inside a vertebral body first.")
+            return
+        if pn.outputSegmentation:
+            keys = {self.logic.seedKey(seedsNode, pointId) for pointId in pointIds}
+            replaced = centra.segmentsFromSeeds(pn.outputSegmentation, keys)
+            if replaced and not slicer.util.confirmYesNoDisplay(
+                    _("These segments were made from the seeds and will be replaced by the new results:\n{names}\n\n"
+                      "Continue?").format(names=", ".join(replaced)), windowTitle=_("Replace segments?")):
+                return
+        self.segmentSeeds(seedsNode, pointIds, replaceSeedSegments=True)
+
+    def segmentSeeds(self, seedsNode, pointIds, replaceSeedSegments=False) -> None:
+        """Queue seeds (control point IDs) for segmentation; they run one after the other."""
+        done, total = self._progress if self._queue or self.logic.activeJob else (0, 0)
+        self._progress = (done, total + len(pointIds))
+        self._queue += [(seedsNode.GetID(), pointId, replaceSeedSegments) for pointId in pointIds]
+        if self.logic.activeJob is None:
+            self._segmentNextSeed()
+
+    def _segmentNextSeed(self) -> None:
+        pn = self._parameterNode
+        while self._queue and pn:
+            nodeId, pointId, replaceSeedSegments = self._queue.pop(0)
+            seedsNode = slicer.mrmlScene.GetNodeByID(nodeId)
+            index = seedsNode.GetControlPointIndexByID(pointId) if seedsNode else -1
+            if index < 0:  # deleted while waiting
+                self._progress = (self._progress[0] + 1, self._progress[1])
+                continue
+            labelMap = pn.vertebraLabels if pn.vertebraLabels and pn.vertebraLabels.IsA("vtkMRMLLabelMapVolumeNode") else None
+            try:
+                if not pn.inputVolume:
+                    raise ValueError(_("Select the CT volume first."))
+                self.logic.segmentSeed(pn.inputVolume, seedsNode, index, pn.method.value, pn.outputSegmentation,
+                                       labelMap, replaceSeedSegments, completedCallback=self.onSeedSegmented,
+                                       progressCallback=self.onProgress)
+            except Exception as exc:
+                self._queue = []
+                self.setRunning(False)
+                self.reportError(_("Cannot segment seed {label}.").format(label=seedsNode.GetNthControlPointLabel(index)), exc)
+                return
+            self.ui.statusLabel.text = _("Segmenting at seed {label}...").format(label=seedsNode.GetNthControlPointLabel(index))
+            self.setRunning(True)
+            return
+        self.setRunning(False)
+
+    def onSeedSegmented(self, outcome, error) -> None:
+        self._progress = (self._progress[0] + 1, self._progress[1])
+        if error is not None:
+            self._queue = []
+            self.setRunning(False)
+            if isinstance(error, JobCancelled):
+                self.ui.statusLabel.text = _("Cancelled.")
+            else:
+                self.reportError(_("Segmentation failed."), error)
+            return
+        segmentationNode, segmentId, metrics = outcome
+        if self._parameterNode:
+            self._parameterNode.outputSegmentation = segmentationNode
+        if segmentId is None:
+            self.ui.statusLabel.text = _("Kept the existing segment.")
+        else:
+            self.ui.statusLabel.text = _("{name}: {volume:.1f} mL, mean {mean:.0f} HU.").format(
+                name=segmentationNode.GetSegmentation().GetSegment(segmentId).GetName(),
+                volume=metrics["volume_ml"], mean=metrics["hu_mean"])
+        self._showMetrics()
+        self._segmentNextSeed()
+
+    # ------------------------------------------------------------------ re-measure and existing labels
+
+    def onRemeasureButton(self) -> None:
+        pn = self._parameterNode
+        try:
+            self.logic.remeasure(pn.inputVolume, pn.outputSegmentation, completedCallback=self.onRemeasured,
+                                 progressCallback=self.onProgress)
+        except Exception as exc:
+            self.reportError(_("Cannot re-measure."), exc)
+            return
+        self._progress = (0, 1)
+        self.ui.statusLabel.text = _("Re-measuring the segments...")
+        self.setRunning(True)
+
+    def onRemeasured(self, vertebrae, error) -> None:
+        self.setRunning(False)
+        if isinstance(error, JobCancelled):
+            self.ui.statusLabel.text = _("Cancelled.")
+        elif error is not None:
+            self.reportError(_("Re-measuring failed."), error)
+        else:
+            self.ui.statusLabel.text = _("{count} segments re-measured.").format(count=len(vertebrae))
+            self._showMetrics()
 
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to compute vertebral body metrics."), waitCursor=True):
@@ -95,16 +294,16 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
             tableNode = self.logic.process(
                 self._parameterNode.inputVolume,
                 self._parameterNode.vertebraLabels,
-                seedPoint=self._parameterNode.seedPoint,
+                seedPoint=self._parameterNode.seeds,
                 tableNode=self._parameterNode.metricsTable)
             self._parameterNode.metricsTable = tableNode
             rows = tableNode.GetNumberOfRows()
             seedLabel = tableNode.GetAttribute(SpineAnalysisLogic.SEED_ATTRIBUTE)
             message = _("{count} vertebrae measured.").format(count=rows)
             if seedLabel:
-                message += " " + _("Seed point lies in {name}.").format(name=seedLabel)
-            elif self.logic.seedPositionInVolume(self._parameterNode.seedPoint, self._parameterNode.inputVolume):
-                message += " " + _("The seed point lies outside every vertebra.")
+                message += " " + _("The last seed lies in {name}.").format(name=seedLabel)
+            elif self.logic.seedPositionInVolume(self._parameterNode.seeds, self._parameterNode.inputVolume):
+                message += " " + _("The last seed lies outside every vertebra.")
             self.ui.statusLabel.text = message
             tables.showTable(tableNode)
 
@@ -115,10 +314,15 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 
 
 class SpineAnalysisLogic(ScriptedLoadableModuleLogic):
-    """Vertebral body metrics from a CT and vertebra labels; usable without the GUI:
+    """Vertebral bodies on CT; usable without the GUI:
 
         logic = slicer.util.getModuleLogic("SpineAnalysis")
-        table = logic.process(ctVolumeNode, labelMapOrSegmentationNode, seedPoint=None, tableNode=None)
+        segmentId, metrics = logic.segmentAtSeed(ctVolumeNode, [x, y, z])   # RAS point inside a vertebral body
+        segmentId, metrics = logic.segmentAtSeed(ctVolumeNode, [x, y, z], level="L1", method="classical")
+        vertebrae = logic.remeasure(ctVolumeNode, segmentationNode)       # after editing its segments
+        table = logic.process(ctVolumeNode, labelMapOrSegmentationNode)   # metrics of existing labels
+
+    Segmentation runs in an engine process that stays alive between jobs, one job at a time.
     """
 
     SEED_ATTRIBUTE = "SpineAnalysis.SeedVertebra"
@@ -130,12 +334,245 @@ class SpineAnalysisLogic(ScriptedLoadableModuleLogic):
     }
     UNITS = {"volume_ml": "mL", "hu_mean": "HU", "hu_std": "HU", "hu_median": "HU", "hu_p05": "HU",
              "hu_p95": "HU", "hu_min": "HU", "hu_max": "HU"}
+    #: What the body U-Net needs (SpineCommonLib.dependencies has no name for it yet); the classical method needs nothing.
+    UNET_PACKAGES = ("torch", "monai")
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self.activeJob = None
+        self._jobCleanup = None
+        self._engine = None
+        self._pulled = {}  # volume node ID -> (modification key, SimpleITK image)
 
     def getParameterNode(self):
         return SpineAnalysisParameterNode(super().getParameterNode())
+
+    # ------------------------------------------------------------------ seeded segmentation
+
+    def segmentAtSeed(self, ctVolume, rasPoint, level=None, method="unet", segmentationNode=None):
+        """Segment the vertebral body at `rasPoint` (RAS world coordinates) of `ctVolume`; blocks until done.
+
+        :param level: the vertebra's level (e.g. "L1"); None leaves it unnamed
+        :param method: "unet" or "classical"
+        :param segmentationNode: where the segment goes; default: the module's output segmentation if it was made
+            on this CT, else a new one
+        :return: (segment ID, metrics dict); the segment ID is None when the user chose to keep an existing segment
+            of the same name
+        """
+        typedLevel = seeds.levelFromText(level) if level is not None else None
+        if level is not None and typedLevel is None:
+            raise ValueError(f"'{level}' is not a vertebra level (C1-C7, T1-T13, L1-L6).")
+        segmentationNode, segmentId, metrics = self._segment(
+            ctVolume, rasPoint, typedLevel, method, segmentationNode,
+            labelsNode=None, number=None, seedKey="", replaceSeedSegments=False)
+        return segmentId, metrics
+
+    def segmentSeed(self, ctVolume, seedsNode, index, method, segmentationNode, labelsNode, replaceSeedSegments,
+                    completedCallback, progressCallback=None):
+        """Start segmenting at control point `index` of `seedsNode`; returns the running EngineJob.
+
+        Its level is the point's label when that is a level, else what `labelsNode` (label map) says.
+        `replaceSeedSegments`: the segments this seed made before are replaced without asking (the user agreed).
+        `completedCallback((segmentationNode, segment ID or None, metrics) or None, error or None)` follows.
+        """
+        position = [0.0, 0.0, 0.0]
+        seedsNode.GetNthControlPointPositionWorld(index, position)
+        return self._segment(ctVolume, position, seeds.levelFromText(seedsNode.GetNthControlPointLabel(index)), method,
+                             segmentationNode, labelsNode, index + 1,
+                             self.seedKey(seedsNode, seedsNode.GetNthControlPointID(index)), replaceSeedSegments,
+                             completedCallback, progressCallback)
+
+    @staticmethod
+    def seedKey(seedsNode, pointId):
+        """Names a seed in the tag of the segment it made."""
+        return f"{seedsNode.GetID()}:{pointId}"
+
+    def _segment(self, ctVolume, rasPoint, level, method, segmentationNode, labelsNode, number, seedKey,
+                 replaceSeedSegments, completedCallback=None, progressCallback=None):
+        """Crop the CT around the seed, send it to the engine and import the centrum it returns."""
+        from spine_analysis.coords import ras_to_ijk
+
+        self._checkIdle()
+        if method not in seeds.METHOD_LABELS:
+            raise ValueError(f"Unknown method '{method}': use " + " or ".join(seeds.METHOD_LABELS))
+        self._checkUntransformed(ctVolume, labelsNode, segmentationNode)
+        dependencies.ensureDependencies(self.UNET_PACKAGES if method == "unet" else dependencies.CT_METRICS,
+                                        requester=_("Spine Analysis"))
+        ctImage, labelsImage = self._pulledImages(ctVolume, labelsNode)
+        ijk = ras_to_ijk([float(v) for v in rasPoint], volumes.ijkToRasMatrix(ctVolume))
+        start, stop = seeds.cropBox(ijk, ctImage.GetSpacing(), ctImage.GetSize())
+        if labelsImage is not None:
+            if labelsImage.GetSize() != ctImage.GetSize():
+                raise ValueError(f"The label map '{labelsNode.GetName()}' is not on the grid of '{ctVolume.GetName()}'; "
+                                 "resample it onto the CT first.")
+            labelsImage = centra.cropImage(labelsImage, start, stop)
+        process = self._engineProcess()
+        maskFolder = slicer.util.tempDirectory(key="SpineAnalysisMask")
+        maskPath = os.path.join(maskFolder, "mask.nrrd")
+        job = centra.vertebralBodyJob(centra.cropImage(ctImage, start, stop), rasPoint, level, method, labelsImage,
+                                      maskPath, process=process, progressCallback=progressCallback)
+
+        def finish(result):
+            metrics = result["vertebrae"][0]
+            target = self._segmentationFor(ctVolume, segmentationNode)
+            return target, self._importSeedMask(target, maskPath, metrics, number, seedKey, replaceSeedSegments), metrics
+
+        return self._run(job, finish, completedCallback, cleanup=lambda: shutil.rmtree(maskFolder, ignore_errors=True))
+
+    def _segmentationFor(self, ctVolume, segmentationNode):
+        """The given segmentation; else the module's output segmentation if made on this CT; else a new one,
+        which becomes the module's output."""
+        if segmentationNode is not None and segmentationNode.GetScene():
+            return segmentationNode
+        parameterNode = self.getParameterNode()
+        current = parameterNode.outputSegmentation
+        if current and current.GetNodeReferenceID(current.GetReferenceImageGeometryReferenceRole()) == ctVolume.GetID():
+            return current
+        parameterNode.outputSegmentation = centra.newSegmentationNode(ctVolume)
+        return parameterNode.outputSegmentation
+
+    @staticmethod
+    def _importSeedMask(segmentationNode, maskPath, metrics, number, seedKey, replaceSeedSegments):
+        """Import the mask as the segment named after the vertebra; an existing segment is replaced only if the user
+        agrees (or agreed already, for the segments of this seed). Returns the segment ID, or None if kept."""
+        name = seeds.segmentName(metrics.get("level"), number or seeds.freeNumber(centra.segmentNames(segmentationNode)))
+        fromSeed, sameName = centra.segmentsToReplace(segmentationNode, name, seedKey)
+        replaced = fromSeed + sameName
+        if sameName or (fromSeed and not replaceSeedSegments):
+            segmentation = segmentationNode.GetSegmentation()
+            names = ", ".join(f"'{segmentation.GetSegment(segmentId).GetName()}'" for segmentId in replaced)
+            if not slicer.util.confirmYesNoDisplay(
+                    _("Replace {names} in '{segmentation}' with the new segmentation of {name}?\n\n"
+                      "Choose No to keep the existing segment.").format(
+                        names=names, segmentation=segmentationNode.GetName(), name=name),
+                    windowTitle=_("Replace segment?")):
+                return None
+        segmentId = centra.importMask(segmentationNode, maskPath, name, seedKey, metrics, replaced)
+        centra.updateMetricsTable(segmentationNode)
+        return segmentId
+
+    # ------------------------------------------------------------------ re-measure
+
+    def remeasure(self, ctVolume, segmentationNode, completedCallback=None, progressCallback=None):
+        """Measure every segment of `segmentationNode` on `ctVolume` again (e.g. after Segment Editor); the metrics
+        kept in the segments and the table are replaced. A segment named "<level> centrum" is measured as that level.
+
+        Blocking when `completedCallback` is None: returns the engine's metrics dicts. Otherwise returns the running
+        EngineJob and calls `completedCallback(metrics dicts or None, error or None)` when it ends.
+        """
+        import SimpleITK as sitk
+
+        self._checkIdle()
+        if not segmentationNode:
+            raise ValueError("Select the segmentation to re-measure.")
+        self._checkUntransformed(ctVolume, segmentationNode)
+        ctImage = self._pulledImages(ctVolume)[0]
+        labelImage, names = volumes.labelImageFromNode(segmentationNode, ctImage, ctVolume)
+        box = seeds.labelBox(sitk.GetArrayViewFromImage(labelImage))
+        if box is None:
+            raise ValueError(f"The segments of '{segmentationNode.GetName()}' have no voxel inside '{ctVolume.GetName()}'.")
+        levels = {label: seeds.levelFromSegmentName(name) for label, name in names.items()}
+        labelSegmentIds = centra.segmentIds(segmentationNode)
+        job = centra.measureCentraJob(centra.cropImage(ctImage, *box), centra.cropImage(labelImage, *box),
+                                      {label: level for label, level in levels.items() if level},
+                                      process=self._engineProcess(), progressCallback=progressCallback)
+
+        def finish(result):
+            vertebrae = result.get("vertebrae", [])
+            centra.storeRemeasured(segmentationNode, labelSegmentIds, vertebrae)
+            centra.updateMetricsTable(segmentationNode)
+            return vertebrae
+
+        return self._run(job, finish, completedCallback)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _checkIdle(self):
+        if self.activeJob is not None:
+            raise RuntimeError("Another Spine Analysis job is running: wait for it to end or cancel it.")
+
+    @staticmethod
+    def _checkUntransformed(*nodes):
+        """The CT, label map and segmentation must share one frame: a transformed node is refused, not resampled."""
+        for node in nodes:
+            if node is not None and node.GetParentTransformNode():
+                raise ValueError(f"'{node.GetName()}' is under a transform. Harden the transform (Data module, "
+                                 "right-click the node) or remove it, then try again.")
+
+    def _pulledImages(self, ctVolume, labelsNode=None):
+        """(CT, label map or None) as SimpleITK images, pulled again only when a volume changed: a CT takes
+        seconds to pull and every click needs it. Only the volumes of the last call are kept."""
+        import sitkUtils
+
+        pulled = {}
+        for node, pull in ((ctVolume, volumes.ctImageFromVolume), (labelsNode, sitkUtils.PullVolumeFromSlicer)):
+            if node is None:
+                continue
+            imageData = node.GetImageData()
+            key = (node.GetMTime(), imageData.GetMTime() if imageData else 0)
+            cached = self._pulled.get(node.GetID())
+            pulled[node.GetID()] = cached if cached and cached[0] == key else (key, pull(node))
+        self._pulled = pulled
+        return pulled[ctVolume.GetID()][1], (pulled[labelsNode.GetID()][1] if labelsNode else None)
+
+    def _engineProcess(self):
+        """The engine process, started on first use and kept for the next job (its models stay loaded)."""
+        if self._engine is None or self._engine.proc.poll() is not None:
+            self._engine = EngineProcess()
+        return self._engine
+
+    def _run(self, job, finish, completedCallback, cleanup=None):
+        """Run `job`: blocking (returns finish(result)) when `completedCallback` is None, else in the background
+        (returns the job; `completedCallback(finish(result) or None, error or None)` follows on the main thread).
+        `cleanup` runs when the job has ended, whatever the outcome."""
+        self.activeJob, self._jobCleanup = job, cleanup
+        if completedCallback is None:
+            try:
+                return finish(job.run())
+            finally:
+                self._endJob()
+
+        def onJobEnded(result, error):
+            value = None
+            try:
+                if error is None:
+                    value = finish(result)
+            except Exception as exc:
+                error = exc
+            finally:
+                self._endJob()
+            completedCallback(value, error)
+
+        try:
+            job.start(onJobEnded)
+        except Exception:
+            self._endJob()
+            raise
+        return job
+
+    def _endJob(self):
+        cleanup = self._jobCleanup
+        self.activeJob = self._jobCleanup = None
+        if cleanup:
+            cleanup()
+
+    def cancel(self, notify=True):
+        """Stop the running job; its completed callback gets a JobCancelled (unless not `notify`)."""
+        if self.activeJob is None:
+            return
+        self.activeJob.cancel(notify=notify)
+        self._engine = None  # killed with the job; the next job starts a new one
+        if not notify:
+            self._endJob()
+
+    def shutdown(self):
+        """Stop any job and let the engine process exit (the module is being unloaded)."""
+        self.cancel(notify=False)
+        if self._engine is not None:
+            self._engine.closeInput()
+            self._engine = None
+
+    # ------------------------------------------------------------------ metrics of existing labels
 
     @staticmethod
     def seedPositionInVolume(seedPoint, volumeNode):
@@ -207,7 +644,7 @@ class SpineAnalysisLogic(ScriptedLoadableModuleLogic):
 
 
 class SpineAnalysisTest(ScriptedLoadableModuleTest):
-    """Bone metrics of a tiny synthetic CT with two box-shaped "vertebrae" of known intensity."""
+    """Bone metrics of tiny synthetic CTs: box-shaped "vertebrae" of known intensity."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -215,6 +652,8 @@ class SpineAnalysisTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_LabelMapAndSegmentation()
+        self.setUp()
+        self.test_SegmentAtSeed()
 
     def _syntheticCase(self):
         import numpy as np
@@ -269,4 +708,51 @@ class SpineAnalysisTest(ScriptedLoadableModuleTest):
         self.assertEqual([int(v) for v in self._column(tableNode, "voxel_count")], [voxels, voxels])
         np.testing.assert_allclose(sorted(self._column(tableNode, "hu_mean")), [150.0, 300.0], atol=1e-3)
 
+        self.delayDisplay("Test passed")
+
+    def test_SegmentAtSeed(self):
+        """Click-to-segment with the classical method (no network), then re-measure; runs the engine process."""
+        import numpy as np
+
+        self.delayDisplay("Segment a synthetic vertebral body at a seed")
+        ct = np.full((50, 70, 80), -1000, dtype=np.int16)  # (k, j, i), 1 mm voxels: air
+        ct[5:45, 10:60, 10:70] = 40     # soft tissue: the classical method tells bone from it
+        ct[13:37, 20:50, 20:60] = 600   # cortical shell, 2 mm thick
+        ct[15:35, 22:48, 22:58] = 180   # trabecular interior: 20 x 26 x 36 mm = 18.7 mL
+        ijkToRAS = np.array([[-1.0, 0, 0, 40.0], [0, -1.0, 0, 35.0], [0, 0, 1.0, -25.0], [0, 0, 0, 1]])
+        ctNode = slicer.util.addVolumeFromArray(ct, ijkToRAS=ijkToRAS, name="BoxCT")
+        seedRAS = (ijkToRAS @ np.array([40, 35, 25, 1.0]))[:3]
+
+        logic = SpineAnalysisLogic()
+        try:
+            segmentId, metrics = logic.segmentAtSeed(ctNode, seedRAS, level="L1", method="classical")
+            segmentationNode = logic.getParameterNode().outputSegmentation
+            self.assertIsNotNone(segmentationNode)
+            self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 1)
+            self.assertEqual(segmentationNode.GetSegmentation().GetSegment(segmentId).GetName(), "L1 centrum")
+            self.assertEqual(metrics["level"], "L1")
+            self.assertEqual(metrics["method"], "classical")
+            self.assertGreater(metrics["volume_ml"], 5.0)
+            self.assertLess(metrics["volume_ml"], 18.8)  # inside the interior
+            self.assertAlmostEqual(metrics["hu_mean"], 180.0, delta=5.0)
+            self.assertGreater(slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, ctNode).sum(), 0)
+            tableNode = centra.metricsTable(segmentationNode)
+            self.assertEqual(tableNode.GetNumberOfRows(), 1)
+            self.assertEqual(self._column(tableNode, "level"), ["L1"])
+
+            self.delayDisplay("Re-measure gives the same centrum")
+            vertebrae = logic.remeasure(ctNode, segmentationNode)
+            self.assertEqual(len(vertebrae), 1)
+            self.assertEqual(vertebrae[0]["level"], "L1")
+            self.assertAlmostEqual(vertebrae[0]["volume_ml"], metrics["volume_ml"], delta=0.01 * metrics["volume_ml"])
+            self.assertEqual(tableNode.GetNumberOfRows(), 1)
+            self.assertEqual(self._column(tableNode, "method"), ["Classical, re-measured"])
+
+            self.delayDisplay("A seed in air is refused with the engine's message; nothing is added")
+            with self.assertRaises(JobFailed) as raised:
+                logic.segmentAtSeed(ctNode, (ijkToRAS @ np.array([3, 3, 3, 1.0]))[:3], method="classical")
+            self.assertIn("air", str(raised.exception))
+            self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 1)
+        finally:
+            logic.shutdown()
         self.delayDisplay("Test passed")

@@ -1,0 +1,168 @@
+"""Click-to-segment on the Slicer side: the engine jobs it sends, and the one segmentation that collects the
+centra (one segment per vertebra) with its metrics table.
+
+Each segment keeps its own metrics (JSON in a segment tag) and the seed it came from, so the table is rebuilt from
+the segments: a segment renamed or deleted in Segment Editor changes its row, and the data survive saving the scene.
+"""
+import json
+
+import vtk
+
+import slicer
+
+from SpineCommonLib import tables
+from SpineCommonLib.jobs import EngineJob
+from SpineAnalysisLib import seeds
+
+METRICS_TAG = "SpineAnalysis.Metrics"
+SEED_TAG = "SpineAnalysis.Seed"
+TABLE_REFERENCE = "SpineAnalysis.MetricsTable"
+
+
+def cropImage(image, start, stop):
+    """SimpleITK slicing (i, j, k) keeps the physical (LPS) geometry of the kept voxels."""
+    return image[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
+
+
+# ---------------------------------------------------------------------- engine jobs
+
+def vertebralBodyJob(ctImage, seedRas, level, method, labelsImage, maskPath, **jobOptions):
+    """The engine's vertebral_body job for one seed. The mask goes to `maskPath`, outside EngineJob's temporary
+    folder, which is deleted as soon as the job ends. `labelsImage` (VerSe numbering, on `ctImage`'s grid) names
+    the vertebra; a `level` the user typed that disagrees with it is refused by the engine."""
+    images = {"ct": ctImage}
+    if labelsImage is not None:
+        images["labels"] = labelsImage
+    return EngineJob({"job": "vertebral_body", "seeds": [[float(v) for v in seedRas]], "frame": "ras",
+                      "method": method, "levels": [level], "labels": None, "weights": None, "out": maskPath},
+                     images=images, **jobOptions)
+
+
+def measureCentraJob(ctImage, labelImage, levels, **jobOptions):
+    """The engine's measure_centra job: metrics of every label of `labelImage`; `levels` = {label: level}."""
+    return EngineJob({"job": "measure_centra", "names": {str(label): level for label, level in levels.items()}},
+                     images={"ct": ctImage, "labels": labelImage}, **jobOptions)
+
+
+# ---------------------------------------------------------------------- segments
+
+def segmentTag(segment, key):
+    value = vtk.reference("")
+    return value.get() if segment.GetTag(key, value) else ""
+
+
+def segmentIds(segmentationNode):
+    segmentation = segmentationNode.GetSegmentation()
+    return [segmentation.GetNthSegmentID(index) for index in range(segmentation.GetNumberOfSegments())]
+
+
+def segmentNames(segmentationNode):
+    segmentation = segmentationNode.GetSegmentation()
+    return [segmentation.GetSegment(segmentId).GetName() for segmentId in segmentIds(segmentationNode)]
+
+
+def newSegmentationNode(ctVolume):
+    """A segmentation on the CT's geometry (which also references the CT), in the CT's study."""
+    node = slicer.mrmlScene.AddNewNodeByClass(
+        "vtkMRMLSegmentationNode", slicer.mrmlScene.GenerateUniqueName(f"{ctVolume.GetName()} centra"))
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ctVolume)
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+    shNode.SetItemParent(shNode.GetItemByDataNode(node), shNode.GetItemParent(shNode.GetItemByDataNode(ctVolume)))
+    return node
+
+
+def segmentsToReplace(segmentationNode, name, seedKey):
+    """(IDs of segments made from the seed `seedKey`, IDs of the other segments named `name`)."""
+    fromSeed, sameName = [], []
+    segmentation = segmentationNode.GetSegmentation()
+    for segmentId in segmentIds(segmentationNode):
+        segment = segmentation.GetSegment(segmentId)
+        if seedKey and segmentTag(segment, SEED_TAG) == seedKey:
+            fromSeed.append(segmentId)
+        elif segment.GetName() == name:
+            sameName.append(segmentId)
+    return fromSeed, sameName
+
+
+def segmentsFromSeeds(segmentationNode, seedKeys):
+    """Names of the segments made from any of the seeds `seedKeys`."""
+    segmentation = segmentationNode.GetSegmentation()
+    return [segmentation.GetSegment(segmentId).GetName() for segmentId in segmentIds(segmentationNode)
+            if segmentTag(segmentation.GetSegment(segmentId), SEED_TAG) in seedKeys]
+
+
+def importMask(segmentationNode, maskPath, name, seedKey, metrics, replaceIds=()):
+    """Put the mask file (label 1, any grid) into the segment `name`: the first of `replaceIds` (whose other
+    segments are removed) or a new segment. Returns the segment ID."""
+    segmentation = segmentationNode.GetSegmentation()
+    segmentId = replaceIds[0] if replaceIds else segmentation.AddEmptySegment("", name)
+    labelmapNode = slicer.util.loadLabelVolume(
+        maskPath, {"name": slicer.mrmlScene.GenerateUniqueName("SpineAnalysis temporary mask"), "show": False})
+    try:
+        updatedIds = vtk.vtkStringArray()
+        updatedIds.InsertNextValue(segmentId)
+        if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(
+                labelmapNode, segmentationNode, updatedIds):
+            raise RuntimeError(f"The mask of {name} could not be imported into '{segmentationNode.GetName()}'.")
+    except Exception:
+        if not replaceIds:
+            segmentation.RemoveSegment(segmentId)
+        raise
+    finally:
+        for node in (labelmapNode.GetDisplayNode(), labelmapNode.GetStorageNode(), labelmapNode):
+            if node:
+                slicer.mrmlScene.RemoveNode(node)
+    for other in replaceIds[1:]:
+        segmentation.RemoveSegment(other)
+    segmentationNode.CreateClosedSurfaceRepresentation()  # shown in 3D; only new or changed segments are converted
+    segment = segmentation.GetSegment(segmentId)
+    segment.SetName(name)
+    segment.SetTag(SEED_TAG, seedKey or "")
+    segment.SetTag(METRICS_TAG, json.dumps(metrics))
+    return segmentId
+
+
+def storeRemeasured(segmentationNode, labelSegmentIds, vertebrae):
+    """Keep the metrics of a measure_centra answer in the segments (label i = `labelSegmentIds[i - 1]`); a segment
+    that had no voxel on the CT loses its metrics. The method that made a segment stays, marked re-measured."""
+    byLabel = {int(metrics["index"]): metrics for metrics in vertebrae}
+    segmentation = segmentationNode.GetSegmentation()
+    for label, segmentId in enumerate(labelSegmentIds, start=1):
+        segment = segmentation.GetSegment(segmentId)
+        if segment is None:
+            continue  # deleted while the job ran
+        metrics = byLabel.get(label)
+        if metrics is None:
+            segment.RemoveTag(METRICS_TAG)
+            continue
+        previous = json.loads(segmentTag(segment, METRICS_TAG) or "{}")
+        metrics["method"] = metrics.get("method") or previous.get("method", "")
+        metrics["remeasured"] = True
+        segment.SetTag(METRICS_TAG, json.dumps(metrics))
+
+
+# ---------------------------------------------------------------------- table
+
+def metricsTable(segmentationNode, create=False):
+    """The metrics table of the segmentation (created when `create` and missing)."""
+    tableNode = segmentationNode.GetNodeReference(TABLE_REFERENCE)
+    if tableNode is None and create:
+        tableNode = slicer.mrmlScene.AddNewNodeByClass(
+            "vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(f"{segmentationNode.GetName()} metrics"))
+        tableNode.SetLocked(True)  # rebuilt from the segments: edits in the table would be lost
+        segmentationNode.SetNodeReferenceID(TABLE_REFERENCE, tableNode.GetID())
+    return tableNode
+
+
+def updateMetricsTable(segmentationNode):
+    """One row per segment that has metrics, in segment order. Returns the table node."""
+    segmentation = segmentationNode.GetSegmentation()
+    rows = []
+    for segmentId in segmentIds(segmentationNode):
+        segment = segmentation.GetSegment(segmentId)
+        text = segmentTag(segment, METRICS_TAG)
+        if text:
+            rows.append(seeds.metricsRow(segment.GetName(), json.loads(text)))
+    return tables.updateTableFromRows(metricsTable(segmentationNode, create=True), rows, columns=seeds.COLUMNS,
+                                      titles=seeds.TITLES, units=seeds.UNITS)

@@ -1,0 +1,92 @@
+"""What a seed and a centrum segment mean, without Slicer (tested by Testing/test_slicer_spineanalysis_helpers.py):
+the level a user typed, the segment's name, the CT box sent to the engine, and the table row of its metrics.
+
+A level is only ever what the user typed or what a label map says (the engine decides the latter); never a guess.
+"""
+import re
+
+import numpy as np
+
+#: C1-C7, T1-T13, L1-L6 (T13 and L6 exist as anatomical variants).
+LEVEL_PATTERN = re.compile(r"^(C[1-7]|T([1-9]|1[0-3])|L[1-6])$")
+SEGMENT_NAME_PATTERN = re.compile(r"^\s*(?P<level>\S+)(\s+centrum)?\s*$", re.IGNORECASE)
+UNNAMED_NAME = "vertebra {number} centrum"
+#: Half the side of the CT box sent to the engine: its 1 mm patch around the seed is at most 96 mm wide.
+CROP_HALF_WIDTH_MM = 64.0
+
+METHOD_LABELS = {"unet": "U-Net", "classical": "Classical"}
+COLUMNS = ["segment", "level", "level_from", "volume_ml", "hu_mean", "hu_median", "hu_std",
+           "lytic_percent", "sclerotic_percent", "density_hint", "method"]
+TITLES = {"segment": "Segment", "level": "Level", "level_from": "Level from", "volume_ml": "Centrum volume",
+          "hu_mean": "Mean", "hu_median": "Median", "hu_std": "SD", "lytic_percent": "Lytic",
+          "sclerotic_percent": "Sclerotic", "density_hint": "Density hint", "method": "Method"}
+UNITS = {"volume_ml": "mL", "hu_mean": "HU", "hu_median": "HU", "hu_std": "HU", "lytic_percent": "%",
+         "sclerotic_percent": "%"}
+
+
+def levelFromText(text):
+    """The level in a control point label the user typed ("L1", " t12 "), or None for anything else ("Seeds-3")."""
+    level = (text or "").strip().upper()
+    return level if LEVEL_PATTERN.match(level) else None
+
+
+def segmentName(level, number):
+    """"L1 centrum" for a named vertebra, else "vertebra 3 centrum" (`number`: the seed's number)."""
+    return f"{level} centrum" if level and level != "unnamed" else UNNAMED_NAME.format(number=number)
+
+
+def levelFromSegmentName(name):
+    """The level a segment's name gives ("L1 centrum" or "L1" -> "L1"); None for unnamed or other segments."""
+    match = SEGMENT_NAME_PATTERN.match(name or "")
+    return levelFromText(match.group("level")) if match else None
+
+
+def freeNumber(names):
+    """The smallest n for which "vertebra n centrum" is not among `names`."""
+    number = 1
+    while UNNAMED_NAME.format(number=number) in names:
+        number += 1
+    return number
+
+
+def cropBox(ijk, spacing, size, halfWidthMm=CROP_HALF_WIDTH_MM):
+    """(start, stop) voxel indices per axis (i, j, k) of a box of about 2 * `halfWidthMm` around the continuous
+    index `ijk`, clipped to a volume of `size` voxels. Raises ValueError when `ijk` lies outside the volume."""
+    ijk, spacing, size = (np.asarray(v, dtype=float) for v in (ijk, spacing, size))
+    if np.any(ijk < -0.5) or np.any(ijk > size - 0.5):
+        raise ValueError("The seed lies outside the CT volume.")
+    centre = np.round(ijk)
+    half = np.ceil(halfWidthMm / spacing)
+    start = np.clip(centre - half, 0, size).astype(int)
+    stop = np.clip(centre + half + 1, 0, size).astype(int)
+    return start.tolist(), stop.tolist()
+
+
+def labelBox(labels):
+    """(start, stop) voxel indices per axis (i, j, k) of the non-zero voxels of a (k, j, i) array, or None."""
+    present = np.nonzero(labels)
+    if not present[0].size:
+        return None
+    start = [int(axis.min()) for axis in reversed(present)]
+    stop = [int(axis.max()) + 1 for axis in reversed(present)]
+    return start, stop
+
+
+def metricsRow(segment, metrics):
+    """The table row of one centrum: engine metrics (CentrumMetrics.to_dict()) shown as the user reads them."""
+    method = METHOD_LABELS.get(metrics.get("method"), metrics.get("method") or "")
+    if metrics.get("remeasured"):
+        method = f"{method}, re-measured" if method else "re-measured"
+    return {
+        "segment": segment,
+        "level": metrics.get("level"),
+        "level_from": metrics.get("level_from"),
+        "volume_ml": metrics.get("volume_ml"),
+        "hu_mean": metrics.get("hu_mean"),
+        "hu_median": metrics.get("hu_median"),
+        "hu_std": metrics.get("hu_std"),
+        "lytic_percent": None if metrics.get("lytic_share") is None else 100.0 * metrics["lytic_share"],
+        "sclerotic_percent": None if metrics.get("sclerotic_share") is None else 100.0 * metrics["sclerotic_share"],
+        "density_hint": metrics.get("density_hint"),
+        "method": method,
+    }

@@ -1,0 +1,70 @@
+"""The Slicer-free helpers of the SpineAnalysis module (SpineAnalysis/SpineAnalysisLib/seeds.py)."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SpineAnalysis"))
+from SpineAnalysisLib import seeds  # noqa: E402
+
+
+@pytest.mark.parametrize("text, level", [
+    ("L1", "L1"), (" t12 ", "T12"), ("C7", "C7"), ("T13", "T13"), ("L6", "L6"),
+    ("Seeds-3", None), ("C8", None), ("L7", None), ("T0", None), ("L1 centrum", None), ("", None), (None, None),
+])
+def test_only_a_typed_level_names_a_seed(text, level):
+    assert seeds.levelFromText(text) == level
+
+
+def test_segment_names_and_their_levels():
+    assert seeds.segmentName("L1", 3) == "L1 centrum"
+    assert seeds.segmentName(None, 3) == "vertebra 3 centrum"
+    assert seeds.segmentName("unnamed", 3) == "vertebra 3 centrum"
+    assert seeds.levelFromSegmentName("L1 centrum") == "L1"
+    assert seeds.levelFromSegmentName("t12") == "T12"
+    assert seeds.levelFromSegmentName("vertebra 3 centrum") is None
+    assert seeds.levelFromSegmentName("Segment_1") is None
+    assert seeds.freeNumber(["vertebra 1 centrum", "L1 centrum", "vertebra 3 centrum"]) == 2
+
+
+def test_crop_box_is_about_128_mm_and_clipped_to_the_volume():
+    # 64 mm is 128 voxels along i, 80 along j, 32 along k
+    start, stop = seeds.cropBox([300.2, 50.0, 40.0], spacing=(0.5, 0.8, 2.0), size=(512, 512, 60))
+    assert start == [300 - 128, 0, 40 - 32]
+    assert stop == [300 + 128 + 1, 50 + 80 + 1, 60]
+    with pytest.raises(ValueError, match="outside"):
+        seeds.cropBox([-1.0, 5.0, 5.0], spacing=(1, 1, 1), size=(10, 10, 10))
+
+
+def test_cropped_image_keeps_its_physical_geometry():
+    image = sitk.GetImageFromArray(np.arange(10 * 12 * 14, dtype=np.int16).reshape(10, 12, 14))
+    image.SetSpacing((0.7, 0.9, 2.5))
+    image.SetOrigin((10.0, -20.0, 30.0))
+    image.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    seedIndex = (7, 6, 5)
+    seedPoint = image.TransformIndexToPhysicalPoint(seedIndex)
+    start, stop = seeds.cropBox(seedIndex, image.GetSpacing(), image.GetSize(), halfWidthMm=2.0)
+    crop = image[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
+    inCrop = crop.TransformPhysicalPointToIndex(seedPoint)
+    assert crop[inCrop] == image[seedIndex]
+
+
+def test_label_box_bounds_the_labels():
+    labels = np.zeros((6, 7, 8), dtype=np.uint8)  # (k, j, i)
+    assert seeds.labelBox(labels) is None
+    labels[2:4, 1, 5:7] = 3
+    assert seeds.labelBox(labels) == ([5, 1, 2], [7, 2, 4])
+
+
+def test_metrics_row_shows_percent_and_how_it_was_made():
+    metrics = {"index": 1, "level": "L1", "level_from": "entered", "volume_ml": 12.5, "hu_mean": 150.0,
+               "hu_median": 148.0, "hu_std": 30.0, "lytic_share": 0.02, "sclerotic_share": 0.0,
+               "density_hint": "screening hint", "method": "unet"}
+    row = seeds.metricsRow("L1 centrum", metrics)
+    assert list(row) == seeds.COLUMNS
+    assert row["lytic_percent"] == pytest.approx(2.0)
+    assert row["method"] == "U-Net"
+    assert seeds.metricsRow("L1 centrum", dict(metrics, remeasured=True))["method"] == "U-Net, re-measured"
+    assert seeds.metricsRow("x", dict(metrics, method="", remeasured=True))["method"] == "re-measured"
