@@ -21,13 +21,15 @@ def ct_file(tmp_path_factory):
 def test_segment_writes_one_label_per_seed_and_the_metrics(tmp_path, ct_file):
     out, report = tmp_path / "mask.nii.gz", tmp_path / "metrics.json"
     proc = run(tmp_path, "segment", ct_file, "--seed", "0,0,0", "--seed=-2,-1,32", "--method", "classical",
-               "--level", "L3", "L2", "--out", out, "--json", report)
+               "--level", "L3", "L2", "--out", out, "--json", report, "--body-out", tmp_path / "bodies.nrrd")
     assert_ok(proc)
     assert "L3" in proc.stdout and "screening hint" in proc.stdout
     ct, mask = sitk.ReadImage(str(ct_file)), sitk.ReadImage(str(out))
     assert mask.GetSize() == ct.GetSize() and np.allclose(mask.GetDirection(), ct.GetDirection())
     labels = sitk.GetArrayFromImage(mask)
     assert dice(labels == 1, reference_centrum(ct)) > 0.8 and (labels == 2).sum() > 1000
+    bodies = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "bodies.nrrd")))
+    assert (bodies[labels == 1] == 1).all() and (bodies == 1).sum() > (labels == 1).sum()
     vertebrae = json.loads(report.read_text())["vertebrae"]
     assert [v["level"] for v in vertebrae] == ["L3", "L2"]
     assert abs(vertebrae[0]["hu_mean"] - MARROW_HU) < 15 and vertebrae[0]["method"] == "classical"

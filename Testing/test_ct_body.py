@@ -114,8 +114,10 @@ def test_non_ct_volumes_are_refused():
 
 def test_several_seeds_one_label_each_and_the_same_vertebra_twice_is_refused():
     ct = phantom_ct(size=(120, 110, 60))
-    labels, metrics = segment_vertebrae(ct, [[0, 0, 0], [0, 0, 32]], "lps", "classical", levels=["L3", "L2"])
-    assert set(np.unique(labels)) == {0, 1, 2}
+    labels, bodies, metrics = segment_vertebrae(ct, [[0, 0, 0], [0, 0, 32]], "lps", "classical",
+                                                levels=["L3", "L2"])
+    assert set(np.unique(labels)) == {0, 1, 2} and set(np.unique(bodies)) == {0, 1, 2}
+    assert bodies[labels == 1].min() == 1 and (bodies == 1).sum() > 1.5 * (labels == 1).sum()
     assert [m.level for m in metrics] == ["L3", "L2"] and metrics[0].level_from == "entered"
     assert metrics[0].hu_mean == pytest.approx(MARROW_HU, abs=15)
     assert np.argwhere(labels == 2)[:, 0].mean() > np.argwhere(labels == 1)[:, 0].mean()   # z grows upwards
@@ -130,11 +132,11 @@ def test_levels_come_from_a_label_map_and_disagreement_is_refused():
     reference = reference_centrum(ct)
     label_map = sitk.GetImageFromArray(np.where(reference, 22, 0).astype(np.uint8))
     label_map.CopyInformation(ct)
-    _, metrics = segment_vertebrae(ct, [[0, 0, 0]], "lps", "classical", label_map=label_map)
+    _, _, metrics = segment_vertebrae(ct, [[0, 0, 0]], "lps", "classical", label_map=label_map)
     assert (metrics[0].level, metrics[0].level_from) == ("L3", "label map")
     with pytest.raises(SpineAnalysisError, match="label map says this vertebra is L3 but L4 was entered"):
         segment_vertebrae(ct, [[0, 0, 0]], "lps", "classical", levels=["L4"], label_map=label_map)
-    _, metrics = segment_vertebrae(ct, [[0, 0, 0]], "lps", "classical")
+    _, _, metrics = segment_vertebrae(ct, [[0, 0, 0]], "lps", "classical")
     assert (metrics[0].level, metrics[0].level_from) == ("unnamed", "not given")
 
 

@@ -240,12 +240,13 @@ def _cmd_segment(args) -> int:
     from .io.atomic import atomic_output, write_json
     from .io.ct import read_ct
 
-    outputs = [args.out] + ([args.json] if args.json else [])
+    outputs = [args.out] + [path for path in (args.json, args.body_out) if path]
     for out in outputs:
         _refuse_overwriting(out, [args.ct, args.labels, args.centroids])
-    if not str(args.out).lower().endswith((".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd")):
-        raise SpineAnalysisError(f"{args.out}: the mask is written as NIfTI (.nii.gz), NRRD or MHA; "
-                                 "give one of those extensions")
+    for mask_path in (args.out, args.body_out):
+        if mask_path and not str(mask_path).lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
+            raise SpineAnalysisError(f"{mask_path}: masks are written as NIfTI (.nii.gz), NRRD or MHA; "
+                                     "give one of those extensions")
     ct = read_ct(args.ct)
     label_map = read_ct(args.labels) if args.labels else None
     centroids = read_verse_centroids(args.centroids, ct) if args.centroids else None
@@ -254,13 +255,15 @@ def _cmd_segment(args) -> int:
         from .ct.body_model.weights_io import load_model
         model = load_model(args.weights)[0]
     thresholds = DensityThresholds(lytic_below_hu=args.lytic_below, sclerotic_above_hu=args.sclerotic_above)
-    labels, metrics = segment_vertebrae(ct, args.seed, args.frame, args.method, model, args.level,
-                                        label_map, centroids, thresholds)
-    mask = sitk.GetImageFromArray(labels)
-    mask.CopyInformation(ct)
-    with atomic_output(args.out) as tmp:
-        sitk.WriteImage(mask, str(tmp), True)
-    result = {"ct": str(args.ct), "mask": str(args.out), "frame_of_seeds": args.frame,
+    centra, bodies, metrics = segment_vertebrae(ct, args.seed, args.frame, args.method, model, args.level,
+                                                label_map, centroids, thresholds)
+    for labels, path in ((centra, args.out), (bodies, args.body_out)):
+        if path:
+            mask = sitk.GetImageFromArray(labels)
+            mask.CopyInformation(ct)
+            with atomic_output(path) as tmp:
+                sitk.WriteImage(mask, str(tmp), True)
+    result = {"ct": str(args.ct), "mask": str(args.out), "bodies": args.body_out, "frame_of_seeds": args.frame,
               "vertebrae": [m.to_dict() for m in metrics]}
     if args.json:
         write_json(result, args.json)
@@ -410,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--centroids", metavar="CTD.json", help="a VerSe centroid file of this CT that names the levels")
     p.add_argument("--out", required=True, metavar="MASK.nii.gz", help="where to write the mask")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--body-out", metavar="BODIES.nii.gz",
+                   help="also write the whole vertebral bodies (cortical shell included), labelled as the mask")
     p.add_argument("--weights", metavar="PATH", help="body model folder (default: $SPINE_ANALYSIS_BODY_WEIGHTS, "
                                                      "else the model shipped in the package)")
     p.add_argument("--lytic-below", type=float, default=0.0, metavar="HU",

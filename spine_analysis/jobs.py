@@ -132,7 +132,7 @@ class JobRunner:
             model, bundle = self._body_models[weights]
             version = f"body model {bundle.metadata.get('trained', '')} settings {bundle.digest}"
         labels = read_ct(request["labels"]) if request.get("labels") else None
-        output, metrics = segment_vertebrae(
+        output, _, metrics = segment_vertebrae(
             ct, request.get("seeds") or [], request.get("frame", "lps"), method, model,
             request.get("levels"), labels, None, self._thresholds(request),
             progress=lambda f, m: emit(_progress(0.15 + 0.8 * f, m)))

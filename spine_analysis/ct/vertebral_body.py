@@ -249,9 +249,10 @@ def _name_level(segmentation: BodySegmentation, entered: str | None, label_map: 
 def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], frame: str, method: str = "unet",
                       model=None, levels: Sequence[str | None] | None = None, label_map: sitk.Image | None = None,
                       centroids: dict | None = None, thresholds: DensityThresholds = DensityThresholds(),
-                      progress=None) -> tuple[np.ndarray, list[CentrumMetrics]]:
-    """Segment the vertebra at each seed: a label array on the CT's grid (value k for the k-th seed,
-    uint8) and each centrum's metrics. Two seeds in the same vertebra are refused.
+                      progress=None) -> tuple[np.ndarray, np.ndarray, list[CentrumMetrics]]:
+    """Segment the vertebra at each seed: the centra and the whole bodies (shell included) as label
+    arrays on the CT's grid (value k for the k-th seed, uint8), and each centrum's metrics. Two
+    seeds in the same vertebra are refused.
 
     ``levels`` are the user's names per seed (None: not entered); ``label_map`` (VerSe numbering,
     on the CT's grid) or ``centroids`` (``levels.read_verse_centroids``) name them instead when
@@ -271,6 +272,7 @@ def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], frame: s
         from .body_model.weights_io import load_model
         model = load_model()[0]
     output = np.zeros(sitk.GetArrayViewFromImage(ct).shape, dtype=np.uint8)
+    bodies = np.zeros_like(output)
     metrics = []
     for index, (seed, entered) in enumerate(zip(seeds, levels), start=1):
         if progress:
@@ -284,6 +286,7 @@ def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], frame: s
             other = int(np.bincount(taken[taken > 0]).argmax())
             raise SpineAnalysisError(f"seeds {other} and {index} are in the same vertebra")
         output[segmentation.centrum & (output == 0)] = index
+        bodies[segmentation.body & (bodies == 0)] = index
         level, source = _name_level(segmentation, entered, label_map, centroids)
         metrics.append(centrum_metrics(ct, segmentation, index, level, source, thresholds))
-    return output, metrics
+    return output, bodies, metrics
