@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ct_phantom import CORTEX_HU, MARROW_HU, phantom_ct, reference_centrum
+from ct_phantom import MARROW_HU, phantom_ct, reference_centrum
 from spine_analysis.ct.body_labels import body_from_vertebra, centrum_from_body
 from spine_analysis.ct.body_model.evaluate import dice
 from spine_analysis.ct.levels import level_from_centroids, level_from_label_map, read_verse_centroids

@@ -139,7 +139,7 @@ def main() -> int:
     for scan in scans:
         model_dir = Path(args.folds) / scan.name if args.folds else args.model
         model = load_model(model_dir)[0]
-        for index, vertebra in enumerate(scan.vertebrae):
+        for vertebra in scan.vertebrae:
             neighbours = [v for v in scan.vertebrae if v is not vertebra]
             neighbour = min(neighbours, key=lambda v: np.linalg.norm(v.centre_lps - vertebra.centre_lps),
                             default=None)
