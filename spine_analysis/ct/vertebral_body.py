@@ -126,14 +126,15 @@ def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], frame: str, me
     if method == "unet" and model is None:
         from .body_model.weights_io import load_model
         model = load_model()[0]
-    config = model.config if method == "unet" else (config or BodyConfig())
+    # the classical method's first answer is its best: from the centre of a rough body it does no better
+    config = model.config if method == "unet" else (config or BodyConfig(recentre=False))
     grid, body, body_p, centrum_p = _body_at(ct, seed_lps, method, model, config)
     if not body.any():
         raise SpineAnalysisError("the seed is not inside a vertebral body (it lies in soft tissue, a disc "
                                  "or between two vertebrae): click inside the body")
-    if config.recentre:
-        centre = np.array(grid.TransformContinuousIndexToPhysicalPoint(
-            [float(v) for v in np.argwhere(body).mean(axis=0)[::-1]]))
+    if config.recentre:   # on the CT voxel nearest the body's centre: nearby clicks then give the same patch
+        centre = grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in np.argwhere(body).mean(axis=0)[::-1]])
+        centre = np.array(ct.TransformIndexToPhysicalPoint(ct.TransformPhysicalPointToIndex(centre)))
         if contains_point(ct, centre):
             again = _body_at(ct, centre, method, model, config)
             if again[1].any():

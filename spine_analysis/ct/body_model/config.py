@@ -17,7 +17,7 @@ class BodyConfig:
     hu_window: tuple[float, float] = (-1000.0, 1500.0)   # clipped to, then divided by hu_scale
     hu_scale: float = 500.0
     min_probability: float = 0.5                   # a voxel is centrum (or body) above this
-    seed_reach_mm: float = 2.0                     # the seed must lie this close to the body found
+    seed_reach_mm: float = 0.0                     # the seed must lie this close to the body found
     recentre: bool = True                          # segment again from the found body's centre
 
     def to_dict(self) -> dict:
