@@ -66,6 +66,22 @@ def _ray_lengths(smooth: np.ndarray, seed: np.ndarray, directions: np.ndarray, t
     return steps[first]
 
 
+def _nearest_ray(offsets: np.ndarray, distance: np.ndarray, directions: np.ndarray, bins: int = 90) -> np.ndarray:
+    """The ray nearest each offset's direction, looked up on a polar/azimuth table (fast)."""
+    polar_edges = np.linspace(0, np.pi, bins + 1)
+    azimuth_edges = np.linspace(-np.pi, np.pi, 2 * bins + 1)
+    polar_mid, azimuth_mid = np.meshgrid((polar_edges[:-1] + polar_edges[1:]) / 2,
+                                         (azimuth_edges[:-1] + azimuth_edges[1:]) / 2, indexing="ij")
+    centres = np.stack([np.cos(polar_mid), np.sin(polar_mid) * np.sin(azimuth_mid),
+                        np.sin(polar_mid) * np.cos(azimuth_mid)], axis=-1).reshape(-1, 3)
+    table = np.argmax(centres @ directions.T, axis=1).reshape(bins, 2 * bins)
+    polar = np.arccos(np.clip(offsets[:, 0] / np.maximum(distance, 1e-6), -1, 1))
+    azimuth = np.arctan2(offsets[:, 1], offsets[:, 2])
+    row = np.minimum((polar / np.pi * bins).astype(int), bins - 1)
+    column = np.minimum(((azimuth + np.pi) / (2 * np.pi) * 2 * bins).astype(int), 2 * bins - 1)
+    return table[row, column]
+
+
 def classical_body(hu: np.ndarray, seed_zyx: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Body and centrum (boolean (z, y, x)) of the vertebra holding voxel ``seed_zyx`` of a 1 mm
     LPS patch in HU; both empty when the seed is not inside a closed body."""
@@ -93,8 +109,8 @@ def classical_body(hu: np.ndarray, seed_zyx: tuple[int, int, int]) -> tuple[np.n
     high = np.minimum(np.array(seed_zyx) + reach + 1, hu.shape)
     box = tuple(slice(a, b) for a, b in zip(low, high))
     offsets = np.indices(high - low, dtype=np.float32).reshape(3, -1).T + (low - seed).astype(np.float32)
-    nearest_ray = np.argmax(offsets @ directions.T.astype(np.float32), axis=1)
+    distance = np.linalg.norm(offsets, axis=1)
     inside = np.zeros(hu.shape, dtype=bool)
-    inside[box] = (np.linalg.norm(offsets, axis=1) <= lengths[nearest_ray]).reshape(high - low)
+    inside[box] = (distance <= lengths[_nearest_ray(offsets, distance, directions)]).reshape(high - low)
     body = ndi.binary_dilation(inside, iterations=CORTEX_MM)
     return body, centrum_from_body(body)
