@@ -89,7 +89,7 @@ def variant_dice(ct, vertebra, reference, model) -> float:
         return 0.0
 
 
-def evaluate_vertebra(scan, vertebra, neighbour, method, model, seconds: list) -> dict:
+def evaluate_vertebra(scan, vertebra, neighbour, method, model) -> dict:
     reference = on_scan(vertebra.centrum, scan)
     own = on_scan(vertebra.own_label, scan)
     started = time.perf_counter()
@@ -97,9 +97,9 @@ def evaluate_vertebra(scan, vertebra, neighbour, method, model, seconds: list) -
         centre = segment_vertebral_body(scan.ct, vertebra.centre_lps, "lps", method, model)
     except SpineAnalysisError as exc:
         return {"dice": 0.0, "refused_centre": str(exc)}
-    seconds.append(time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
     centre_hu = measure_centrum(scan.ct, centre.centrum, 1, vertebra.level, "").hu_mean
-    row = {"dice": dice(centre.centrum, reference),
+    row = {"dice": dice(centre.centrum, reference), "seconds": elapsed,
            "inside_own_label": float((centre.centrum & own).sum() / max(1, centre.centrum.sum()))}
     dice_changes, hu_changes, refused = [], [], 0
     for offset in _offsets():
@@ -124,45 +124,16 @@ def evaluate_vertebra(scan, vertebra, neighbour, method, model, seconds: list) -
     return row
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=None, help="labelled CT folder (default: $SPINE_CT_DIR or ct-spine)")
-    parser.add_argument("--folds", default=None, help="folder of leave-one-scan-out models, one per scan name")
-    parser.add_argument("--model", default=None, help="one model for every scan (default: the shipped one)")
-    parser.add_argument("--scan", nargs="*", default=None, help="only these scans (by name)")
-    parser.add_argument("--json", default=None, help="also write every row as JSON")
-    args = parser.parse_args()
-
-    scans = [s for s in load_scans(args.data or ct_dir(), log=lambda line: None)
-             if not args.scan or s.name in args.scan]
-    rows, seconds = [], {"unet": [], "classical": []}
-    for scan in scans:
-        model_dir = Path(args.folds) / scan.name if args.folds else args.model
-        model = load_model(model_dir)[0]
-        for vertebra in scan.vertebrae:
-            neighbours = [v for v in scan.vertebrae if v is not vertebra]
-            neighbour = min(neighbours, key=lambda v: np.linalg.norm(v.centre_lps - vertebra.centre_lps),
-                            default=None)
-            if neighbour is not None and np.linalg.norm(neighbour.centre_lps - vertebra.centre_lps) > 45:
-                neighbour = None
-            row = {"scan": scan.name, "level": vertebra.level, "labels": vertebra.source}
-            for method in ("unet", "classical"):
-                result = evaluate_vertebra(scan, vertebra, neighbour, method, model, seconds[method])
-                row.update({f"{method}_{k}": v for k, v in result.items()})
-            reference = on_scan(vertebra.centrum, scan)
-            row["unet_dice_calibrated"] = variant_dice(calibrated(scan.ct), vertebra, reference, model)
-            row["unet_dice_masked"] = variant_dice(masked(scan.ct, vertebra.centre_lps), vertebra, reference, model)
-            rows.append(row)
-            print(f"{scan.name:<18} {vertebra.level:<4} Dice unet {row['unet_dice']:.3f} classical "
-                  f"{row['classical_dice']:.3f} | unet: ±8 mm max ΔDice {row['unet_max_dice_change']:.3f} "
-                  f"max ΔHU {row['unet_max_hu_change']:.1%} inside own label "
-                  f"{row.get('unet_inside_own_label', 0):.1%}", flush=True)
+def summarise(rows: list[dict], held_out: bool) -> None:
+    """Print the figures over ``rows`` (one per vertebra, as ``--json`` writes them)."""
+    scans = {r["scan"] for r in rows}
+    seconds = {m: [r[f"{m}_seconds"] for r in rows if f"{m}_seconds" in r] for m in ("unet", "classical")}
 
     def median(key, subset=rows):
         values = [r[key] for r in subset if key in r and not np.isnan(r[key])]
         return statistics.median(values) if values else float("nan")
 
-    held_out = "held out (leave one scan out)" if args.folds else "NOT held out (one model for all)"
+    held_out = "held out (leave one scan out)" if held_out else "NOT held out (one model for all)"
     print(f"\n{len(rows)} vertebrae of {len(scans)} scans, {held_out}; labels: "
           f"{sum(r['labels'].startswith('manual') for r in rows)} manual, the rest predicted or derived "
           "(little data: read every figure with that in mind)")
@@ -191,6 +162,48 @@ def main() -> int:
         if seconds[method]:
             print(f"          seconds per vertebra (model loaded): median {statistics.median(seconds[method]):.2f}, "
                   f"max {max(seconds[method]):.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="labelled CT folder (default: $SPINE_CT_DIR or ct-spine)")
+    parser.add_argument("--folds", default=None, help="folder of leave-one-scan-out models, one per scan name")
+    parser.add_argument("--model", default=None, help="one model for every scan (default: the shipped one)")
+    parser.add_argument("--scan", nargs="*", default=None, help="only these scans (by name)")
+    parser.add_argument("--json", default=None, help="also write every row as JSON")
+    parser.add_argument("--summarise", nargs="+", metavar="ROWS.json", default=None,
+                        help="print the figures over rows that --folds runs saved with --json (e.g. one run per scan)")
+    args = parser.parse_args()
+    if args.summarise:
+        summarise([row for path in args.summarise for row in json.loads(Path(path).read_text())], True)
+        return 0
+
+    scans = [s for s in load_scans(args.data or ct_dir(), log=lambda line: None)
+             if not args.scan or s.name in args.scan]
+    rows = []
+    for scan in scans:
+        model_dir = Path(args.folds) / scan.name if args.folds else args.model
+        model = load_model(model_dir)[0]
+        for vertebra in scan.vertebrae:
+            neighbours = [v for v in scan.vertebrae if v is not vertebra]
+            neighbour = min(neighbours, key=lambda v: np.linalg.norm(v.centre_lps - vertebra.centre_lps),
+                            default=None)
+            if neighbour is not None and np.linalg.norm(neighbour.centre_lps - vertebra.centre_lps) > 45:
+                neighbour = None
+            row = {"scan": scan.name, "level": vertebra.level, "labels": vertebra.source}
+            for method in ("unet", "classical"):
+                result = evaluate_vertebra(scan, vertebra, neighbour, method, model)
+                row.update({f"{method}_{k}": v for k, v in result.items()})
+            reference = on_scan(vertebra.centrum, scan)
+            row["unet_dice_calibrated"] = variant_dice(calibrated(scan.ct), vertebra, reference, model)
+            row["unet_dice_masked"] = variant_dice(masked(scan.ct, vertebra.centre_lps), vertebra, reference, model)
+            rows.append(row)
+            print(f"{scan.name:<18} {vertebra.level:<4} Dice unet {row['unet_dice']:.3f} classical "
+                  f"{row['classical_dice']:.3f} | unet: ±8 mm max ΔDice {row['unet_max_dice_change']:.3f} "
+                  f"max ΔHU {row['unet_max_hu_change']:.1%} inside own label "
+                  f"{row.get('unet_inside_own_label', 0):.1%}", flush=True)
+
+    summarise(rows, bool(args.folds))
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
