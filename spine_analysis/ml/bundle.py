@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -96,3 +96,36 @@ def load_bundle(folder, weights_file: str, what: str) -> Bundle:
                          "after training (digest mismatch)")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return Bundle(folder, config, state, metadata)
+
+
+class BundleConfig:
+    """Base of a network's frozen config dataclass: to and from the bundle's ``config.json``.
+
+    A ``config.json`` that lacks a setting gets its default (the value older models ran with);
+    an unknown key raises ``TypeError`` (a config of another model)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TypeError(f"unknown settings {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def load_network(bundle: Bundle, config_class, make_network, what: str):
+    """The network of a loaded bundle, in eval mode: its config parsed by ``config_class``, built by
+    ``make_network(config)``, its weights loaded. Raises ``ModelError`` when either does not fit."""
+    try:
+        config = config_class.from_dict(bundle.config)
+    except TypeError as exc:
+        raise ModelError(f"{bundle.folder} does not hold a {what} config: {exc}") from None
+    network = make_network(config)
+    try:
+        network.load_state_dict(bundle.state)
+    except RuntimeError as exc:
+        raise ModelError(f"the weights in {bundle.folder} do not fit the network of its config: {exc}") from None
+    return network.eval()

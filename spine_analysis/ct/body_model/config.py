@@ -1,11 +1,13 @@
 """Every setting of the body model that changes a prediction, stored beside its weights."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+
+from ...ml.bundle import BundleConfig
 
 
 @dataclass(frozen=True)
-class BodyConfig:
+class BodyConfig(BundleConfig):
     """Network shapes, the patch the network sees and how its output is read."""
 
     spacing_mm: float = 1.0                        # the patch's isotropic spacing (the paper's 1 mm)
@@ -19,15 +21,3 @@ class BodyConfig:
     min_probability: float = 0.5                   # a voxel is centrum (or body) above this
     seed_reach_mm: float = 0.0                     # the seed must lie this close to the body found
     recentre: bool = True                          # segment again from the found body's centre
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "BodyConfig":
-        """From ``config.json``; an unknown key raises ``TypeError`` (a config of another model)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TypeError(f"unknown body-model settings {', '.join(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import ModelError
-from ...ml.bundle import Bundle, load_bundle, resolve_bundle_dir, save_bundle
+from ...ml.bundle import Bundle, load_bundle, load_network, resolve_bundle_dir, save_bundle
 from . import SHIPPED_DIR, WEIGHTS_ENV
 from .config import BodyConfig
 from .model import BodyNet
@@ -22,14 +21,4 @@ def load_model(path=None) -> tuple[BodyNet, Bundle]:
     """The body network of folder ``path`` (else $SPINE_ANALYSIS_BODY_WEIGHTS, else the shipped
     one), in eval mode on the CPU, with its bundle."""
     bundle = load_bundle(resolve_bundle_dir(path, WEIGHTS_ENV, SHIPPED_DIR), WEIGHTS_FILE, "body model")
-    try:
-        config = BodyConfig.from_dict(bundle.config)
-    except TypeError as exc:
-        raise ModelError(f"{bundle.folder} does not hold a body model config: {exc}") from None
-    model = BodyNet(config)
-    try:
-        model.load_state_dict(bundle.state)
-    except RuntimeError as exc:
-        raise ModelError(f"the weights in {bundle.folder} do not fit the network of its config: {exc}") from None
-    model.eval()
-    return model, bundle
+    return load_network(bundle, BodyConfig, BodyNet, "body model"), bundle

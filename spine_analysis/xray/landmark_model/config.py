@@ -7,13 +7,15 @@ its default, which is the value those models ran with.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+
+from ...ml.bundle import BundleConfig
 
 from ..quality import MAX_NEIGHBOUR_TILT_DEG
 
 
 @dataclass(frozen=True)
-class LandmarkConfig:
+class LandmarkConfig(BundleConfig):
     """Settings of both steps, in working pixels unless a comment says otherwise."""
 
     # network shapes and geometry
@@ -48,15 +50,3 @@ class LandmarkConfig:
     turned_vertebra_limit_deg: float = MAX_NEIGHBOUR_TILT_DEG   # turned against both neighbours: replaced
     # flags
     framing_limit_sd: float = 3.0         # T1 or L5 this many SD from the training framing: flagged
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LandmarkConfig":
-        """From ``config.json``; an unknown key raises ``TypeError`` (a config of another model)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TypeError(f"unknown landmark settings {', '.join(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import ModelError
-from ...ml.bundle import Bundle, load_bundle, resolve_bundle_dir, save_bundle
+from ...ml.bundle import Bundle, load_bundle, load_network, resolve_bundle_dir, save_bundle
 from . import SHIPPED_DIR, WEIGHTS_ENV
 from .config import LandmarkConfig
 from .model import LandmarkModel
@@ -31,17 +31,8 @@ def load_model(path=None) -> tuple[LandmarkModel, Bundle]:
     """The landmark model of folder ``path`` (see ``resolve_weights``) for inference on the CPU,
     in eval mode, with its bundle (config, metadata, digest)."""
     bundle = load_bundle(resolve_weights(path), WEIGHTS_FILE, "landmark model")
-    try:
-        config = LandmarkConfig.from_dict(bundle.config)
-    except TypeError as exc:
-        raise ModelError(f"{bundle.folder} does not hold a landmark model config: {exc}") from None
-    model = LandmarkModel(config)
-    try:
-        model.load_state_dict(bundle.state)
-    except RuntimeError as exc:
-        raise ModelError(f"the weights in {bundle.folder} do not fit the network of its config: {exc}") from None
+    model = load_network(bundle, LandmarkConfig, LandmarkModel, "landmark model")
     if not (model.centre_shape.modes.abs().sum() > 0 and model.corner_shape.modes.abs().sum() > 0
             and model.centre_prior[1].abs().sum() > 0):
         raise ModelError(f"the weights in {bundle.folder} have no fitted shape models: their training did not finish")
-    model.eval()
     return model, bundle
