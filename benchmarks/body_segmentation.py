@@ -145,6 +145,9 @@ def summarise(rows: list[dict], held_out: bool) -> None:
         if manual:
             print(f"          on the manual centrum label(s): {', '.join(f'{r[key]:.3f}' for r in manual)}")
         stable = [r for r in rows if not np.isnan(r.get(f"{method}_max_dice_change", np.nan))]
+        refused = sum(f"{method}_refused_centre" in r for r in rows)
+        if refused:
+            print(f"          refused the seed at the body's centre for {refused} vertebrae (Dice counted as 0)")
         print(f"          ±8 mm seeds: median of the largest ΔDice {median(f'{method}_max_dice_change'):.3f}, "
               f"within 0.02 for {np.mean([r[f'{method}_max_dice_change'] <= 0.02 for r in stable]):.0%}; "
               f"median of the largest ΔHU {median(f'{method}_max_hu_change'):.1%}, within 2 % for "
@@ -199,9 +202,10 @@ def main() -> int:
             row["unet_dice_masked"] = variant_dice(masked(scan.ct, vertebra.centre_lps), vertebra, reference, model)
             rows.append(row)
             print(f"{scan.name:<18} {vertebra.level:<4} Dice unet {row['unet_dice']:.3f} classical "
-                  f"{row['classical_dice']:.3f} | unet: ±8 mm max ΔDice {row['unet_max_dice_change']:.3f} "
-                  f"max ΔHU {row['unet_max_hu_change']:.1%} inside own label "
-                  f"{row.get('unet_inside_own_label', 0):.1%}", flush=True)
+                  f"{row['classical_dice']:.3f} | unet: ±8 mm max ΔDice {row.get('unet_max_dice_change', np.nan):.3f} "
+                  f"max ΔHU {row.get('unet_max_hu_change', np.nan):.1%} inside own label "
+                  f"{row.get('unet_inside_own_label', 0):.1%}" + (f" | unet refused the centre seed: "
+                  f"{row['unet_refused_centre']}" if "unet_refused_centre" in row else ""), flush=True)
 
     summarise(rows, bool(args.folds))
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
