@@ -34,14 +34,19 @@ def body_interior(points: np.ndarray, shrink_mm: float = 0.0) -> np.ndarray:
     return inside
 
 
+def voxel_points(size, spacing, origin, direction) -> np.ndarray:
+    """LPS points (N, 3) of every voxel of a grid, in the (z, y, x) order of its array."""
+    index = np.indices(np.asarray(size)[::-1]).reshape(3, -1)[::-1].T          # (N, 3) as (i, j, k)
+    return np.asarray(origin) + (index * np.asarray(spacing)) @ np.asarray(direction).reshape(3, 3).T
+
+
 def phantom_ct(spacing=(0.8, 0.8, 2.0), size=(120, 110, 56), oblique_deg: float = 0.0,
                noise_hu: float = 10.0, seed: int = 0) -> sitk.Image:
     """The phantom on a grid of ``spacing`` and ``size`` (x, y, z) centred on the middle body."""
     direction = _oblique_direction(oblique_deg)
     spacing, size = np.asarray(spacing, float), np.asarray(size, int)
     origin = -direction @ ((size - 1) / 2 * spacing)
-    index = np.indices(size[::-1]).reshape(3, -1)[::-1].T          # (N, 3) as (i, j, k)
-    points = origin + (index * spacing) @ direction.T
+    points = voxel_points(size, spacing, origin, direction)
     x, y, z = points.T
     hu = np.full(len(points), -1000.0)
     hu[(x / 70) ** 2 + ((y - 15) / 60) ** 2 <= 1] = TISSUE_HU
@@ -64,8 +69,6 @@ def phantom_ct(spacing=(0.8, 0.8, 2.0), size=(120, 110, 56), oblique_deg: float 
 def reference_centrum(image: sitk.Image, shell_mm: float = 3.0, z_centre_mm: float = 0.0) -> np.ndarray:
     """The true centrum of the body at ``z_centre_mm`` on ``image``'s grid: (z, y, x) booleans."""
     size = np.array(image.GetSize())
-    index = np.indices(size[::-1]).reshape(3, -1)[::-1].T
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    points = np.array(image.GetOrigin()) + (index * np.array(image.GetSpacing())) @ direction.T
+    points = voxel_points(size, image.GetSpacing(), image.GetOrigin(), image.GetDirection())
     inside = body_interior(points, shell_mm) & (np.abs(points[:, 2] - z_centre_mm) < BODY_HEIGHT_MM / 2 + DISC_MM / 2)
     return inside.reshape(size[::-1])
