@@ -72,3 +72,14 @@ def reference_centrum(image: sitk.Image, shell_mm: float = 3.0, z_centre_mm: flo
     points = voxel_points(size, image.GetSpacing(), image.GetOrigin(), image.GetDirection())
     inside = body_interior(points, shell_mm) & (np.abs(points[:, 2] - z_centre_mm) < BODY_HEIGHT_MM / 2 + DISC_MM / 2)
     return inside.reshape(size[::-1])
+
+
+def phantom_labels(image: sitk.Image, levels=(21, 22, 23)) -> sitk.Image:
+    """A label map of the phantom's bodies on ``image``'s grid: top, middle, bottom body labelled
+    ``levels`` (VerSe numbering; default L2, L3, L4)."""
+    labels = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint8)
+    for level, z in zip(levels, sorted(CENTRES_Z_MM, reverse=True)):
+        labels[reference_centrum(image, shell_mm=0.0, z_centre_mm=z)] = level
+    mask = sitk.GetImageFromArray(labels)
+    mask.CopyInformation(image)
+    return mask

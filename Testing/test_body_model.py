@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ct_phantom import phantom_ct, reference_centrum
+from ct_phantom import phantom_ct, phantom_labels
 from spine_analysis.ct.body_model import SHIPPED_DIR
 from spine_analysis.ct.body_model.data import load_scans
 from spine_analysis.ct.body_model.evaluate import dice
@@ -23,12 +23,7 @@ def _verse_case(folder, name, oblique_deg):
     """A phantom written in the VerSe layout: CT and a vertebra mask (L2, L3, L4 bodies)."""
     ct = phantom_ct(oblique_deg=oblique_deg)
     sitk.WriteImage(ct, str(folder / f"{name}_ct.nii.gz"))
-    labels = np.zeros(sitk.GetArrayViewFromImage(ct).shape, dtype=np.uint8)
-    for level, z in ((21, 32.0), (22, 0.0), (23, -32.0)):
-        labels[reference_centrum(ct, shell_mm=0.0, z_centre_mm=z)] = level
-    mask = sitk.GetImageFromArray(labels)
-    mask.CopyInformation(ct)
-    sitk.WriteImage(mask, str(folder / f"{name}_seg-vert_msk.nii.gz"))
+    sitk.WriteImage(phantom_labels(ct), str(folder / f"{name}_seg-vert_msk.nii.gz"))
 
 
 def test_train_body_trains_scores_each_held_out_scan_and_its_model_loads(tmp_path):

@@ -46,6 +46,7 @@ class VertebraLabels:
     centrum: sitk.Image
     centre_lps: np.ndarray
     own_label: sitk.Image
+    cut_by_edge: bool = False
 
 
 @dataclass
@@ -80,8 +81,10 @@ def _as_image(values: np.ndarray, grid: sitk.Image) -> sitk.Image:
 
 
 def _labelled_vertebrae(labels: sitk.Image, wanted: dict[int, str], kind: str,
-                        subregions: sitk.Image | None, skipped: list[str], name: str) -> list[VertebraLabels]:
-    """``kind`` is "vertebra" (whole-vertebra masks) or "body" (vertebral-body masks)."""
+                        subregions: sitk.Image | None, skipped: list[str], name: str,
+                        keep_cut: bool = False) -> list[VertebraLabels]:
+    """``kind`` is "vertebra" (whole-vertebra masks) or "body" (vertebral-body masks); with
+    ``keep_cut`` vertebrae cut by the scan's edge are kept, marked ``cut_by_edge``."""
     labels = sitk.Cast(labels, sitk.sitkUInt16)
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(labels)
@@ -104,13 +107,14 @@ def _labelled_vertebrae(labels: sitk.Image, wanted: dict[int, str], kind: str,
         if body is None or centrum.sum() < 1000:
             skipped.append(f"{name} {level}: no trustworthy body in its label")
             continue
-        if _cut_by_edge(body, labels, grid):
+        cut = _cut_by_edge(body, labels, grid)
+        if cut and not keep_cut:
             skipped.append(f"{name} {level}: its body is cut by the scan's edge")
             continue
         centre_index = np.argwhere(body).mean(axis=0)[::-1]
         centre = np.array(grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in centre_index]))
         found.append(VertebraLabels(level, source, _as_image(body, grid), _as_image(centrum, grid), centre,
-                                    _as_image(mask, grid)))
+                                    _as_image(mask, grid), cut))
     return found
 
 
@@ -164,35 +168,38 @@ def _totalseg_v2_levels(structures: Path) -> dict[int, str]:
     return levels
 
 
-def load_scan(name: str, ct_path: Path, sources: dict, skipped: list[str]) -> Scan:
-    """Read one scan found by ``find_scans`` and make its vertebrae's labels."""
+def load_scan(name: str, ct_path: Path, sources: dict, skipped: list[str], keep_cut: bool = False) -> Scan:
+    """Read one scan found by ``find_scans`` and make its vertebrae's labels (``keep_cut``: see
+    ``load_scans``)."""
     ct = sitk.Cast(read_ct(ct_path), sitk.sitkFloat32)
     if "vertebrae" in sources:
         labels = sitk.ReadImage(str(sources["vertebrae"]))
         sub = sitk.ReadImage(str(sources["subregions"])) if sources.get("subregions") else None
-        vertebrae = _labelled_vertebrae(labels, VERSE_LEVEL_NAMES, "vertebra", None, skipped, name)
+        vertebrae = _labelled_vertebrae(labels, VERSE_LEVEL_NAMES, "vertebra", None, skipped, name, keep_cut)
         if sub is not None:   # sub-regions cover some vertebrae only: those get the manual labels
             manual = _labelled_vertebrae(labels, VERSE_LEVEL_NAMES, "vertebra", sub, [], name)
             by_level = {v.level: v for v in manual if v.source.startswith("manual")}
             vertebrae = [by_level.get(v.level, v) for v in vertebrae]
     elif "bodies" in sources:
         vertebrae = _labelled_vertebrae(sitk.ReadImage(str(sources["bodies"])), VERSE_LEVEL_NAMES,
-                                        "body", None, skipped, name)
+                                        "body", None, skipped, name, keep_cut)
     else:
         levels = _totalseg_v2_levels(sources["structures"])
         vertebrae = _labelled_vertebrae(sitk.ReadImage(str(sources["totalseg_v2"])), levels,
-                                        "vertebra", None, skipped, name)
+                                        "vertebra", None, skipped, name, keep_cut)
     return Scan(name, ct, vertebrae)
 
 
-def load_scans(root, log=print) -> list[Scan]:
-    """Every labelled scan under ``root`` with at least one usable vertebra."""
+def load_scans(root, log=print, keep_cut: bool = False) -> list[Scan]:
+    """Every labelled scan under ``root`` with at least one usable vertebra. With ``keep_cut``
+    vertebrae cut by the scan's edge are kept (marked ``cut_by_edge``): a network that labels every
+    body in view must not learn a cut one as background."""
     scans, skipped = [], []
     for name, ct_path, sources in find_scans(root):
-        scan = load_scan(name, ct_path, sources, skipped)
+        scan = load_scan(name, ct_path, sources, skipped, keep_cut)
         if scan.vertebrae:
             scans.append(scan)
-            log(f"{name}: {', '.join(v.level for v in scan.vertebrae)}")
+            log(f"{name}: {', '.join(v.level + (' (cut by the edge)' if v.cut_by_edge else '') for v in scan.vertebrae)}")
     for reason in skipped:
         log(f"left out: {reason}")
     if not scans:

@@ -24,9 +24,9 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.losses import DiceCELoss
-from scipy import ndimage as ndi
 
 from ...ml.training import Phase, TrainingLoop
+from ..augment import coarsen_z, random_rotation
 from ..patches import OUTSIDE_HU, patch_grid
 from .config import BodyConfig
 from .data import Scan, VertebraLabels
@@ -56,16 +56,6 @@ class TrainSettings:
     seed: int = 0
 
 
-def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
-    angles = np.radians(rng.uniform(-max_deg, max_deg, 3))
-    cx, cy, cz = np.cos(angles)
-    sx, sy, sz = np.sin(angles)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 def _seed_in_body(vertebra: VertebraLabels, rng: np.random.Generator, reach_mm: float) -> np.ndarray:
     """A point inside the body within ``reach_mm`` (per axis) of its centre: where a user clicks."""
     for _ in range(50):
@@ -89,13 +79,6 @@ def _seed_off_body(scan: Scan, vertebra: VertebraLabels, rng: np.random.Generato
     return vertebra.centre_lps + distance * np.array([np.cos(angle), np.sin(angle), 0.0])
 
 
-def _coarsen_z(hu: np.ndarray, slice_mm: float) -> np.ndarray:
-    """The crop as a scan with ``slice_mm`` slices would show it, back at 1 mm."""
-    smoothed = ndi.gaussian_filter1d(hu, sigma=slice_mm / 2.355, axis=0)
-    thick = ndi.zoom(smoothed, (1.0 / slice_mm, 1, 1), order=1)
-    return ndi.zoom(thick, (hu.shape[0] / thick.shape[0], 1, 1), order=1)[: hu.shape[0]]
-
-
 def _mask_surroundings(hu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Everything outside an ellipsoid around the crop's centre set to one value, as masked scans are."""
     shape = np.array(hu.shape)
@@ -115,7 +98,7 @@ def training_sample(scan: Scan, vertebra: VertebraLabels, rng: np.random.Generat
     grid = patch_grid(seed, settings.crop_xyz, config.spacing_mm)
     transform = sitk.AffineTransform(3)
     transform.SetCenter([float(v) for v in seed])
-    transform.SetMatrix((_rotation(rng, settings.rotation_deg) * rng.uniform(*settings.scale_range)).ravel().tolist())
+    transform.SetMatrix((random_rotation(rng, settings.rotation_deg) * rng.uniform(*settings.scale_range)).ravel().tolist())
 
     def resample(image, default):
         return sitk.GetArrayFromImage(sitk.Resample(image, grid, transform, sitk.sitkLinear, default,
@@ -124,7 +107,7 @@ def training_sample(scan: Scan, vertebra: VertebraLabels, rng: np.random.Generat
     hu = resample(scan.ct, OUTSIDE_HU)
     body, centrum = resample(vertebra.body, 0.0) > 0.5, resample(vertebra.centrum, 0.0) > 0.5
     if rng.random() < settings.coarse_chance:
-        hu = _coarsen_z(hu, rng.uniform(*settings.coarse_slice_mm))
+        hu = coarsen_z(hu, rng.uniform(*settings.coarse_slice_mm))
     hu = hu * rng.uniform(*settings.hu_scale_range) + rng.uniform(-settings.hu_shift, settings.hu_shift)
     if rng.random() < settings.masked_chance:
         hu = _mask_surroundings(hu, rng)

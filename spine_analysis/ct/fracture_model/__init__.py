@@ -1,0 +1,16 @@
+"""The fracture network: a MONAI 3D U-Net that labels every voxel of a 1 mm CT as background,
+normal vertebral body or fractured vertebral body, after Nicolaes et al. (CSI 2019).
+
+``config`` (every setting that changes a prediction), ``model`` (the network and its input),
+``data`` (scans and Genant grades in the VerSe layout), ``train`` (training with simulated
+compression fractures), ``weights_io`` (the model folder, on ``spine_analysis.ml.bundle``).
+Inference and aggregation per vertebra and patient live in ``spine_analysis.ct.fracture``.
+
+This file imports nothing heavy, so a front end can name the weights variable cheaply.
+"""
+from pathlib import Path
+
+#: Environment variable naming another fracture model folder than the shipped one.
+WEIGHTS_ENV = "SPINE_ANALYSIS_FRACTURE_WEIGHTS"
+#: The model folder shipped inside the package.
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"

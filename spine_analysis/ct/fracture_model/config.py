@@ -1,0 +1,29 @@
+"""Every setting of the fracture model that changes a prediction, stored beside its weights."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...ml.bundle import BundleConfig
+
+
+@dataclass(frozen=True)
+class FractureConfig(BundleConfig):
+    """Network shapes, how the CT is tiled, and how voxel probabilities become calls."""
+
+    spacing_mm: float = 1.0                              # the paper's 1 mm isotropic resampling
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2)
+    res_units: int = 1
+    hu_window: tuple[float, float] = (-1000.0, 1500.0)    # clipped to, then divided by hu_scale
+    hu_scale: float = 500.0
+    window_xyz: tuple[int, int, int] = (96, 96, 96)       # sliding-window tile, voxels (x, y, z)
+    overlap: float = 0.25
+    body_probability: float = 0.5        # a voxel is vertebral body (normal or fractured) above this
+    cube_half_mm: float = 10.0           # vertebra level: the cube around the centroid (paper: 10 voxels)
+    gaussian_sigma_mm: float = 6.0       # ... whose voxels are weighted by this Gaussian
+    fracture_threshold: float = 0.5      # a vertebra's aggregated probability at or above: fractured
+    component_probability: float = 0.5   # patient level: confident fracture voxels ...
+    component_min_ml: float = 2.0        # ... in connected groups at least this large
+    min_body_ml: float = 4.0             # found vertebrae (no centroids given): smaller parts are noise
+    max_body_height_mm: float = 45.0     # ... and a taller part is two bodies joined across a disc
+    genant_call_grade: int = 2           # a morphometric grade at or above this calls a vertebra fractured
