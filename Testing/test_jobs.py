@@ -11,6 +11,7 @@ import SimpleITK as sitk
 
 from spine_analysis import jobs
 from spine_analysis.jobs import serve
+from spine_analysis.ct.fracture_model import SHIPPED_DIR as FRACTURE_DIR
 from spine_analysis.xray.landmark_model import SHIPPED_DIR
 from spine_analysis.xray.landmarks import LEVELS, SpineLandmarks
 from spine_analysis.xray.synthetic import example_case
@@ -108,3 +109,29 @@ def test_vertebral_body_job_writes_the_mask_and_measure_centra_re_measures_it(tm
     runner.handle({**request, "seeds": [[0, 0, 900]], "out": str(tmp_path / "other.nrrd")}, answers.append)
     assert answers[-1]["status"] == "error" and "outside the CT volume" in answers[-1]["message"]
     assert not (tmp_path / "other.nrrd").exists()
+
+
+@pytest.mark.skipif(not (FRACTURE_DIR / "fracture.pt").exists(), reason="no shipped fracture model")
+def test_fracture_job_writes_its_outputs_and_moved_centroids_reuse_the_classifier(tmp_path, monkeypatch):
+    from spine_analysis.ct import fracture
+    from test_cli_fracture import _fractured_phantom
+
+    ct_path, labels_path = _fractured_phantom(tmp_path)
+    request = {"job": "fracture", "ct": str(ct_path), "labels": str(labels_path), "out_dir": str(tmp_path / "o")}
+    runner, answers = jobs.JobRunner(), []
+    runner.handle(request, answers.append)
+    assert answers[-1]["status"] == "done", answers[-1]
+    result = answers[-1]["result"]
+    assert [r["level"] for r in result["vertebrae"]] == ["L2", "L3", "L4"]
+    assert result["vertebrae"][1]["genant_grade"] == 3 and Path(result["probability"]).is_file()
+
+    calls = []
+    monkeypatch.setattr(fracture, "fracture_probabilities", lambda *a, **k: calls.append(a))
+    answers.clear()
+    moved = [{"level": "L3", "point": [0, 0, 2]}, {"level": "L2", "point": [0, 0, 32]}]   # RAS
+    runner.handle({**request, "labels": None, "centroids": moved, "frame": "ras"}, answers.append)
+    assert answers[-1]["status"] == "done", answers[-1]
+    assert calls == [] and [r["level"] for r in answers[-1]["result"]["vertebrae"]] == ["L2", "L3"]
+    answers.clear()
+    runner.handle({**request, "labels": None, "centroids": [{"level": "L1", "point": [0, 0, 900]}]}, answers.append)
+    assert answers[-1]["status"] == "error" and "outside the CT volume" in answers[-1]["message"]

@@ -313,6 +313,134 @@ def _cmd_train_body(args) -> int:
     return 0
 
 
+def _fracture_centroids(args, ct):
+    """The user's centroids (from --centroids) as ``Centroid``s, or None."""
+    from .ct.fracture import Centroid
+    from .ct.levels import read_centroids
+
+    if not args.centroids:
+        return None
+    return [Centroid(level, point) for level, point in read_centroids(args.centroids, ct).items()]
+
+
+def _fracture_case(args, ct_path: str, out_dir: Path, models) -> dict:
+    """Assess one CT and write its results into ``out_dir``; returns its patient summary.
+
+    The inputs are read and checked before ``models()`` loads the networks: bad input fails fast."""
+    from tqdm import tqdm
+
+    from .ct.fracture import OUTPUT_FILES, detect_fractures, write_outputs
+    from .ct.patches import contains_point
+    from .ct.vertebral_body import check_ct_volume
+    from .io.atomic import check_output_folder
+    from .io.ct import read_ct
+
+    protect = [ct_path, args.labels, args.centroids]
+    check_output_folder(out_dir, OUTPUT_FILES, protect)
+    ct = read_ct(ct_path)
+    label_map = read_ct(args.labels) if args.labels else None
+    centroids = _fracture_centroids(args, ct)
+    check_ct_volume(ct)
+    for centroid in centroids or []:
+        if not contains_point(ct, centroid.lps):
+            raise SpineAnalysisError(f"the centroid of {centroid.level} lies outside the CT volume: is the file "
+                                     "this CT's, and in LPS (a Slicer .mrk.json says its own frame)?")
+    model, body_model, version = models()
+    # a bar on a terminal only: in a log file or a pipe it would be noise between the lines
+    with tqdm(total=100, desc=Path(ct_path).name, unit="%", file=sys.stderr, leave=False,
+              disable=args.quiet or not sys.stderr.isatty()) as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(max(0, round(100 * fraction) - bar.n))
+
+        result = detect_fractures(ct, model, centroids, label_map, body_model,
+                                  "centroid file " + Path(args.centroids).name if args.centroids else "",
+                                  progress)
+    about = {"ct": str(ct_path), "model": version}
+    paths = write_outputs(result, out_dir, about, protect)
+    print(f"{Path(ct_path).name}: levels {result.level_source}")
+    print(f"  {'level':<11} {'prob.':>5} {'Genant':<9} {'ant':>5} {'mid':>5} {'post':>5}  call")
+    for finding in result.vertebrae:
+        row = finding.row()
+        prob = "  -  " if row["probability"] is None else f"{row['probability']:.2f}"
+        grade = "-" if row["genant_grade"] is None else f"{row['genant_grade']} {row['genant_label']}"
+        heights = " ".join("    -" if row[k] is None else f"{row[k]:>5.1f}"
+                           for k in ("anterior_mm", "middle_mm", "posterior_mm"))
+        print(f"  {row['level']:<11} {prob:>5} {grade:<9} {heights}  {row['call']} ({row['basis']})")
+    patient = result.patient
+    print(f"  patient: {patient['call']}" + (f" ({', '.join(patient['fractured_levels'])})"
+                                            if patient["fractured_levels"] else "")
+          + (f"; {patient['note']}" if patient["note"] else ""))
+    print(f"  outputs: {out_dir}/ ({', '.join(Path(p).name for p in paths.values())})")
+    return {"ct": str(ct_path), **{k: patient[k] for k in ("call", "fractured_levels", "max_vertebra_probability",
+                                                              "vertebrae_assessed")}}
+
+
+def _cmd_fracture(args) -> int:
+    from functools import cache
+
+    from .io.atomic import write_csv_rows
+
+    if len(args.ct) > 1 and (args.centroids or args.labels):
+        raise SpineAnalysisError("--centroids and --labels belong to one CT: give one CT with them")
+    out_dir = Path(args.out_dir)
+
+    @cache
+    def models():
+        from .ct.body_model.weights_io import load_model as load_body_model
+        from .ct.fracture_model.weights_io import load_model
+
+        model, bundle = load_model(args.weights)
+        version = f"fracture model {bundle.metadata.get('trained', '')} settings {bundle.digest}"
+        return model, None if args.labels else load_body_model(args.body_weights)[0], version
+
+    if len(args.ct) == 1:
+        _fracture_case(args, args.ct[0], out_dir, models)
+        return 0
+    summaries, failed = [], 0
+    for ct_path in args.ct:
+        name = Path(ct_path).name.split(".")[0] or Path(ct_path).name
+        try:
+            summaries.append(_fracture_case(args, ct_path, out_dir / name, models))
+        except (SpineAnalysisError, OSError) as exc:
+            failed += 1
+            print(f"spine-analysis: error: {ct_path}: {exc}", file=sys.stderr)
+            summaries.append({"ct": ct_path, "call": "error", "fractured_levels": [], "note": str(exc)})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv_rows(("ct", "call", "fractured_levels", "max_vertebra_probability", "vertebrae_assessed", "note"),
+                   [[s["ct"], s["call"], " ".join(s["fractured_levels"]), s.get("max_vertebra_probability", ""),
+                     s.get("vertebrae_assessed", ""), s.get("note", "")] for s in summaries],
+                   out_dir / "patients.csv")
+    print(f"{len(args.ct) - failed} of {len(args.ct)} CTs assessed; summary: {out_dir / 'patients.csv'}")
+    return 2 if failed else 0
+
+def _cmd_train_fracture(args) -> int:
+    import torch
+
+    from .ct.fracture_model.data import load_graded_scans
+    from .ct.fracture_model.train import TrainSettings, train_fracture
+    from .io.atomic import write_json
+
+    torch.set_num_threads(args.threads)
+    settings = TrainSettings(epochs=args.epochs, batches_per_epoch=args.batches, seed=args.seed)
+    command = "spine-analysis " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.folds == 1 or args.folds < 0:
+        raise SpineAnalysisError("--folds must be 0 (none) or at least 2")
+    cases = load_graded_scans(args.data, args.grades, log=lambda line: print(line, file=sys.stderr))
+    if args.folds > len(cases):
+        raise SpineAnalysisError(f"--folds {args.folds} is more than the {len(cases)} scans found")
+    meta = train_fracture(cases, args.out, settings, command=command)
+    print(f"trained on {len(meta['training_vertebrae'])} vertebrae of {len(cases)} scans in "
+          f"{meta['training_minutes']} min; model written to {args.out}")
+    for k in range(args.folds):
+        held = [case for i, case in enumerate(cases) if i % args.folds == k]
+        fold = Path(args.out) / "folds" / f"fold{k + 1}"
+        print(f"fold {k + 1}/{args.folds}: without {', '.join(c.scan.name for c in held)}", file=sys.stderr)
+        train_fracture([c for c in cases if c not in held], fold, settings, command=command)
+        write_json({"held_out_scans": [c.scan.name for c in held]}, fold / "held_out.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``spine-analysis`` argument parser: one sub-command per job."""
     parser = argparse.ArgumentParser(
@@ -423,6 +551,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="centrum voxels above this count as sclerotic (default 400)")
     p.set_defaults(func=_cmd_segment)
 
+    p = sub.add_parser("fracture", help="find vertebral compression fractures in a CT",
+                       description="Vertebral compression fractures in a spine CT: a voxel classifier "
+                                   "(Nicolaes et al., CSI 2019) maps the fracture probability, aggregated per "
+                                   "vertebra and per patient, beside the Genant grade from the vertebral body "
+                                   "heights. Writes into OUT: fracture_probability.nii.gz (on the CT's grid), "
+                                   "vertebrae.csv, vertebrae.json and patient.json. Several CTs: one folder "
+                                   "each under OUT and OUT/patients.csv. Vertebrae come from --centroids or "
+                                   "--labels, else the classifier finds them (levels then unnamed).")
+    p.add_argument("ct", metavar="CT", nargs="+",
+                   help="CT volume(s) in HU (NIfTI, NRRD, MHA or a DICOM series folder)")
+    p.add_argument("--centroids", metavar="FILE",
+                   help="vertebra centroids named by level: a VerSe *_ctd.json, a Slicer point list (.mrk.json) "
+                        "or a CSV level,x,y,z (LPS mm)")
+    p.add_argument("--labels", metavar="MASK", help="a vertebra label map (VerSe numbering) of this CT: names the "
+                                                    "levels and gives the bodies measured for the Genant grade")
+    p.add_argument("--out-dir", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--weights", metavar="PATH", help="fracture model folder (default: "
+                                                     "$SPINE_ANALYSIS_FRACTURE_WEIGHTS, else the shipped model)")
+    p.add_argument("--body-weights", metavar="PATH", help="body model folder for the heights (default: "
+                                                          "$SPINE_ANALYSIS_BODY_WEIGHTS, else the shipped model)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it only shows on a terminal anyway)")
+    p.set_defaults(func=_cmd_fracture)
+
     p = sub.add_parser("train-body", help="train the vertebral-body network on CT scans with vertebra labels",
                        description="Train the seeded body/centrum U-Net on every labelled scan under DIR "
                                    "(VerSe 2019/2020 layout, TPTBox, TotalSegmentator outputs; see the model "
@@ -438,6 +589,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.set_defaults(func=_cmd_train_body)
+
+    p = sub.add_parser("train-fracture", help="train the fracture network on CT scans with vertebra labels and grades",
+                       description="Train the voxel-classification fracture network (background / normal / "
+                                   "fractured vertebral body) on every labelled scan under DIR (VerSe 2019/2020 "
+                                   "layout, TPTBox, TotalSegmentator outputs), with Genant grades from a grades "
+                                   "JSON, plus simulated compression fractures of normal vertebrae (see the "
+                                   "model card). Checkpoints are saved after every epoch: rerun to resume.")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder searched for labelled CT scans")
+    p.add_argument("--grades", metavar="FILE",
+                   help='Genant grades, {"<scan>_<VerSe label>": 0-3} flat or grouped by split; ungraded '
+                        "vertebrae are taken as normal")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder for the trained model")
+    p.add_argument("--folds", type=int, default=0, metavar="K",
+                   help="then train K more models, each without every K-th scan (held-out evaluation with "
+                        "benchmarks/fracture_detection.py); fold models go to MODEL_DIR/folds/ (default 0: none)")
+    p.add_argument("--epochs", type=int, default=24, help="epochs (default 24)")
+    p.add_argument("--batches", type=int, default=50, help="batches of two crops per epoch (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.set_defaults(func=_cmd_train_fracture)
     return parser
 
 

@@ -18,6 +18,12 @@ Jobs (``"job"`` in the request):
 - ``measure_centra``: ``{"ct": PATH, "labels": PATH, "names": {"1": "L1", ...},
   "lytic_below_hu": v, "sclerotic_above_hu": v}`` -> ``{"vertebrae": [CentrumMetrics.to_dict(), ...]}``
   for every label of an edited label map.
+- ``fracture``: ``{"ct": PATH, "centroids": [{"level": name, "point": [x, y, z]}, ...] or null,
+  "frame": "ras" or "lps" (of those points), "labels": PATH or null, "weights": PATH or null,
+  "out_dir": PATH}`` -> writes ``ct.fracture.OUTPUT_FILES`` into ``out_dir`` and answers
+  ``{"probability": PATH, "vertebrae": [VertebraFinding.row(), ...], "patient": {...},
+  "level_source": text, "model": version text, "seconds": {...}}``. The classifier's
+  probabilities of the last CT are kept: moved centroids are assessed again without it.
 
 The last CT read stays in memory: a front end sending the same file again (same path, size and
 modification time) is not read twice.
@@ -44,6 +50,8 @@ class JobRunner:
         self._detectors: dict = {}
         self._body_models: dict = {}
         self._ct: tuple | None = None
+        self._fracture_models: dict = {}
+        self._fracture_maps: tuple | None = None
 
     def handle(self, request: dict, emit: Emit) -> None:
         """Run one request, emitting its progress and exactly one final line."""
@@ -52,7 +60,7 @@ class JobRunner:
                 raise SpineAnalysisError("a request must be a JSON object")
             job = request.get("job")
             handlers = {"landmarks": self._landmarks, "vertebral_body": self._vertebral_body,
-                        "measure_centra": self._measure_centra}
+                        "measure_centra": self._measure_centra, "fracture": self._fracture}
             handler = handlers.get(job)
             if handler is None:
                 raise SpineAnalysisError(f"unknown job {job!r}; known: {', '.join(handlers)}")
@@ -100,6 +108,15 @@ class JobRunner:
             self._ct = (key, read_ct(path))
         return self._ct[1]
 
+    def _body_model(self, weights, emit: Emit):
+        """The body network of folder ``weights`` (None: the default), loaded once."""
+        if weights not in self._body_models:
+            from .ct.body_model.weights_io import load_model
+
+            emit(_progress(0.1, "loading the body model"))
+            self._body_models[weights] = load_model(weights)
+        return self._body_models[weights]
+
     @staticmethod
     def _thresholds(request: dict):
         from .ct.vertebral_body import DensityThresholds
@@ -123,13 +140,7 @@ class JobRunner:
         method = request.get("method", "unet")
         model, version = None, "classical"
         if method == "unet":
-            weights = request.get("weights") or None
-            if weights not in self._body_models:
-                from .ct.body_model.weights_io import load_model
-
-                emit(_progress(0.1, "loading the body model"))
-                self._body_models[weights] = load_model(weights)
-            model, bundle = self._body_models[weights]
+            model, bundle = self._body_model(request.get("weights") or None, emit)
             version = f"body model {bundle.metadata.get('trained', '')} settings {bundle.digest}"
         labels = read_ct(request["labels"]) if request.get("labels") else None
         output, _, metrics = segment_vertebrae(
@@ -161,6 +172,44 @@ class JobRunner:
         return {"vertebrae": [measure_centrum(ct, labels == label, label, names.get(label, "unnamed"),
                                               "entered" if label in names else "not given", thresholds).to_dict()
                               for label in present]}
+
+    def _fracture(self, request: dict, emit: Emit) -> dict:
+        from .ct.fracture import Centroid, detect_fractures, write_outputs
+        from .ct.patches import to_lps
+        from .io.ct import read_ct
+
+        if not request.get("out_dir"):
+            raise SpineAnalysisError("the fracture job needs an 'out_dir' folder")
+        emit(_progress(0.02, "reading the CT"))
+        ct = self._read_ct(request.get("ct"))
+        weights = request.get("weights") or None
+        if weights not in self._fracture_models:
+            from .ct.fracture_model.weights_io import load_model
+
+            emit(_progress(0.04, "loading the fracture model"))
+            self._fracture_models[weights] = load_model(weights)
+        model, bundle = self._fracture_models[weights]
+        centroids = None
+        if request.get("centroids"):
+            frame = request.get("frame", "lps")
+            try:
+                centroids = [Centroid(str(c["level"]), to_lps(c["point"], frame)) for c in request["centroids"]]
+            except (KeyError, TypeError) as exc:
+                raise SpineAnalysisError(f"each centroid needs a 'level' and a 'point' ({exc})") from None
+        labels = read_ct(request["labels"]) if request.get("labels") else None
+        body_model = self._body_model(None, emit)[0] if labels is None or centroids else None
+        key = (self._ct[0], weights)
+        maps = self._fracture_maps[1] if self._fracture_maps and self._fracture_maps[0] == key else None
+        result = detect_fractures(ct, model, centroids, labels, body_model, "points given" if centroids else "",
+                                  lambda f, m: emit(_progress(0.05 + 0.9 * f, m)), maps)
+        if key[0] is not None:
+            self._fracture_maps = (key, result.maps)
+        version = f"fracture model {bundle.metadata.get('trained', '')} settings {bundle.digest}"
+        paths = write_outputs(result, request["out_dir"], {"ct": request["ct"], "model": version},
+                              [request.get("ct"), request.get("labels")])
+        return {"probability": paths["fracture_probability.nii.gz"], "vertebrae": [f.row() for f in result.vertebrae],
+                "patient": result.patient, "level_source": result.level_source, "model": version,
+                "seconds": result.seconds}
 
 
 def _progress(fraction: float, message: str) -> dict:

@@ -63,3 +63,53 @@ def level_from_label_map(labels: sitk.Image, mask: np.ndarray, names: dict[int, 
         return None
     label = int(np.bincount(values).argmax())
     return names.get(label, f"label {label}")
+
+
+def read_centroids(path, ct: sitk.Image) -> dict[str, np.ndarray]:
+    """Vertebra centroids (LPS) keyed by level from a VerSe ``*_ctd.json``, a Slicer point list
+    (``.mrk.json``: each point's label is its level; RAS or LPS as the file says) or a CSV with
+    columns ``level,x,y,z`` in LPS mm."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpineAnalysisError(f"{path}: cannot read the centroid file ({exc})") from None
+    if path.suffix.lower() == ".csv":
+        return _centroids_from_csv(path, text)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise SpineAnalysisError(f"{path}: a centroid file is a VerSe JSON, a Slicer .mrk.json or a "
+                                 "level,x,y,z CSV") from None
+    if isinstance(data, dict) and "markups" in data:
+        return _centroids_from_markups(path, data)
+    return read_verse_centroids(path, ct)
+
+
+def _centroids_from_markups(path: Path, data: dict) -> dict[str, np.ndarray]:
+    centroids = {}
+    try:
+        for markup in data["markups"]:
+            flip = np.array([-1.0, -1.0, 1.0]) if markup.get("coordinateSystem", "LPS") == "RAS" else np.ones(3)
+            for point in markup.get("controlPoints", []):
+                centroids[str(point["label"])] = np.array(point["position"], dtype=float) * flip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SpineAnalysisError(f"{path} is not a Slicer point list ({type(exc).__name__}: {exc})") from None
+    if not centroids:
+        raise SpineAnalysisError(f"{path} holds no points")
+    return centroids
+
+
+def _centroids_from_csv(path: Path, text: str) -> dict[str, np.ndarray]:
+    import csv
+
+    centroids = {}
+    rows = list(csv.DictReader(text.splitlines()))
+    for number, row in enumerate(rows, start=2):
+        try:
+            centroids[row["level"].strip()] = np.array([float(row[k]) for k in ("x", "y", "z")])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise SpineAnalysisError(f"{path} line {number}: expected columns level,x,y,z (LPS, mm)") from None
+    if not centroids:
+        raise SpineAnalysisError(f"{path} lists no centroids")
+    return centroids

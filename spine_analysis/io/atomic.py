@@ -11,6 +11,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..errors import SpineAnalysisError
+
 
 @contextlib.contextmanager
 def atomic_output(path) -> Iterator[Path]:
@@ -54,3 +56,25 @@ def write_csv_rows(header: Sequence[str], rows: Iterable[Sequence], path) -> Non
         writer.writerow(header)
         writer.writerows(rows)
 
+
+
+def check_output_folder(out_dir, names: Sequence[str], protect=()) -> dict[str, Path]:
+    """The paths ``out_dir/name``, after checking, before any work, that the run can write them:
+    none is an input (``protect``) or a non-file, and the folder (or its nearest existing parent,
+    as the folder is only created when results are written) is writable."""
+    out_dir = Path(out_dir)
+    targets = {name: out_dir / name for name in names}
+    protected = {Path(p).resolve() for p in protect if p}
+    for path in targets.values():
+        if path.resolve() in protected:
+            raise SpineAnalysisError(f"refusing to overwrite the input {path}: choose another --out-dir")
+        if path.exists() and not path.is_file():
+            raise SpineAnalysisError(f"{path} exists and is not a file: choose another --out-dir")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SpineAnalysisError(f"{out_dir} exists and is not a folder")
+    existing = out_dir.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SpineAnalysisError(f"cannot write into {existing}: choose another --out-dir")
+    return targets

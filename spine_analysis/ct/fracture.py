@@ -1,0 +1,416 @@
+"""Vertebral compression fractures in a CT: the voxel classifier's opinion beside Genant's heights.
+
+After Nicolaes et al. (CSI 2019): the CT is resampled to 1 mm on the patient's axes and every
+voxel classified as background, normal vertebral body or fractured vertebral body
+(``fracture_model``, MONAI sliding windows). Then
+
+- **per vertebra**: at each centroid, the fractured share of vertebral-body probability in a cube
+  around it, weighted by a Gaussian of the distance (``FractureConfig.cube_half_mm``,
+  ``gaussian_sigma_mm``); a share at or above ``fracture_threshold`` is the classifier's "fractured";
+- **morphometry**: the body at the centroid (the body network, or a given vertebra label map) is
+  measured (``genant.vertebral_heights``) and graded against the larger of its own posterior height
+  and its neighbours' mean posterior height, so a crushed body is seen too;
+- **call**: fractured when the classifier says so or the Genant grade reaches
+  ``genant_call_grade``; the row says which opinion drove it and whether they agree;
+- **per patient**: the paper's connected groups of confident fracture voxels above a size, and
+  the vertebra calls.
+
+Centroids come from the user (points named by level, a VerSe centroid file, a label map) or, when
+none are given, from the classifier's own body voxels (connected parts, numbered from the top:
+levels are then unnamed).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from ..errors import SpineAnalysisError
+from .body_labels import body_from_vertebra, without_tails
+from .fracture_model.config import FractureConfig
+from .genant import GenantResult, genant_grade, vertebral_heights
+from .levels import VERSE_LEVEL_NAMES
+from .patches import OUTSIDE_HU, contains_point, patch_grid, sample_patch
+from .vertebral_body import check_ct_volume, segment_vertebral_body
+
+Progress = Callable[[float, str], None]
+#: Neighbours farther than this (centroid to centroid) are not used as a height reference.
+NEIGHBOUR_MM = 50.0
+#: Side of the 1 mm grid a label-map vertebra is measured on (x, y, z).
+LABEL_PATCH_XYZ = (112, 112, 96)
+#: The columns of ``vertebrae.csv``, in order.
+CSV_COLUMNS = ("level", "centroid_lps_x", "centroid_lps_y", "centroid_lps_z", "probability", "genant_grade",
+               "genant_label", "deformity", "height_loss_pct", "anterior_mm", "middle_mm", "posterior_mm",
+               "reference_mm", "call", "basis", "opinions_agree", "note")
+
+
+@dataclass
+class Centroid:
+    """A vertebra to assess: its level name and its centroid (LPS, mm)."""
+
+    level: str
+    lps: np.ndarray
+
+
+@dataclass
+class ProbabilityMaps:
+    """The classifier's output on its 1 mm grid: vertebral body and fractured body probabilities."""
+
+    grid: sitk.Image
+    body: np.ndarray
+    fractured: np.ndarray
+    seconds: float
+
+
+@dataclass
+class VertebraFinding:
+    """Both opinions on one vertebra and the call they lead to."""
+
+    level: str
+    centroid_lps: np.ndarray
+    probability: float | None
+    genant: GenantResult | None
+    call: str
+    basis: str
+    agree: bool | None
+    note: str = ""
+
+    def row(self) -> dict:
+        """One row of ``vertebrae.csv`` / ``vertebrae.json`` (``CSV_COLUMNS``)."""
+        g = self.genant
+        x, y, z = (round(float(v), 2) for v in self.centroid_lps)
+        return {"level": self.level, "centroid_lps_x": x, "centroid_lps_y": y, "centroid_lps_z": z,
+                "probability": None if self.probability is None else round(self.probability, 4),
+                "genant_grade": g.grade if g else None, "genant_label": g.label if g else None,
+                "deformity": g.deformity if g else None,
+                "height_loss_pct": round(g.height_loss_pct, 1) if g else None,
+                "anterior_mm": round(g.anterior_mm, 1) if g else None,
+                "middle_mm": round(g.middle_mm, 1) if g else None,
+                "posterior_mm": round(g.posterior_mm, 1) if g else None,
+                "reference_mm": round(g.reference_mm, 1) if g else None,
+                "call": self.call, "basis": self.basis, "opinions_agree": self.agree, "note": self.note}
+
+
+@dataclass
+class FractureResult:
+    """Everything ``detect_fractures`` finds: the probability map on the CT's grid, one finding per
+    vertebra (top to bottom) and the patient-level summary."""
+
+    probability: sitk.Image
+    vertebrae: list[VertebraFinding]
+    patient: dict
+    level_source: str
+    maps: ProbabilityMaps
+    seconds: dict = field(default_factory=dict)
+
+
+def _quiet(fraction: float, message: str) -> None:
+    """The default progress callback: says nothing."""
+
+
+def ct_grid(ct: sitk.Image, spacing_mm: float) -> sitk.Image:
+    """An LPS-aligned grid of ``spacing_mm`` covering the whole CT (any direction, oblique too)."""
+    size = np.array(ct.GetSize())
+    corners = np.array([ct.TransformContinuousIndexToPhysicalPoint([float(v) for v in corner])
+                        for corner in np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in size])).reshape(3, -1).T])
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    voxels = np.maximum(1, np.ceil((high - low) / spacing_mm).astype(int))
+    return patch_grid((low + high) / 2, voxels, spacing_mm)
+
+
+def fracture_probabilities(ct: sitk.Image, model, progress: Progress = _quiet) -> ProbabilityMaps:
+    """The classifier over the whole CT at 1 mm: body and fractured-body probability maps."""
+    import torch
+
+    from ..ml.inference import sliding_window
+    from .fracture_model.model import FRACTURED, NORMAL, network_input
+
+    config: FractureConfig = model.config
+    started = time.perf_counter()
+    grid = ct_grid(ct, config.spacing_mm)
+    progress(0.05, "resampling the CT to 1 mm")
+    hu = sample_patch(ct, grid, outside=OUTSIDE_HU)
+    inputs = torch.from_numpy(network_input(hu, config)[None])
+    del hu
+    progress(0.1, "classifying voxels")
+    logits = sliding_window(inputs, model, tuple(reversed(config.window_xyz)), overlap=config.overlap)
+    probs = torch.softmax(logits[0], dim=0).numpy()
+    progress(0.7, "voxels classified")
+    return ProbabilityMaps(grid, probs[NORMAL] + probs[FRACTURED], probs[FRACTURED].copy(),
+                           time.perf_counter() - started)
+
+
+def _split_tall(body: np.ndarray, max_height: int, min_voxels: int) -> list[np.ndarray]:
+    """``body`` cut at its narrowest slice (a thin disc), again and again, until no part is taller
+    than ``max_height`` slices; parts smaller than ``min_voxels`` are dropped."""
+    rows = np.flatnonzero(body.any(axis=(1, 2)))
+    if body.sum() < min_voxels:
+        return []
+    if rows[-1] - rows[0] + 1 <= max_height:
+        return [body]
+    area = body.sum(axis=(1, 2)).astype(float)
+    middle = rows[len(rows) // 5: len(rows) - len(rows) // 5]
+    cut = middle[np.argmin(area[middle])]
+    lower, upper = body.copy(), body.copy()
+    lower[cut:] = False
+    upper[:cut + 1] = False
+    return _split_tall(lower, max_height, min_voxels) + _split_tall(upper, max_height, min_voxels)
+
+
+def find_vertebrae(maps: ProbabilityMaps, config: FractureConfig) -> list[Centroid]:
+    """Vertebrae from the classifier's body voxels: connected parts of at least ``min_body_ml``,
+    a part taller than ``max_body_height_mm`` cut at its narrowest slice (bodies joined across a
+    thin disc), numbered "vertebra 1", "vertebra 2"... from the top."""
+    min_voxels = int(np.ceil(config.min_body_ml * 1000 / config.spacing_mm ** 3))
+    max_height = int(config.max_body_height_mm / config.spacing_mm)
+    parts, count = ndi.label(ndi.binary_opening(maps.body > config.body_probability))
+    bodies = [b for k in range(1, count + 1) for b in _split_tall(parts == k, max_height, min_voxels)]
+    centres = [maps.grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in np.argwhere(b).mean(axis=0)[::-1]])
+               for b in bodies]
+    centres.sort(key=lambda c: -c[2])   # LPS z is superior: the top vertebra first
+    return [Centroid(f"vertebra {k + 1}", np.array(c)) for k, c in enumerate(centres)]
+
+
+def vertebra_probability(maps: ProbabilityMaps, centroid_lps: np.ndarray, config: FractureConfig) -> float | None:
+    """Fractured share of body probability in the Gaussian-weighted cube at the centroid; None
+    when the cube holds almost no vertebral body."""
+    index = np.array(maps.grid.TransformPhysicalPointToContinuousIndex([float(v) for v in centroid_lps]))[::-1]
+    half = int(round(config.cube_half_mm / config.spacing_mm))
+    centre = np.round(index).astype(int)
+    low = np.maximum(centre - half, 0)
+    high = np.minimum(centre + half + 1, maps.body.shape)
+    if np.any(high <= low):
+        return None
+    region = tuple(slice(a, b) for a, b in zip(low, high))
+    z, y, x = np.ogrid[region]
+    distance2 = ((z - index[0]) ** 2 + (y - index[1]) ** 2 + (x - index[2]) ** 2) * config.spacing_mm ** 2
+    weight = np.exp(-0.5 * distance2 / config.gaussian_sigma_mm ** 2)
+    body = float((weight * maps.body[region]).sum())
+    if body < 0.05 * float(weight.sum()):
+        return None
+    return float((weight * maps.fractured[region]).sum()) / body
+
+
+def fracture_components(maps: ProbabilityMaps, config: FractureConfig) -> list[dict]:
+    """The paper's patient-level aggregate: connected groups of voxels with fracture probability
+    above ``component_probability``, at least ``component_min_ml`` large, largest first."""
+    voxel_ml = config.spacing_mm ** 3 / 1000
+    parts, count = ndi.label(maps.fractured > config.component_probability)
+    if count == 0:
+        return []
+    sizes = ndi.sum_labels(np.ones_like(parts), parts, index=np.arange(1, count + 1)) * voxel_ml
+    centres = ndi.center_of_mass(np.ones_like(parts), parts, index=np.arange(1, count + 1))
+    found = []
+    for size, centre in zip(sizes, centres):
+        if size >= config.component_min_ml:
+            point = maps.grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in centre[::-1]])
+            found.append({"volume_ml": round(float(size), 2), "centroid_lps": [round(v, 2) for v in point]})
+    return sorted(found, key=lambda c: -c["volume_ml"])
+
+
+def _body_mask_from_labels(label_map: sitk.Image, value: int, centroid: np.ndarray) -> sitk.Image | None:
+    """The body of label ``value`` (a whole vertebra, or a body alone) on a 1 mm grid at the centroid."""
+    grid = patch_grid(centroid, LABEL_PATCH_XYZ, 1.0)
+    vertebra = sample_patch(label_map, grid, labels=True) == value
+    body = body_from_vertebra(vertebra)
+    if body is None:
+        return None
+    image = sitk.GetImageFromArray(body.astype(np.uint8))
+    image.CopyInformation(grid)
+    return image
+
+
+def _body_mask_from_network(ct: sitk.Image, centroid: np.ndarray, body_model) -> sitk.Image:
+    """The body network's body at the centroid, on a 1 mm grid, without thin tails."""
+    body = segment_vertebral_body(ct, centroid, "lps", "unet", body_model).body
+    image = sitk.GetImageFromArray(body.astype(np.float32))
+    image.CopyInformation(ct)
+    grid = patch_grid(centroid, LABEL_PATCH_XYZ, 1.0)
+    cleaned = without_tails(sample_patch(image, grid, outside=0.0) > 0.5)
+    if not cleaned.any():
+        raise SpineAnalysisError("the vertebral body found is too thin to measure")
+    mask = sitk.GetImageFromArray(cleaned.astype(np.uint8))
+    mask.CopyInformation(grid)
+    return mask
+
+
+def _heights(ct, centroids, label_map, label_values, body_model, progress: Progress) -> list:
+    """(heights or None, note) per centroid, from the label map's bodies or the body network."""
+    measured = []
+    for k, centroid in enumerate(centroids):
+        progress(0.75 + 0.2 * k / max(1, len(centroids)), f"measuring {centroid.level}")
+        try:
+            if label_map is not None and label_values[k]:
+                mask = _body_mask_from_labels(label_map, label_values[k], centroid.lps)
+                if mask is None:
+                    raise SpineAnalysisError("its label holds no clear vertebral body")
+            else:
+                mask = _body_mask_from_network(ct, centroid.lps, body_model)
+            measured.append((vertebral_heights(mask), ""))
+        except SpineAnalysisError as error:
+            measured.append((None, f"heights not measured: {error}"))
+    return measured
+
+
+def _grades(centroids: Sequence[Centroid], measured: list) -> list[GenantResult | None]:
+    """Genant grade of each measured vertebra against max(own posterior, neighbours' mean posterior)."""
+    grades = []
+    for k, (heights, _note) in enumerate(measured):
+        if heights is None:
+            grades.append(None)
+            continue
+        neighbours = [measured[j][0].posterior_mm for j in (k - 1, k + 1)
+                      if 0 <= j < len(measured) and measured[j][0] is not None
+                      and np.linalg.norm(centroids[j].lps - centroids[k].lps) <= NEIGHBOUR_MM]
+        reference = max([heights.posterior_mm] + ([float(np.mean(neighbours))] if neighbours else []))
+        grades.append(genant_grade(*heights, reference_mm=reference))
+    return grades
+
+
+def _call(probability: float | None, grade: GenantResult | None, config: FractureConfig) -> tuple[str, str, bool | None]:
+    """(call, which opinion drove it, whether the two opinions agree)."""
+    classifier = None if probability is None else probability >= config.fracture_threshold
+    morphometry = None if grade is None else grade.grade >= config.genant_call_grade
+    if classifier is None and morphometry is None:
+        return "not assessed", "no vertebral body found at this centroid", None
+    if morphometry is None:
+        return ("fractured" if classifier else "normal"), "classifier only (heights not measured)", None
+    if classifier is None:
+        return ("fractured" if morphometry else "normal"), "morphometry only (classifier found no body)", None
+    if classifier == morphometry:
+        return ("fractured" if classifier else "normal"), "classifier and morphometry agree", True
+    if classifier:
+        return "fractured", f"classifier (morphometry: {grade.label})", False
+    return "fractured", f"morphometry: {grade.label} {grade.deformity} (classifier p={probability:.2f})", False
+
+
+def _label_at(label_map: sitk.Image, point_lps: np.ndarray) -> int:
+    """The label map's value at a point (0 outside it)."""
+    if not contains_point(label_map, point_lps):
+        return 0
+    return int(label_map[label_map.TransformPhysicalPointToIndex([float(v) for v in point_lps])])
+
+
+def _centroids_from_label_map(label_map: sitk.Image) -> tuple[list[Centroid], list[int]]:
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.Cast(label_map, sitk.sitkUInt16))
+    values = [v for v in stats.GetLabels() if v in VERSE_LEVEL_NAMES and v != 26]
+    centroids = [Centroid(VERSE_LEVEL_NAMES[v], np.array(stats.GetCentroid(v))) for v in values]
+    order = np.argsort([-c.lps[2] for c in centroids])
+    return [centroids[i] for i in order], [values[i] for i in order]
+
+
+def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None = None,
+                     label_map: sitk.Image | None = None, body_model=None, centroid_source: str = "",
+                     progress: Progress = _quiet, maps: ProbabilityMaps | None = None) -> FractureResult:
+    """Fracture probability map, per-vertebra findings and patient summary for a CT in HU.
+
+    ``model`` is a loaded fracture network (``fracture_model.weights_io.load_model``); ``centroids``
+    (LPS, named by level; ``centroid_source`` says where they came from) or ``label_map`` (VerSe
+    numbering, on any grid) say where the vertebrae are; with neither, the classifier finds them.
+    ``body_model`` (the body network, loaded when needed) measures heights where no label map does.
+    ``maps`` reuses the probabilities of an earlier run on the same CT (moved centroids).
+    Raises ``SpineAnalysisError`` for a volume that is not a CT, a centroid outside it, or no
+    vertebra in view.
+    """
+    check_ct_volume(ct)
+    config: FractureConfig = model.config
+    label_values: list[int] = []
+    if centroids is not None:
+        centroids = sorted(centroids, key=lambda c: -c.lps[2])   # top to bottom: neighbours are adjacent
+        if not centroids:
+            raise SpineAnalysisError("no centroids given")
+        for centroid in centroids:
+            if not contains_point(ct, centroid.lps):
+                raise SpineAnalysisError(f"the centroid of {centroid.level} ({', '.join(f'{v:.1f}' for v in centroid.lps)}"
+                                         " mm, LPS) lies outside the CT volume")
+        source = centroid_source or "given centroids"
+    elif label_map is not None:
+        centroids, label_values = _centroids_from_label_map(label_map)
+        if not centroids:
+            raise SpineAnalysisError("the label map holds no vertebra labels (VerSe numbering 1-25, 28)")
+        outside = [c.level for c in centroids if not contains_point(ct, c.lps)]
+        if outside:
+            raise SpineAnalysisError(f"the label map's vertebrae {', '.join(outside)} lie outside the CT volume")
+        source = "label map (VerSe numbering)"
+    else:
+        source = ""
+    if label_map is not None and not label_values:   # centroids given too: each one's label is under it
+        label_values = [_label_at(label_map, c.lps) for c in centroids]
+    reused = maps is not None
+    if maps is None:
+        maps = fracture_probabilities(ct, model, progress)
+    if not source:
+        centroids = find_vertebrae(maps, config)
+        if not centroids:
+            raise SpineAnalysisError("no vertebral bodies found in this CT: is the spine in view, and is the "
+                                     "volume in Hounsfield units?")
+        source = ("unnamed: found by the classifier (connected parts of vertebral-body voxels), "
+                  "numbered from the top")
+    started = time.perf_counter()
+    probabilities = [vertebra_probability(maps, c.lps, config) for c in centroids]
+    if all(p is None for p in probabilities):
+        raise SpineAnalysisError("no vertebral body at any of the centroids: are they in this CT's space "
+                                 "(LPS; --frame ras for Slicer points), and is the spine in view?")
+    if body_model is None and not all(label_values or [0]):
+        from .body_model.weights_io import load_model as load_body_model
+        body_model = load_body_model()[0]
+    measured = _heights(ct, centroids, label_map, label_values or [0] * len(centroids), body_model, progress)
+    grades = _grades(centroids, measured)
+    findings = []
+    for centroid, probability, grade, (_heights_mm, note) in zip(centroids, probabilities, grades, measured):
+        call, basis, agree = _call(probability, grade, config)
+        findings.append(VertebraFinding(centroid.level, np.asarray(centroid.lps, float), probability, grade,
+                                        call, basis, agree, note))
+    progress(0.97, "writing the probability map")
+    probability_image = _on_ct_grid(maps, ct)
+    components = fracture_components(maps, config)
+    fractured = [f.level for f in findings if f.call == "fractured"]
+    patient = {
+        "call": "fractured" if fractured or components else "normal",
+        "fractured_levels": fractured,
+        "classifier_call": "fractured" if components else "normal",
+        "max_vertebra_probability": max((p for p in probabilities if p is not None), default=None),
+        "fracture_components": components,
+        "vertebrae_assessed": sum(f.call != "not assessed" for f in findings),
+        "level_source": source,
+        "note": "" if fractured or not components else
+                "the classifier found fracture voxels away from every assessed vertebra: look at the map",
+    }
+    return FractureResult(probability_image, findings, patient, source, maps,
+                          {"classifier": 0.0 if reused else round(maps.seconds, 2),
+                           "vertebrae": round(time.perf_counter() - started, 2)})
+
+
+def _on_ct_grid(maps: ProbabilityMaps, ct: sitk.Image) -> sitk.Image:
+    """The fractured-body probability resampled onto the CT's own grid (float32, 0 outside)."""
+    source = sitk.GetImageFromArray(maps.fractured.astype(np.float32))
+    source.CopyInformation(maps.grid)
+    reference = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
+    reference.CopyInformation(ct)
+    return sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+#: What ``write_outputs`` writes into the output folder.
+OUTPUT_FILES = ("fracture_probability.nii.gz", "vertebrae.csv", "vertebrae.json", "patient.json")
+
+
+def write_outputs(result: FractureResult, out_dir, about: dict, protect=()) -> dict[str, str]:
+    """The probability map, ``vertebrae.csv``/``.json`` and ``patient.json`` in ``out_dir``, each
+    complete or absent; ``about`` (CT path, model version...) goes into both JSON files."""
+    from ..io.atomic import atomic_output, check_output_folder, write_csv_rows, write_json
+
+    targets = check_output_folder(out_dir, OUTPUT_FILES, protect)
+    targets[OUTPUT_FILES[0]].parent.mkdir(parents=True, exist_ok=True)
+    rows = [f.row() for f in result.vertebrae]
+    with atomic_output(targets["fracture_probability.nii.gz"]) as tmp:
+        sitk.WriteImage(result.probability, str(tmp), True)
+    write_csv_rows(CSV_COLUMNS, [["" if row[c] is None else row[c] for c in CSV_COLUMNS] for row in rows],
+                   targets["vertebrae.csv"])
+    write_json({**about, "level_source": result.level_source, "vertebrae": rows}, targets["vertebrae.json"])
+    write_json({**about, **result.patient, "seconds": result.seconds}, targets["patient.json"])
+    return {name: str(path) for name, path in targets.items()}
