@@ -135,6 +135,11 @@ def test_vertebrae_found_from_body_voxels_top_to_bottom_and_joined_bodies_split(
     joined.body[68:72, 28:32, 28:32] = 1
     assert [c.lps[2] for c in find_vertebrae(joined, config)] == pytest.approx([85, 53.5, 17], abs=1)
     assert find_vertebrae(_maps([]), config) == []
+    boneless = _maps([(5, 30), (40, 65)])
+    boneless.bone = np.zeros(boneless.body.shape, bool)          # "bodies" in soft tissue are not vertebrae
+    assert find_vertebrae(boneless, config) == []
+    boneless.bone[40:65, 15:45, 15:17] = True                      # a cortex on one side: that one is
+    assert [round(c.lps[2]) for c in find_vertebrae(boneless, config)] == [52]
 
 
 def test_patient_level_components_drop_specks():

@@ -12,8 +12,9 @@ voxel classified as background, normal vertebral body or fractured vertebral bod
   and its neighbours' mean posterior height, so a crushed body is seen too;
 - **call**: fractured when the classifier says so or the Genant grade reaches
   ``genant_call_grade``; the row says which opinion drove it and whether they agree;
-- **per patient**: the paper's connected groups of confident fracture voxels above a size, and
-  the vertebra calls.
+- **per patient**: fractured when a vertebra is, or when one of the paper's connected groups of
+  confident fracture voxels (above a size) lies away from every assessed vertebra; the groups near
+  a vertebra are listed with it, and its Gaussian-weighted probability decides.
 
 Centroids come from the user (points named by level, a VerSe centroid file, a label map) or, when
 none are given, from the classifier's own body voxels (connected parts, numbered from the top:
@@ -35,11 +36,13 @@ from .fracture_model.config import FractureConfig
 from .genant import GenantResult, genant_grade, vertebral_heights
 from .levels import VERSE_LEVEL_NAMES
 from .patches import OUTSIDE_HU, contains_point, patch_grid, sample_patch
-from .vertebral_body import check_ct_volume, segment_vertebral_body
+from .vertebral_body import MIN_BONE_HU, check_ct_volume, segment_vertebral_body
 
 Progress = Callable[[float, str], None]
 #: Neighbours farther than this (centroid to centroid) are not used as a height reference.
 NEIGHBOUR_MM = 50.0
+#: A group of fracture voxels this close to an assessed vertebra's centroid belongs to it (mm).
+COMPONENT_REACH_MM = 25.0
 #: Side of the 1 mm grid a label-map vertebra is measured on (x, y, z).
 LABEL_PATCH_XYZ = (112, 112, 96)
 #: The columns of ``vertebrae.csv``, in order.
@@ -64,6 +67,7 @@ class ProbabilityMaps:
     body: np.ndarray
     fractured: np.ndarray
     seconds: float
+    bone: np.ndarray | None = None    # voxels above ``MIN_BONE_HU``; None: not known (all count)
 
 
 @dataclass
@@ -135,13 +139,14 @@ def fracture_probabilities(ct: sitk.Image, model, progress: Progress = _quiet) -
     progress(0.05, "resampling the CT to 1 mm")
     hu = sample_patch(ct, grid, outside=OUTSIDE_HU)
     inputs = torch.from_numpy(network_input(hu, config)[None])
+    bone = hu > MIN_BONE_HU
     del hu
     progress(0.1, "classifying voxels")
     logits = sliding_window(inputs, model, tuple(reversed(config.window_xyz)), overlap=config.overlap)
     probs = torch.softmax(logits[0], dim=0).numpy()
     progress(0.7, "voxels classified")
     return ProbabilityMaps(grid, probs[NORMAL] + probs[FRACTURED], probs[FRACTURED].copy(),
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, bone)
 
 
 def _split_tall(body: np.ndarray, max_height: int, min_voxels: int) -> list[np.ndarray]:
@@ -164,11 +169,15 @@ def _split_tall(body: np.ndarray, max_height: int, min_voxels: int) -> list[np.n
 def find_vertebrae(maps: ProbabilityMaps, config: FractureConfig) -> list[Centroid]:
     """Vertebrae from the classifier's body voxels: connected parts of at least ``min_body_ml``,
     a part taller than ``max_body_height_mm`` cut at its narrowest slice (bodies joined across a
-    thin disc), numbered "vertebra 1", "vertebra 2"... from the top."""
+    thin disc), holding bone (a quarter of ``min_body_ml`` above ``MIN_BONE_HU``, cortex
+    included), numbered "vertebra 1", "vertebra 2"... from the top."""
     min_voxels = int(np.ceil(config.min_body_ml * 1000 / config.spacing_mm ** 3))
     max_height = int(config.max_body_height_mm / config.spacing_mm)
     parts, count = ndi.label(ndi.binary_opening(maps.body > config.body_probability))
     bodies = [b for k in range(1, count + 1) for b in _split_tall(parts == k, max_height, min_voxels)]
+    if maps.bone is not None:   # a body has a cortex: a part with no bone in or around it is not one
+        min_bone = config.min_body_ml * 250 / config.spacing_mm ** 3
+        bodies = [b for b in bodies if np.count_nonzero(maps.bone & ndi.binary_dilation(b)) >= min_bone]
     centres = [maps.grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in np.argwhere(b).mean(axis=0)[::-1]])
                for b in bodies]
     centres.sort(key=lambda c: -c[2])   # LPS z is superior: the top vertebra first
@@ -369,17 +378,22 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
     progress(0.97, "writing the probability map")
     probability_image = _on_ct_grid(maps, ct)
     components = fracture_components(maps, config)
+    for component in components:   # which assessed vertebra each group of fracture voxels belongs to
+        distances = [float(np.linalg.norm(np.array(component["centroid_lps"]) - f.centroid_lps)) for f in findings]
+        nearest = int(np.argmin(distances))
+        component["level"] = findings[nearest].level if distances[nearest] <= COMPONENT_REACH_MM else None
     fractured = [f.level for f in findings if f.call == "fractured"]
+    elsewhere = [c for c in components if c["level"] is None]
     patient = {
-        "call": "fractured" if fractured or components else "normal",
+        "call": "fractured" if fractured or elsewhere else "normal",
         "fractured_levels": fractured,
         "classifier_call": "fractured" if components else "normal",
         "max_vertebra_probability": max((p for p in probabilities if p is not None), default=None),
         "fracture_components": components,
         "vertebrae_assessed": sum(f.call != "not assessed" for f in findings),
         "level_source": source,
-        "note": "" if fractured or not components else
-                "the classifier found fracture voxels away from every assessed vertebra: look at the map",
+        "note": f"{len(elsewhere)} group(s) of fracture voxels lie away from every assessed vertebra: "
+                "look at the probability map" if elsewhere else "",
     }
     return FractureResult(probability_image, findings, patient, source, maps,
                           {"classifier": 0.0 if reused else round(maps.seconds, 2),
