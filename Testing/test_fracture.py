@@ -183,3 +183,17 @@ def test_centroids_from_a_slicer_point_list_a_csv_and_bad_files(tmp_path):
     with pytest.raises(SpineAnalysisError, match="centroid file"):
         read_centroids(tmp_path / "bad.json", ct)
 
+
+
+def test_a_thin_tail_on_a_segmented_body_no_longer_sets_its_posterior_height(tmp_path):
+    from spine_analysis.ct.body_labels import without_tails
+
+    ct = _iso_phantom()
+    body = _middle_body(ct)
+    tailed = body.copy()
+    z, y, x = np.nonzero(body)
+    tailed[z.min() + 8: z.min() + 12, y.max():y.max() + 15, x.mean().astype(int) - 2: x.mean().astype(int) + 3] = True
+    assert _heights(tailed, ct).posterior_mm < 15                  # the stub is what gets measured
+    cleaned = without_tails(tailed, 4)
+    assert _heights(cleaned, ct).posterior_mm == pytest.approx(_heights(body, ct).posterior_mm, abs=1.5)
+    assert (cleaned & ~body).sum() < 0.1 * (tailed & ~body).sum()     # the tail is gone but for its root

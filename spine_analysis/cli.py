@@ -604,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=0, metavar="K",
                    help="then train K more models, each without every K-th scan (held-out evaluation with "
                         "benchmarks/fracture_detection.py); fold models go to MODEL_DIR/folds/ (default 0: none)")
-    p.add_argument("--epochs", type=int, default=24, help="epochs (default 24)")
+    p.add_argument("--epochs", type=int, default=40, help="epochs (default 40)")
     p.add_argument("--batches", type=int, default=50, help="batches of two crops per epoch (default 50)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")

@@ -35,7 +35,7 @@ from .body_labels import body_from_vertebra, without_tails
 from .fracture_model.config import FractureConfig
 from .genant import GenantResult, genant_grade, vertebral_heights
 from .levels import VERSE_LEVEL_NAMES
-from .patches import OUTSIDE_HU, contains_point, patch_grid, sample_patch
+from .patches import OUTSIDE_HU, contains_point, patch_grid, reaches_edge, sample_patch
 from .vertebral_body import MIN_BONE_HU, check_ct_volume, segment_vertebral_body
 
 Progress = Callable[[float, str], None]
@@ -43,6 +43,11 @@ Progress = Callable[[float, str], None]
 NEIGHBOUR_MM = 50.0
 #: A group of fracture voxels this close to an assessed vertebra's centroid belongs to it (mm).
 COMPONENT_REACH_MM = 25.0
+#: Tails thinner than a ball of this share of the body's height (within these radii, mm) are cut off
+#: a segmented body before its heights are measured (``body_labels.without_tails``): a fixed 3 mm
+#: left pedicle stubs on lumbar bodies, 5 mm shrank the small upper thoracic ones (model card).
+TAIL_FRACTION = 0.2
+TAIL_RADIUS_MM = (2, 5)
 #: Side of the 1 mm grid a label-map vertebra is measured on (x, y, z).
 LABEL_PATCH_XYZ = (112, 112, 96)
 #: The columns of ``vertebrae.csv``, in order.
@@ -221,13 +226,15 @@ def fracture_components(maps: ProbabilityMaps, config: FractureConfig) -> list[d
     return sorted(found, key=lambda c: -c["volume_ml"])
 
 
-def _body_mask_from_labels(label_map: sitk.Image, value: int, centroid: np.ndarray) -> sitk.Image | None:
+def _body_mask_from_labels(ct: sitk.Image, label_map: sitk.Image, value: int, centroid: np.ndarray) -> sitk.Image | None:
     """The body of label ``value`` (a whole vertebra, or a body alone) on a 1 mm grid at the centroid."""
     grid = patch_grid(centroid, LABEL_PATCH_XYZ, 1.0)
     vertebra = sample_patch(label_map, grid, labels=True) == value
     body = body_from_vertebra(vertebra)
     if body is None:
         return None
+    if reaches_edge(body, grid, ct) or reaches_edge(body, grid, label_map):
+        raise SpineAnalysisError("the body is cut by the edge of the scan")
     image = sitk.GetImageFromArray(body.astype(np.uint8))
     image.CopyInformation(grid)
     return image
@@ -239,9 +246,13 @@ def _body_mask_from_network(ct: sitk.Image, centroid: np.ndarray, body_model) ->
     image = sitk.GetImageFromArray(body.astype(np.float32))
     image.CopyInformation(ct)
     grid = patch_grid(centroid, LABEL_PATCH_XYZ, 1.0)
-    cleaned = without_tails(sample_patch(image, grid, outside=0.0) > 0.5)
+    raw = sample_patch(image, grid, outside=0.0) > 0.5
+    height = np.count_nonzero(raw.any(axis=(1, 2)))
+    cleaned = without_tails(raw, int(np.clip(round(height * TAIL_FRACTION), *TAIL_RADIUS_MM)))
     if not cleaned.any():
         raise SpineAnalysisError("the vertebral body found is too thin to measure")
+    if reaches_edge(cleaned, grid, ct):
+        raise SpineAnalysisError("the body is cut by the edge of the scan")
     mask = sitk.GetImageFromArray(cleaned.astype(np.uint8))
     mask.CopyInformation(grid)
     return mask
@@ -254,7 +265,7 @@ def _heights(ct, centroids, label_map, label_values, body_model, progress: Progr
         progress(0.75 + 0.2 * k / max(1, len(centroids)), f"measuring {centroid.level}")
         try:
             if label_map is not None and label_values[k]:
-                mask = _body_mask_from_labels(label_map, label_values[k], centroid.lps)
+                mask = _body_mask_from_labels(ct, label_map, label_values[k], centroid.lps)
                 if mask is None:
                     raise SpineAnalysisError("its label holds no clear vertebral body")
             else:

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage as ndi
 
 from ..errors import SpineAnalysisError
 
@@ -79,3 +80,12 @@ def patch_to_scan(values: np.ndarray, grid: sitk.Image, scan: sitk.Image, thresh
     on_region = sitk.Resample(source, region, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     full[low[2]:high[2], low[1]:high[1], low[0]:high[0]] = sitk.GetArrayViewFromImage(on_region) > threshold
     return full
+
+
+def reaches_edge(mask: np.ndarray, grid: sitk.Image, scan: sitk.Image, margin_vox: int = 2) -> bool:
+    """Whether ``mask`` ((z, y, x) on ``grid``) comes within ``margin_vox`` voxels of the edge of
+    ``scan``'s volume: a vertebra there may be cut, its label or its heights incomplete."""
+    ones = sitk.Image(scan.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(scan)
+    covered = sample_patch(ones, grid, labels=True) > 0
+    return bool(np.any(mask & ~ndi.binary_erosion(covered, iterations=margin_vox)))

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage as ndi
 
 from ...errors import SpineAnalysisError
 from ...io.ct import read_ct
 from ..body_labels import body_from_vertebra, centrum_from_body
 from ..levels import VERSE_LEVEL_NAMES
-from ..patches import patch_grid
+from ..patches import patch_grid, reaches_edge
 
 #: Side of the 1 mm grid each vertebra's labels are kept on (x, y, z voxels).
 LABEL_GRID_XYZ = (112, 112, 96)
@@ -56,12 +55,6 @@ class Scan:
     name: str
     ct: sitk.Image
     vertebrae: list[VertebraLabels] = field(default_factory=list)
-
-
-def _cut_by_edge(body: np.ndarray, labels: sitk.Image, grid: sitk.Image) -> bool:
-    """Whether the body reaches within 2 mm of the scan's edge (its label may be cut there)."""
-    covered = _on_grid(sitk.Image(labels.GetSize(), sitk.sitkUInt8) + 1, grid, labels)
-    return bool(np.any(body & ~ndi.binary_erosion(covered, iterations=2)))
 
 
 def _on_grid(mask: sitk.Image, grid: sitk.Image, geometry: sitk.Image | None = None) -> np.ndarray:
@@ -107,7 +100,7 @@ def _labelled_vertebrae(labels: sitk.Image, wanted: dict[int, str], kind: str,
         if body is None or centrum.sum() < 1000:
             skipped.append(f"{name} {level}: no trustworthy body in its label")
             continue
-        cut = _cut_by_edge(body, labels, grid)
+        cut = reaches_edge(body, grid, labels)
         if cut and not keep_cut:
             skipped.append(f"{name} {level}: its body is cut by the scan's edge")
             continue

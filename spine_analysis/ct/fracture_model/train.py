@@ -45,7 +45,7 @@ NEIGHBOUR_REACH_MM = 90.0
 class TrainSettings:
     """Optimisation, simulation and augmentation settings (network shapes live in ``FractureConfig``)."""
 
-    epochs: int = 24
+    epochs: int = 40
     batches_per_epoch: int = 50
     batch_size: int = 2
     crop_xyz: tuple[int, int, int] = (72, 72, 88)
