@@ -26,7 +26,7 @@ from slicer import (
 )
 
 from SpineCommonLib import dependencies, tables, volumes
-from SpineCommonLib.jobs import EngineProcess, JobCancelled, JobFailed
+from SpineCommonLib.jobs import JobCancelled, JobFailed, WarmEngineRunner
 from SpineCommonLib.module import describeModule
 from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 from SpineAnalysisLib import centra, seeds
@@ -313,7 +313,7 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 #
 
 
-class SpineAnalysisLogic(ScriptedLoadableModuleLogic):
+class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
     """Vertebral bodies on CT; usable without the GUI:
 
         logic = slicer.util.getModuleLogic("SpineAnalysis")
@@ -339,9 +339,7 @@ class SpineAnalysisLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.activeJob = None
-        self._jobCleanup = None
-        self._engine = None
+        self.initJobs()
         self._pulled = {}  # volume node ID -> (modification key, SimpleITK image)
 
     def getParameterNode(self):
@@ -514,63 +512,6 @@ class SpineAnalysisLogic(ScriptedLoadableModuleLogic):
             pulled[node.GetID()] = cached if cached and cached[0] == key else (key, pull(node))
         self._pulled = pulled
         return pulled[ctVolume.GetID()][1], (pulled[labelsNode.GetID()][1] if labelsNode else None)
-
-    def _engineProcess(self):
-        """The engine process, started on first use and kept for the next job (its models stay loaded)."""
-        if self._engine is None or self._engine.proc.poll() is not None:
-            self._engine = EngineProcess()
-        return self._engine
-
-    def _run(self, job, finish, completedCallback, cleanup=None):
-        """Run `job`: blocking (returns finish(result)) when `completedCallback` is None, else in the background
-        (returns the job; `completedCallback(finish(result) or None, error or None)` follows on the main thread).
-        `cleanup` runs when the job has ended, whatever the outcome."""
-        self.activeJob, self._jobCleanup = job, cleanup
-        if completedCallback is None:
-            try:
-                return finish(job.run())
-            finally:
-                self._endJob()
-
-        def onJobEnded(result, error):
-            value = None
-            try:
-                if error is None:
-                    value = finish(result)
-            except Exception as exc:
-                error = exc
-            finally:
-                self._endJob()
-            completedCallback(value, error)
-
-        try:
-            job.start(onJobEnded)
-        except Exception:
-            self._endJob()
-            raise
-        return job
-
-    def _endJob(self):
-        cleanup = self._jobCleanup
-        self.activeJob = self._jobCleanup = None
-        if cleanup:
-            cleanup()
-
-    def cancel(self, notify=True):
-        """Stop the running job; its completed callback gets a JobCancelled (unless not `notify`)."""
-        if self.activeJob is None:
-            return
-        self.activeJob.cancel(notify=notify)
-        self._engine = None  # killed with the job; the next job starts a new one
-        if not notify:
-            self._endJob()
-
-    def shutdown(self):
-        """Stop any job and let the engine process exit (the module is being unloaded)."""
-        self.cancel(notify=False)
-        if self._engine is not None:
-            self._engine.closeInput()
-            self._engine = None
 
     # ------------------------------------------------------------------ metrics of existing labels
 

@@ -26,7 +26,7 @@ from slicer import (
 )
 
 from SpineCommonLib import dependencies, volumes
-from SpineCommonLib.jobs import EngineJob, EngineProcess, JobCancelled, JobFailed
+from SpineCommonLib.jobs import EngineJob, JobCancelled, JobFailed, WarmEngineRunner
 from SpineCommonLib.module import describeModule
 from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 from SpineFractureLib import findings, outputs
@@ -306,7 +306,7 @@ class SpineFractureWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 #
 
 
-class SpineFractureLogic(ScriptedLoadableModuleLogic):
+class SpineFractureLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
     """Fracture detection on CT; usable without the GUI:
 
         logic = slicer.util.getModuleLogic("SpineFracture")
@@ -329,9 +329,7 @@ class SpineFractureLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.activeJob = None
-        self._jobCleanup = None
-        self._engine = None
+        self.initJobs()
         self._ctFile = None  # (key, folder, path) of the CT written for the engine
 
     def getParameterNode(self):
@@ -511,6 +509,10 @@ class SpineFractureLogic(ScriptedLoadableModuleLogic):
         self._ctFile = (key, folder, path)
         return path
 
+    def _onShutdown(self):
+        """Delete the CT file kept for the engine."""
+        self._removeCtFile()
+
     def _removeCtFile(self):
         if self._ctFile:
             shutil.rmtree(self._ctFile[1], ignore_errors=True)
@@ -551,64 +553,6 @@ class SpineFractureLogic(ScriptedLoadableModuleLogic):
                                  "right-click the node) or remove it, then try again.")
 
     # ------------------------------------------------------------------ jobs
-
-    def _engineProcess(self):
-        """The engine process, started on first use and kept for the next job (its models and map stay loaded)."""
-        if self._engine is None or self._engine.proc.poll() is not None:
-            self._engine = EngineProcess()
-        return self._engine
-
-    def _run(self, job, finish, completedCallback, cleanup=None):
-        """Run `job`: blocking (returns finish(result)) when `completedCallback` is None, else in the background
-        (returns the job; `completedCallback(finish(result) or None, error or None)` follows on the main thread).
-        `cleanup` runs when the job has ended, whatever the outcome."""
-        self.activeJob, self._jobCleanup = job, cleanup
-        if completedCallback is None:
-            try:
-                return finish(job.run())
-            finally:
-                self._endJob()
-
-        def onJobEnded(result, error):
-            value = None
-            try:
-                if error is None:
-                    value = finish(result)
-            except Exception as exc:
-                error = exc
-            finally:
-                self._endJob()
-            completedCallback(value, error)
-
-        try:
-            job.start(onJobEnded)
-        except Exception:
-            self._endJob()
-            raise
-        return job
-
-    def _endJob(self):
-        cleanup = self._jobCleanup
-        self.activeJob = self._jobCleanup = None
-        if cleanup:
-            cleanup()
-
-    def cancel(self, notify=True):
-        """Stop the running job; its completed callback gets a JobCancelled (unless not `notify`)."""
-        if self.activeJob is None:
-            return
-        self.activeJob.cancel(notify=notify)
-        self._engine = None  # killed with the job; the next job starts a new one
-        if not notify:
-            self._endJob()
-
-    def shutdown(self):
-        """Stop any job, let the engine process exit and delete the CT file (the module is being unloaded)."""
-        self.cancel(notify=False)
-        if self._engine is not None:
-            self._engine.closeInput()
-            self._engine = None
-        self._removeCtFile()
 
 
 #

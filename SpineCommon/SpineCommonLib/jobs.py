@@ -287,3 +287,78 @@ class EngineJob:
         if self.tempDir:
             shutil.rmtree(self.tempDir, ignore_errors=True)
             self.tempDir = None
+
+
+class WarmEngineRunner:
+    """What a module logic needs to run EngineJobs one at a time on an engine process it keeps warm.
+
+    Mixed into a ScriptedLoadableModuleLogic: call `initJobs()` in `__init__`; `activeJob` is the job
+    running (None when idle); `_run` runs a job blocking or in the background; `cancel` and `shutdown`
+    stop it. `_onShutdown()` is the hook for a logic's own clean-up when the module is unloaded.
+    """
+
+    def initJobs(self):
+        self.activeJob = None
+        self._jobCleanup = None
+        self._engine = None
+
+    def _engineProcess(self):
+        """The engine process, started on first use and kept for the next job (its models stay loaded)."""
+        if self._engine is None or self._engine.proc.poll() is not None:
+            self._engine = EngineProcess()
+        return self._engine
+
+    def _run(self, job, finish, completedCallback, cleanup=None):
+        """Run `job`: blocking (returns finish(result)) when `completedCallback` is None, else in the background
+        (returns the job; `completedCallback(finish(result) or None, error or None)` follows on the main thread).
+        `cleanup` runs when the job has ended, whatever the outcome."""
+        self.activeJob, self._jobCleanup = job, cleanup
+        if completedCallback is None:
+            try:
+                return finish(job.run())
+            finally:
+                self._endJob()
+
+        def onJobEnded(result, error):
+            value = None
+            try:
+                if error is None:
+                    value = finish(result)
+            except Exception as exc:
+                error = exc
+            finally:
+                self._endJob()
+            completedCallback(value, error)
+
+        try:
+            job.start(onJobEnded)
+        except Exception:
+            self._endJob()
+            raise
+        return job
+
+    def _endJob(self):
+        cleanup = self._jobCleanup
+        self.activeJob = self._jobCleanup = None
+        if cleanup:
+            cleanup()
+
+    def cancel(self, notify=True):
+        """Stop the running job; its completed callback gets a JobCancelled (unless not `notify`)."""
+        if self.activeJob is None:
+            return
+        self.activeJob.cancel(notify=notify)
+        self._engine = None  # killed with the job; the next job starts a new one
+        if not notify:
+            self._endJob()
+
+    def shutdown(self):
+        """Stop any job and let the engine process exit (the module is being unloaded)."""
+        self.cancel(notify=False)
+        if self._engine is not None:
+            self._engine.closeInput()
+            self._engine = None
+        self._onShutdown()
+
+    def _onShutdown(self):
+        """A logic's own clean-up at unload (nothing by default)."""
