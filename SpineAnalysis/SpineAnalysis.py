@@ -339,7 +339,7 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.initJobs()
+        self.initJobs("Spine Analysis")
         self._pulled = {}  # volume node ID -> (modification key, SimpleITK image)
 
     def getParameterNode(self):
@@ -484,18 +484,6 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         return self._run(job, finish, completedCallback)
 
     # ------------------------------------------------------------------ jobs
-
-    def _checkIdle(self):
-        if self.activeJob is not None:
-            raise RuntimeError("Another Spine Analysis job is running: wait for it to end or cancel it.")
-
-    @staticmethod
-    def _checkUntransformed(*nodes):
-        """The CT, label map and segmentation must share one frame: a transformed node is refused, not resampled."""
-        for node in nodes:
-            if node is not None and node.GetParentTransformNode():
-                raise ValueError(f"'{node.GetName()}' is under a transform. Harden the transform (Data module, "
-                                 "right-click the node) or remove it, then try again.")
 
     def _pulledImages(self, ctVolume, labelsNode=None):
         """(CT, label map or None) as SimpleITK images, pulled again only when a volume changed: a CT takes

@@ -329,7 +329,7 @@ class SpineFractureLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.initJobs()
+        self.initJobs("Spine Fracture")
         self._ctFile = None  # (key, folder, path) of the CT written for the engine
 
     def getParameterNode(self):
@@ -539,18 +539,6 @@ class SpineFractureLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         remapped.CopyInformation(image)
         notes = [f"Left out (no level in the name): {', '.join(unnamed)}."] if unnamed else []
         return remapped, notes
-
-    def _checkIdle(self):
-        if self.activeJob is not None:
-            raise RuntimeError("Another Spine Fracture job is running: wait for it to end or cancel it.")
-
-    @staticmethod
-    def _checkUntransformed(*nodes):
-        """The CT, centroids and labels must share one frame: a transformed node is refused, not resampled."""
-        for node in nodes:
-            if node is not None and node.GetParentTransformNode():
-                raise ValueError(f"'{node.GetName()}' is under a transform. Harden the transform (Data module, "
-                                 "right-click the node) or remove it, then try again.")
 
     # ------------------------------------------------------------------ jobs
 

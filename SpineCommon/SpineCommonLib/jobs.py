@@ -292,15 +292,29 @@ class EngineJob:
 class WarmEngineRunner:
     """What a module logic needs to run EngineJobs one at a time on an engine process it keeps warm.
 
-    Mixed into a ScriptedLoadableModuleLogic: call `initJobs()` in `__init__`; `activeJob` is the job
+    Mixed into a ScriptedLoadableModuleLogic: call `initJobs(title)` in `__init__`; `activeJob` is the job
     running (None when idle); `_run` runs a job blocking or in the background; `cancel` and `shutdown`
     stop it. `_onShutdown()` is the hook for a logic's own clean-up when the module is unloaded.
     """
 
-    def initJobs(self):
+    def initJobs(self, title):
+        """`title` (the module's name) goes into the message refusing a second job."""
+        self.jobTitle = title
         self.activeJob = None
         self._jobCleanup = None
         self._engine = None
+
+    def _checkIdle(self):
+        if self.activeJob is not None:
+            raise RuntimeError(f"Another {self.jobTitle} job is running: wait for it to end or cancel it.")
+
+    @staticmethod
+    def _checkUntransformed(*nodes):
+        """Inputs must share one frame: a transformed node is refused, not resampled."""
+        for node in nodes:
+            if node is not None and node.GetParentTransformNode():
+                raise ValueError(f"'{node.GetName()}' is under a transform. Harden the transform (Data module, "
+                                 "right-click the node) or remove it, then try again.")
 
     def _engineProcess(self):
         """The engine process, started on first use and kept for the next job (its models stay loaded)."""

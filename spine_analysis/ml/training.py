@@ -112,3 +112,21 @@ class TrainingLoop:
         torch.set_rng_state(state["torch_rng"])
         self.log(f"resuming from {self.checkpoint_file}: phase {state['phase']}, {state['epoch']} epochs done")
         return state
+
+
+def sampled_batches(loop: TrainingLoop, items: Sequence, make_sample: Callable, batch_size: int, batches: int,
+                    loss_fn: Callable) -> Callable[[], Iterator[torch.Tensor]]:
+    """A ``Phase``'s ``batch_losses`` for networks trained on random samples of ``items``.
+
+    Each of the ``batches`` batches draws ``batch_size`` items with the loop's generator (so a resumed
+    run continues the same stream), makes each an (input, target) pair of arrays with
+    ``make_sample(item, rng)``, and yields ``loss_fn`` of the loop's model on them (targets get a
+    channel axis, as MONAI's losses expect)."""
+    def epoch() -> Iterator[torch.Tensor]:
+        for _ in range(batches):
+            picks = loop.rng.integers(len(items), size=batch_size)
+            samples = [make_sample(items[i], loop.rng) for i in picks]
+            inputs = torch.from_numpy(np.stack([s[0] for s in samples]))
+            targets = torch.from_numpy(np.stack([s[1] for s in samples]))[:, None]
+            yield loss_fn(loop.model(inputs), targets)
+    return epoch

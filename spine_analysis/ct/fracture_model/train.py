@@ -16,17 +16,15 @@ The loop itself (seeding, schedule, checkpoint per epoch, resume) is ``spine_ana
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 from monai.losses import DiceCELoss
 
-from ...ml.training import Phase, TrainingLoop
+from ...ml.training import Phase, TrainingLoop, sampled_batches
 from ..augment import coarsen_z, random_rotation
 from ..deformity import SHAPES, Deformity, compress
 from ..patches import OUTSIDE_HU, patch_grid, sample_patch
@@ -140,14 +138,8 @@ def train_fracture(cases: list[GradedScan], out, settings: TrainSettings, config
     loop = TrainingLoop(lambda: FractureNet(config), fingerprint, settings.seed, settings.learning_rate,
                         settings.final_lr_fraction, out / "checkpoint.pt", log)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
-
-    def batches() -> Iterator[torch.Tensor]:
-        for _ in range(settings.batches_per_epoch):
-            picks = loop.rng.integers(len(vertebrae), size=settings.batch_size)
-            samples = [training_sample(*vertebrae[i], loop.rng, config, settings) for i in picks]
-            inputs = torch.from_numpy(np.stack([s[0] for s in samples]))
-            targets = torch.from_numpy(np.stack([s[1] for s in samples]))[:, None]
-            yield loss_fn(loop.model(inputs), targets)
+    batches = sampled_batches(loop, vertebrae, lambda item, rng: training_sample(*item, rng, config, settings),
+                              settings.batch_size, settings.batches_per_epoch, loss_fn)
 
     started = time.perf_counter()
     history = loop.run([Phase("fracture", loop.model, settings.epochs, batches)])
