@@ -162,14 +162,7 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
             self.ui.progressBar.setRange(0, 100)
             self.ui.progressBar.value = int(round(100 * (done + fraction) / total))
         if message:
-            self.ui.statusLabel.text = message if len(message) <= 120 else message[:117] + "..."
-
-    def reportError(self, message, error) -> None:
-        """One line for the user (the engine's message); a traceback only in the log, and only for a bug."""
-        if not isinstance(error, (JobFailed, ValueError, dependencies.DependencyError)):
-            logging.error(f"SpineAnalysis: {message}", exc_info=error)
-        self.ui.statusLabel.text = _("Failed.")
-        slicer.util.errorDisplay(f"{message}\n\n{error}")
+            self.showStatus(message)
 
     def onCancelButton(self) -> None:
         self._queue = []

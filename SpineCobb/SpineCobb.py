@@ -194,7 +194,7 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             self.ui.progressBar.setRange(0, 100)
             self.ui.progressBar.value = int(round(100 * fraction))
         if message:
-            self.ui.statusLabel.text = message if len(message) <= 120 else message[:117] + "..."
+            self.showStatus(message)
 
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the landmark detection."), waitCursor=True):

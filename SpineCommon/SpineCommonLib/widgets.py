@@ -3,9 +3,12 @@
 Each module widget keeps only its own parts: which .ui and logic it uses, its buttons, and
 `onParameterNodeModified`, which decides what Apply (and the rest of the GUI) shows.
 """
+import logging
+
 import vtk
 
 import slicer
+from slicer.i18n import tr as _
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
@@ -64,6 +67,20 @@ class ParameterNodeWidgetMixin:
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
+
+    def showStatus(self, message) -> None:
+        """`message` in the module's status line (`ui.statusLabel`), cut to fit."""
+        self.ui.statusLabel.text = message if len(message) <= 120 else message[:117] + "..."
+
+    def reportError(self, message, error) -> None:
+        """One line for the user (the engine's message); a traceback only in the log, and only for a bug."""
+        from SpineCommonLib.dependencies import DependencyError
+        from SpineCommonLib.jobs import JobFailed
+
+        if not isinstance(error, (JobFailed, ValueError, DependencyError)):
+            logging.error(f"{self.moduleName}: {message}", exc_info=error)
+        self.ui.statusLabel.text = _("Failed.")
+        slicer.util.errorDisplay(f"{message}\n\n{error}")
 
     def initializeParameterNode(self) -> None:
         """Use the module's parameter node; an empty input defaults to the first scalar (non-label) volume."""
