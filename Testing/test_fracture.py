@@ -197,3 +197,15 @@ def test_a_thin_tail_on_a_segmented_body_no_longer_sets_its_posterior_height(tmp
     cleaned = without_tails(tailed, 4)
     assert _heights(cleaned, ct).posterior_mm == pytest.approx(_heights(body, ct).posterior_mm, abs=1.5)
     assert (cleaned & ~body).sum() < 0.1 * (tailed & ~body).sum()     # the tail is gone but for its root
+
+
+def test_vertebrae_cut_by_the_scans_edge_are_told_apart_from_whole_ones():
+    from spine_analysis.ct.fracture import _cut_by_edge
+    from spine_analysis.ct.patches import sample_patch
+
+    ct = phantom_ct(spacing=(1.0, 1.0, 1.0), size=(70, 60, 80), noise_hu=0.0)   # z from -39.5 to 39.5 mm:
+    grid = ct_grid(ct, 1.0)                                                       # the top and bottom bodies are cut
+    body = (sample_patch(phantom_labels(ct), grid, labels=True) > 0).astype(np.float32)
+    maps = ProbabilityMaps(grid, body, np.zeros_like(body), 0.0)
+    centroids = [Centroid(name, np.array([0.0, 0.0, z])) for name, z in (("L2", 30.0), ("L3", 0.0), ("L4", -30.0))]
+    assert _cut_by_edge(maps, ct, centroids, FractureConfig()) == [True, False, True]

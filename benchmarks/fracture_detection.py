@@ -2,11 +2,13 @@
 
     python benchmarks/fracture_detection.py --folds MODEL/folds [--data DIR] [--json FILE]
     python benchmarks/fracture_detection.py --speed [--model MODEL]
+    python benchmarks/fracture_detection.py --folds MODEL/folds --fold fold1 --json fold1.json   (side by side)
+    python benchmarks/fracture_detection.py --summarise fold1.json fold2.json
 
 Accuracy (``--folds``: a ``train-fracture --folds K`` output's ``folds/`` folder; each fold's
 ``held_out.json`` names the scans its model never saw). For every labelled vertebra of a held-out
-scan (not cut by the scan's edge), a 1 mm crop of 128 x 128 x 160 mm around it is cut from the CT
-and assessed as a patient four times: as it is (normal), and with that vertebra squeezed into a
+scan (not cut by the scan's edge), a 1 mm crop of up to 128 x 128 x 160 mm around it (within the
+scan's volume) is cut from the CT and assessed as a patient four times: as it is (normal), and with that vertebra squeezed into a
 simulated fracture (``spine_analysis.ct.deformity``) of mild (22 %), moderate (32 %) and severe
 (47 %) height loss, the shape turning through wedge, biconcave and crush from one vertebra to the
 next. The labelled vertebrae in each crop are assessed at their body centres (``--centroid-noise``
@@ -45,7 +47,7 @@ from spine_analysis.ct.deformity import SHAPES, Deformity, compress
 from spine_analysis.ct.fracture import Centroid, detect_fractures
 from spine_analysis.ct.fracture_model.data import GradedScan, load_graded_scans
 from spine_analysis.ct.fracture_model.weights_io import load_model
-from spine_analysis.ct.patches import patch_grid, sample_patch
+from spine_analysis.ct.patches import coverage, patch_grid, sample_patch
 from spine_analysis.datasets import ct_dir
 from spine_analysis.errors import SpineAnalysisError
 
@@ -54,8 +56,8 @@ GRADES = {"mild": 0.22, "moderate": 0.32, "severe": 0.47}
 
 
 def _crop(case: GradedScan, index: int, loss: float | None, shape: str) -> tuple[sitk.Image, list[Centroid], str]:
-    """A 1 mm CT crop around vertebra ``index`` (squeezed by ``loss`` if given), the centroids of
-    the uncut vertebrae inside it, and the level of the squeezed one."""
+    """A 1 mm CT crop around vertebra ``index`` (squeezed by ``loss`` if given), within the scan's own
+    volume, the centroids of the uncut vertebrae 8 mm or more inside it, and the level of the squeezed one."""
     vertebra = case.scan.vertebrae[index]
     grid = patch_grid(vertebra.centre_lps, CROP_XYZ, 1.0)
     hu = sample_patch(case.scan.ct, grid)
@@ -65,9 +67,17 @@ def _crop(case: GradedScan, index: int, loss: float | None, shape: str) -> tuple
         hu, _ = compress(hu, body, Deformity(shape, loss))
     ct = sitk.GetImageFromArray(hu.astype(np.float32))
     ct.CopyInformation(grid)
-    half = (np.array(CROP_XYZ) - 1) / 2
+    covered = coverage(case.scan.ct, grid)   # (z, y, x): keep the planes the scan fills
+    ranges = []
+    for axis in (2, 1, 0):                   # x, y, z
+        profile = covered.mean(axis=tuple(a for a in range(3) if a != axis))
+        kept = np.flatnonzero(profile >= 0.98 * profile.max())
+        ranges.append((int(kept[0]), int(kept[-1]) + 1))
+    ct = sitk.RegionOfInterest(ct, [b - a for a, b in ranges], [a for a, _ in ranges])
+    low = np.array(ct.GetOrigin()) + 8
+    high = np.array(ct.TransformIndexToPhysicalPoint([n - 1 for n in ct.GetSize()])) - 8
     centroids = [Centroid(v.level, v.centre_lps) for v in case.scan.vertebrae
-                 if not v.cut_by_edge and np.all(np.abs(v.centre_lps - vertebra.centre_lps) <= half - 8)]
+                 if not v.cut_by_edge and np.all(v.centre_lps >= low) and np.all(v.centre_lps <= high)]
     return ct, centroids, vertebra.level
 
 
@@ -82,14 +92,16 @@ def _rate(flags) -> str:
     return f"{np.mean(flags):.2f} ({sum(flags)}/{len(flags)})" if flags else "-"
 
 
-def evaluate_folds(folds: Path, data: Path, grades, noise_mm: float, seed: int, log=print) -> dict:
-    """Every held-out vertebra's crops, assessed by the fold model that never saw its scan."""
+def evaluate_folds(folds: Path, data: Path, grades, noise_mm: float, seed: int, only: str | None = None,
+                   log=print) -> dict:
+    """Every held-out vertebra's crops, assessed by the fold model that never saw its scan (``only``:
+    that fold's alone)."""
     rng = np.random.default_rng(seed)
     cases = {c.scan.name: c for c in load_graded_scans(data, grades, log=lambda line: None)}
     body_model = load_body_model()[0]
     vertebra_rows, patient_rows = [], []
     shape_turn = 0
-    for fold in sorted(p for p in folds.iterdir() if (p / "held_out.json").is_file()):
+    for fold in sorted(p for p in folds.iterdir() if (p / "held_out.json").is_file() and only in (None, p.name)):
         model = load_model(fold)[0]
         for name in json.loads((fold / "held_out.json").read_text())["held_out_scans"]:
             case = cases[name]
@@ -210,6 +222,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ct_dir(), help="ct-spine folder (default $SPINE_CT_DIR)")
     parser.add_argument("--grades", default=None, help="grades JSON (default: the one in the data folder, if any)")
     parser.add_argument("--folds", type=Path, help="a train-fracture --folds output's folds/ folder")
+    parser.add_argument("--fold", help="evaluate this fold only (e.g. fold1), to run folds side by side")
+    parser.add_argument("--summarise", type=Path, nargs="+", metavar="JSON",
+                        help="print the figures of --json files written by earlier runs, pooled")
     parser.add_argument("--centroid-noise", type=float, default=0.0, metavar="MM")
     parser.add_argument("--json", type=Path, help="also write every row as JSON")
     parser.add_argument("--speed", action="store_true", help="time a 512 x 512 x 300 CT")
@@ -222,8 +237,11 @@ def main() -> int:
         return 2
     grades = args.grades or next(iter(sorted((args.data / "fracture-grades").glob("*.json"))), None)
     print("Few real scans, all of normal vertebrae; the fractures are simulated: indicative figures only.")
+    if args.summarise:
+        pooled = [json.loads(path.read_text()) for path in args.summarise]
+        print("\n".join(summarise({key: sum((r[key] for r in pooled), []) for key in ("vertebrae", "patients")})))
     if args.folds:
-        results = evaluate_folds(args.folds, args.data, grades, args.centroid_noise, args.seed)
+        results = evaluate_folds(args.folds, args.data, grades, args.centroid_noise, args.seed, args.fold)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
         print("\n".join(summarise(results)))

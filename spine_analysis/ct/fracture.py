@@ -35,7 +35,7 @@ from .body_labels import body_from_vertebra, without_tails
 from .fracture_model.config import FractureConfig
 from .genant import GenantResult, genant_grade, vertebral_heights
 from .levels import VERSE_LEVEL_NAMES
-from .patches import OUTSIDE_HU, contains_point, patch_grid, reaches_edge, sample_patch
+from .patches import OUTSIDE_HU, contains_point, coverage, patch_grid, reaches_edge, sample_patch
 from .vertebral_body import MIN_BONE_HU, check_ct_volume, segment_vertebral_body
 
 Progress = Callable[[float, str], None]
@@ -291,6 +291,21 @@ def _grades(centroids: Sequence[Centroid], measured: list) -> list[GenantResult 
     return grades
 
 
+def _cut_by_edge(maps: ProbabilityMaps, ct: sitk.Image, centroids: Sequence[Centroid],
+                 config: FractureConfig) -> list[bool]:
+    """Per centroid, whether the classifier's body voxels in a box around it (``edge_box_mm``: about
+    one body, not its neighbours) come within 2 mm of the edge of the scan."""
+    near_edge = ~ndi.binary_erosion(coverage(ct, maps.grid), iterations=2) & (maps.body > config.body_probability)
+    half = np.round(np.array(config.edge_box_mm) / config.spacing_mm).astype(int)[::-1]
+    cut = []
+    for centroid in centroids:
+        centre = np.round(maps.grid.TransformPhysicalPointToContinuousIndex([float(v) for v in centroid.lps]))
+        low = np.maximum(centre[::-1].astype(int) - half, 0)
+        high = np.minimum(centre[::-1].astype(int) + half + 1, near_edge.shape)
+        cut.append(bool(np.all(high > low) and near_edge[tuple(slice(a, b) for a, b in zip(low, high))].any()))
+    return cut
+
+
 def _call(probability: float | None, grade: GenantResult | None, config: FractureConfig) -> tuple[str, str, bool | None]:
     """(call, which opinion drove it, whether the two opinions agree)."""
     classifier = None if probability is None else probability >= config.fracture_threshold
@@ -382,8 +397,11 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
     measured = _heights(ct, centroids, label_map, label_values or [0] * len(centroids), body_model, progress)
     grades = _grades(centroids, measured)
     findings = []
-    for centroid, probability, grade, (_heights_mm, note) in zip(centroids, probabilities, grades, measured):
+    cut = _cut_by_edge(maps, ct, centroids, config)
+    for centroid, probability, grade, (_heights_mm, note), is_cut in zip(centroids, probabilities, grades, measured, cut):
         call, basis, agree = _call(probability, grade, config)
+        if is_cut:   # the classifier is unreliable on a part of a body (the paper's edge-vertebra errors)
+            call, basis, agree = "not assessed", "its body is cut by the edge of the scan", None
         findings.append(VertebraFinding(centroid.level, np.asarray(centroid.lps, float), probability, grade,
                                         call, basis, agree, note))
     progress(0.97, "writing the probability map")
@@ -399,7 +417,8 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
         "call": "fractured" if fractured or elsewhere else "normal",
         "fractured_levels": fractured,
         "classifier_call": "fractured" if components else "normal",
-        "max_vertebra_probability": max((p for p in probabilities if p is not None), default=None),
+        "max_vertebra_probability": max((f.probability for f in findings
+                                         if f.probability is not None and f.call != "not assessed"), default=None),
         "fracture_components": components,
         "vertebrae_assessed": sum(f.call != "not assessed" for f in findings),
         "level_source": source,

@@ -85,7 +85,11 @@ def patch_to_scan(values: np.ndarray, grid: sitk.Image, scan: sitk.Image, thresh
 def reaches_edge(mask: np.ndarray, grid: sitk.Image, scan: sitk.Image, margin_vox: int = 2) -> bool:
     """Whether ``mask`` ((z, y, x) on ``grid``) comes within ``margin_vox`` voxels of the edge of
     ``scan``'s volume: a vertebra there may be cut, its label or its heights incomplete."""
+    return bool(np.any(mask & ~ndi.binary_erosion(coverage(scan, grid), iterations=margin_vox)))
+
+
+def coverage(scan: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    """Which voxels of ``grid`` ((z, y, x) booleans) lie inside ``scan``'s volume."""
     ones = sitk.Image(scan.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(scan)
-    covered = sample_patch(ones, grid, labels=True) > 0
-    return bool(np.any(mask & ~ndi.binary_erosion(covered, iterations=margin_vox)))
+    return sample_patch(ones, grid, labels=True) > 0

@@ -26,4 +26,6 @@ class FractureConfig(BundleConfig):
     component_min_ml: float = 2.0        # ... in connected groups at least this large
     min_body_ml: float = 4.0             # found vertebrae (no centroids given): smaller parts are noise
     max_body_height_mm: float = 45.0     # ... and a taller part is two bodies joined across a disc
+    edge_box_mm: tuple[float, float, float] = (20.0, 20.0, 15.0)   # body voxels this near a centroid
+    #   (x, y, z half-sides) reaching the scan's edge: that vertebra is cut, not assessed
     genant_call_grade: int = 2           # a morphometric grade at or above this calls a vertebra fractured
