@@ -167,6 +167,9 @@ def summarise(results: dict) -> list[str]:
     auc = _auc([r["max_probability"] or 0.0 for r in positives], [r["max_probability"] or 0.0 for r in normal])
     lines.append(f"per patient: {len(positives)} crops with a moderate/severe fracture vs {len(normal)} unmodified; "
                  + (f"AUC {auc:.3f}" if auc is not None else "no AUC"))
+    called = {(r["fold"], r["scan"], r["crop"]) for r in vertebrae if r["call"] == "fractured"}
+    for r in patients:   # the patient call as detect_fractures makes it now: a vertebra called fractured
+        r["call"] = "fractured" if (r["fold"], r["scan"], r["crop"]) in called else "normal"
     for key, label in (("call", "with centroids"), ("call_without_centroids", "without centroids")):
         lines.append(f"  call {label:<18} sensitivity {_rate(r[key] == 'fractured' for r in positives)}, "
                      f"specificity {_rate(r[key] == 'normal' for r in normal)}")
