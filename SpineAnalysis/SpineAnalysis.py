@@ -149,13 +149,6 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 
     # ------------------------------------------------------------------ running
 
-    def setRunning(self, running) -> None:
-        self.ui.progressBar.visible = running
-        self.ui.cancelButton.visible = running
-        if running:
-            self.ui.progressBar.setRange(0, 0)  # busy until the engine reports progress
-        self.onParameterNodeModified()
-
     def onProgress(self, fraction, message) -> None:
         done, total = self._progress
         if fraction is not None:

@@ -68,6 +68,14 @@ class ParameterNodeWidgetMixin:
         if self.parent.isEntered:
             self.initializeParameterNode()
 
+    def setRunning(self, running) -> None:
+        """Show the progress bar (busy until the engine reports progress) and Cancel while a job runs."""
+        self.ui.progressBar.visible = running
+        self.ui.cancelButton.visible = running
+        if running:
+            self.ui.progressBar.setRange(0, 0)
+        self.onParameterNodeModified()
+
     def showStatus(self, message) -> None:
         """`message` in the module's status line (`ui.statusLabel`), cut to fit."""
         self.ui.statusLabel.text = message if len(message) <= 120 else message[:117] + "..."
