@@ -17,7 +17,7 @@ TRUTH = np.array([[12.0, 18.0, 30.0],
                   [5.0, 0.0, 0.0]])
 SMAPE = 100 * (4 / 120 + 0 + 1) / 3
 # Per angle, the mean over images of |p - t| / (p + t), 0/0 = 0:
-#   PT:   2/22, 0, 5/5      MT: 2/38, 0, 0/0      TL/L: 0/60, 0, 6/6
+#   angle 1: 2/22, 0, 5/5      angle 2: 2/38, 0, 0/0      angle 3: 0/60, 0, 6/6
 SMAPE_PER_ANGLE = (100 * (2 / 22 + 0 + 1) / 3, 100 * (2 / 38) / 3, 100 * (0 + 0 + 1) / 3)
 MAE = ((2 + 0 + 5) / 3, (2 + 0 + 0) / 3, (0 + 0 + 6) / 3)
 # All nine absolute errors: 2, 2, 0, 0, 0, 0, 5, 0, 6 -> sorted 0,0,0,0,0,2,2,5,6 -> median 0.
@@ -109,14 +109,18 @@ def test_to_dict_and_lines():
     d = result.to_dict()
     assert d["images"] == 3
     assert d["smape_percent"] == pytest.approx(round(SMAPE, 3))
-    assert list(d["smape_percent_per_angle"]) == list(AASCE_NAMES)
-    assert d["smape_percent_per_angle"]["PT"] == pytest.approx(round(SMAPE_PER_ANGLE[0], 3))
-    assert d["mean_abs_error_deg"]["TL/L"] == pytest.approx(2.0)
+    assert list(d["smape_percent_per_angle"]) == list(AASCE_NAMES) == ["angle 1 (largest)", "angle 2", "angle 3"]
+    assert d["smape_percent_per_angle"]["angle 1 (largest)"] == pytest.approx(round(SMAPE_PER_ANGLE[0], 3))
+    assert d["mean_abs_error_deg"]["angle 3"] == pytest.approx(2.0)
     assert d["share_images_max_error_within_5deg"] == pytest.approx(round(SHARE_5, 4))
     assert d["landmark_nmse"] == pytest.approx(0.02)
     lines = result.lines()
     assert lines[0] == "images: 3"
-    assert lines[1].startswith(f"SMAPE: {SMAPE:.2f} %")
+    assert lines[1] == (f"SMAPE: {SMAPE:.2f} % (per angles.csv column: angle 1 (largest) {SMAPE_PER_ANGLE[0]:.2f}, "
+                        f"angle 2 {SMAPE_PER_ANGLE[1]:.2f}, angle 3 {SMAPE_PER_ANGLE[2]:.2f})")
+    assert lines[2].startswith("mean absolute error: angle 1 (largest) 2.33°, angle 2 0.67°, angle 3 2.00°")
+    # The clinical curve names are not used for the AASCE columns.
+    assert not any(name in line for line in lines for name in ("PT", "MT", "TL/L"))
     assert any(line.startswith("landmark NMSE:") for line in lines)
     assert not any("NMSE" in line for line in evaluate_angles(PRED, TRUTH).lines())
 

@@ -61,6 +61,9 @@ def test_make_report_holds_result_and_flags(case, report):
     summary = report.summary()
     assert summary.startswith("case 1.png: T1–L5")
     assert "MT" in summary and "35.0°" in summary
+    assert ("  AASCE challenge rule (angles.csv order): angle 1 (largest) 35.0°, angle 2 10.0°, angle 3 25.0°"
+            in summary.splitlines())
+    assert "AASCE PT" not in summary and "AASCE MT" not in summary
 
 
 def test_make_report_options(case):
@@ -102,7 +105,9 @@ def test_write_report_files_all_five_parse(tmp_path, case, report):
         assert np.asarray(got["lower_endplate_px"]).shape == (2, 2)
     assert data["largest_cobb_deg"] == pytest.approx(35.0, abs=0.01)
     assert data["overall_severity"] == "moderate"
-    assert data["aasce_angles_deg"] == pytest.approx({"PT": 35.0, "MT": 10.0, "TL/L": 25.0}, abs=0.01)
+    assert data["aasce_angles_deg"] == pytest.approx(
+        {"angle 1 (largest)": 35.0, "angle 2": 10.0, "angle 3": 25.0}, abs=0.01)
+    assert "not the clinical" in data["aasce_angles_note"]
     assert data["quality_flags"] == []
 
     with open(out / "report.csv", newline="", encoding="utf-8") as f:
@@ -110,8 +115,9 @@ def test_write_report_files_all_five_parse(tmp_path, case, report):
     assert rows[0] == ["curve", "region", "angle_deg", "upper_end_vertebra", "lower_end_vertebra",
                        "apex", "convexity", "severity"]
     assert rows[1][:5] == ["MT", "main thoracic", "35.00", "T5", "T12"]
-    assert [r[0] for r in rows[1:]] == ["MT", "TL/L", "PT", "AASCE PT", "AASCE MT", "AASCE TL/L"]
-    assert float(rows[4][2]) == pytest.approx(35.0, abs=0.01)
+    assert [r[0] for r in rows[1:]] == ["MT", "TL/L", "PT",
+                                        "AASCE angle 1 (largest)", "AASCE angle 2", "AASCE angle 3"]
+    assert [float(r[2]) for r in rows[4:]] == pytest.approx([35.0, 10.0, 25.0], abs=0.01)
 
     for name in ("landmarks.csv", "landmarks.json"):
         back = read_landmarks(out / name)

@@ -10,10 +10,12 @@ import numpy as np
 
 from .landmarks import SpineLandmarks, vertebra_midlines
 
-#: Column names of AASCE ``angles.csv``. The organisers' tool writes the largest (main) angle
-#: first, then the one above it, then the one below or beside it; the challenge calls the three
-#: columns PT, MT and TL/L, and we keep its order and names so files compare one-to-one.
-AASCE_NAMES = ("PT", "MT", "TL/L")
+#: Names shown for the three columns of AASCE ``angles.csv``, in that file's column order. The
+#: organisers' tool writes the largest (main) angle first, then the two angles its rule finds
+#: beside it. The challenge labels the columns PT, MT and TL/L, but they are not the proximal
+#: thoracic, main thoracic and thoracolumbar/lumbar curves (the clinical curves, which the
+#: reports print beside them, carry those names), so reports and ``evaluate`` number them instead.
+AASCE_NAMES = ("angle 1 (largest)", "angle 2", "angle 3")
 
 
 def _pairwise_angles(vectors: np.ndarray) -> np.ndarray:
@@ -189,8 +191,9 @@ class CobbResult:
             "overall_severity": self.overall_severity,
             "aasce_angles_deg": (dict(zip(AASCE_NAMES, np.round(self.aasce_angles, 3).tolist()))
                                  if self.aasce_angles is not None else None),
-            "aasce_angles_note": ("the AASCE organisers' rule, in their angles.csv column order and names; "
-                                  "their tool writes the largest angle first"),
+            "aasce_angles_note": ("the AASCE organisers' rule, in their angles.csv column order (their tool "
+                                  "writes the largest angle first); the columns are not the clinical "
+                                  "PT/MT/TL-L curves"),
             "convexity_convention": CONVENTION,
             "patient_right_on_image_left": self.patient_right_on_image_left,
             "end_vertebra_rule": END_VERTEBRA_RULE,

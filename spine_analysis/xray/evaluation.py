@@ -4,6 +4,10 @@ SMAPE follows the AASCE challenge: per image, the summed absolute error of the t
 over the summed angles, averaged over images, in percent. Landmark error is the normalised
 mean squared error of Wang et al. (Eq. 13): coordinates divided by the image width (x) or
 height (y), squared distance per landmark, averaged over the 68 landmarks and the images.
+
+Per-angle figures are named "angle 1 (largest)", "angle 2", "angle 3" (``cobb.AASCE_NAMES``)
+and follow the column order of ``angles.csv``; the challenge's own labels for those columns
+(PT, MT, TL/L) are not used because the columns are not those clinical curves.
 """
 from __future__ import annotations
 
@@ -47,6 +51,8 @@ def landmark_nmse(pred_rows: np.ndarray, truth_rows: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class AngleEvaluation:
+    """Accuracy figures; the per-angle tuples are in ``angles.csv`` column order (``AASCE_NAMES``)."""
+
     images: int
     smape: float
     smape_per_angle: tuple[float, float, float]
@@ -67,7 +73,7 @@ class AngleEvaluation:
         per = ", ".join(f"{n} {v:.2f}" for n, v in zip(AASCE_NAMES, self.smape_per_angle))
         mae = ", ".join(f"{n} {v:.2f}°" for n, v in zip(AASCE_NAMES, self.mae_deg))
         out = [f"images: {self.images}",
-               f"SMAPE: {self.smape:.2f} % (per angle: {per})",
+               f"SMAPE: {self.smape:.2f} % (per angles.csv column: {per})",
                f"mean absolute error: {mae}; median over all angles {self.median_abs_error_deg:.2f}°",
                f"images whose largest angle error is <= 5°: {100 * self.share_within_5deg:.1f} %"]
         if self.landmark_nmse is not None:

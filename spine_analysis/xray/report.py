@@ -25,7 +25,11 @@ OUTPUT_FILES = ("report.json", "report.csv", "landmarks.csv", "landmarks.json", 
 
 @dataclass
 class CobbReport:
-    """What a clinician reads: curves, AASCE angles, provenance, timings and quality flags."""
+    """What a clinician reads: curves, AASCE angles, provenance, timings and quality flags.
+
+    The three AASCE angles are named "AASCE angle 1 (largest)", "AASCE angle 2" and "AASCE
+    angle 3" (``cobb.AASCE_NAMES``) and follow the column order of the challenge's
+    ``angles.csv``; they are not the clinical PT/MT/TL-L curves listed above them."""
 
     source: str
     image_size: tuple[int, int]                   # (width, height) pixels
@@ -66,8 +70,8 @@ class CobbReport:
             lines.append(f"  {c.name:<7} {c.angle_deg:5.1f}°  {c.upper_end}–{c.lower_end}, apex {c.apex}, "
                          f"convex to the patient's {c.convexity}, {c.severity}")
         if self.result.aasce_angles is not None:
-            lines.append("  AASCE challenge angles (angles.csv columns: the largest first): " + ", ".join(
-                f"{a:.1f}°" for a in self.result.aasce_angles))
+            lines.append("  AASCE challenge rule (angles.csv order): " + ", ".join(
+                f"{n} {a:.1f}°" for n, a in zip(AASCE_NAMES, self.result.aasce_angles)))
         for f in self.flags:
             lines.append(f"  check: {f.message}")
         return "\n".join(lines)
