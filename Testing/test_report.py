@@ -66,6 +66,29 @@ def test_make_report_holds_result_and_flags(case, report):
     assert "AASCE PT" not in summary and "AASCE MT" not in summary
 
 
+def test_summary_columns_line_up_with_long_curve_names():
+    """Four curves, two of them thoracolumbar/lumbar, so one is named "TL/L (2)" (8 characters):
+    every column of the curve rows still starts at the same place."""
+    tilts = synthetic.scoliotic_tilts([(2, 6, 12.0), (6, 11, -45.0), (11, 13, 8.0), (13, 16, -22.0)])
+    spine = synthetic.build_spine(tilts, image_size=(900, 2300))
+    rows = make_report(analyse(spine, 2300), "x.png", (900, 2300)).summary().splitlines()[1:5]
+    assert rows == ["  MT        45.0°  T7–T12, apex T10, convex to the patient's right, severe",
+                    "  TL/L      22.0°  L2–L5,  apex L4,  convex to the patient's right, mild",
+                    "  PT        12.0°  T3–T7,  apex T5,  convex to the patient's left,  mild",
+                    "  TL/L (2)   8.0°  T12–L2, apex L1,  convex to the patient's left,  none"]
+    for word in ("°", "apex", "convex"):
+        assert len({row.index(word) for row in rows}) == 1, word
+    assert len({len(row) - len(row.split()[-1]) for row in rows}) == 1          # the severity column
+
+
+def test_summary_without_curves(case):
+    image, landmarks, result, size = case
+    straight = analyse(synthetic.build_spine(np.zeros(17), image_size=size), size[1])
+    lines = make_report(straight, "straight.png", size).summary().splitlines()
+    assert lines[1] == "no curve of 5° or more"
+    assert lines[2] == "  AASCE challenge rule (angles.csv order): angle 1 (largest) 0.0°, angle 2 0.0°, angle 3 0.0°"
+
+
 def test_make_report_options(case):
     image, landmarks, result, size = case
     r = make_report(result, "x.png", [900.0, 2300.0], model="model v1", timings_s={"detection": 1.23456},

@@ -60,15 +60,20 @@ class CobbReport:
         }
 
     def summary(self) -> str:
-        """A few readable lines for the terminal."""
+        """A few readable lines for the terminal; the curve rows line up in columns whatever the
+        lengths of the curve names (e.g. "TL/L (2)"), angles and vertebra names."""
         lines = [f"{self.source}: {self.landmarks.levels[0]}–{self.landmarks.levels[-1]}"]
         if self.note:
             lines.append(self.note)
         if not self.result.curves:
             lines.append("no curve of 5° or more")
-        for c in self.result.curves:
-            lines.append(f"  {c.name:<7} {c.angle_deg:5.1f}°  {c.upper_end}–{c.lower_end}, apex {c.apex}, "
-                         f"convex to the patient's {c.convexity}, {c.severity}")
+        cells = [(c.name, f"{c.angle_deg:.1f}°", f"{c.upper_end}–{c.lower_end},", f"{c.apex},",
+                  f"{c.convexity},", c.severity) for c in self.result.curves]
+        widths = [max(len(row[k]) for row in cells) for k in range(5)] if cells else []
+        for name, angle, ends, apex, convexity, severity in cells:
+            lines.append(f"  {name:<{widths[0]}}  {angle:>{widths[1]}}  {ends:<{widths[2]}} "
+                         f"apex {apex:<{widths[3]}} convex to the patient's {convexity:<{widths[4]}} "
+                         f"{severity}")
         if self.result.aasce_angles is not None:
             lines.append("  AASCE challenge rule (angles.csv order): " + ", ".join(
                 f"{n} {a:.1f}°" for n, a in zip(AASCE_NAMES, self.result.aasce_angles)))
