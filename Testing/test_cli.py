@@ -170,6 +170,23 @@ def test_subcommand_help(tmp_path, command, options):
         assert option in proc.stdout, option
 
 
+def test_angles_help_says_which_inputs_and_the_default_mode(tmp_path):
+    proc = run(tmp_path, "angles", "--help")
+    assert_ok(proc)
+    text = " ".join(proc.stdout.split())                 # argparse wraps lines to the terminal width
+    assert "[--aasce DIR | --landmarks FILE]" in text   # one or the other, in the usage line
+    assert "Give exactly one of --aasce DIR (with --out FILE.csv)" in text
+    assert "or --landmarks FILE (with --image IMAGE)" in text
+    assert "where a region has no curve). Default: aasce." in text
+
+
+def test_angles_refuses_both_inputs(tmp_path):
+    proc = run(tmp_path, "angles", "--aasce", "folder", "--out", "a.csv", "--landmarks", "lm.csv", "--image", "x.png")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("argument --landmarks: not allowed with argument --aasce")
+    assert not (tmp_path / "a.csv").exists()
+
+
 @pytest.mark.parametrize("value, message", [("1.5", "1.5 is not between 0 and 1"), ("half", "'half' is not a number")])
 def test_a_reframe_chance_outside_0_to_1_is_a_usage_error(tmp_path, value, message):
     proc = run(tmp_path, "train-landmarks", "--aasce", tmp_path, "--out", tmp_path / "model", "--reframe", value)
@@ -235,7 +252,7 @@ def test_angles_one_case_json(tmp_path, writer, suffix):
 
 def test_angles_one_case_summary(tmp_path):
     name, landmarks, _, _ = CASES[0]
-    image = save_png(synthetic.render_radiograph(landmarks, SIZE), tmp_path / "x.png")
+    save_png(synthetic.render_radiograph(landmarks, SIZE), tmp_path / "x.png")
     write_landmarks_csv(landmarks, tmp_path / "lm.csv")
     proc = run(tmp_path, "angles", "--landmarks", "lm.csv", "--image", "x.png")
     assert_ok(proc)
@@ -284,6 +301,7 @@ def bad_inputs(tmp_path_factory) -> Path:
     (["--landmarks", "missing row.csv", "--image", "good.png"], ["misses corners"]),
     (["--landmarks", "67 points.json", "--image", "good.png"], ["not a multiple of 4"]),
     (["--landmarks", "good.csv"], ["--landmarks FILE --image IMAGE"]),
+    ([], ["give either --aasce DIR --out FILE, or --landmarks FILE --image IMAGE"]),
     (["--aasce", "no filenames", "--out", "a.csv"], ["no filenames.csv"]),
     (["--aasce", "not a folder", "--out", "a.csv"], ["not found"]),
     (["--aasce", "short labels", "--out", "a.csv"], ["landmarks.csv has 1 rows", "2 images"]),

@@ -468,15 +468,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_cobb)
 
     p = sub.add_parser("angles", help="Cobb angles from landmarks you already have",
-                       description="Compute Cobb angles from corner landmarks: for a whole AASCE-layout "
-                                   "folder (one row of three angles per image, filenames.csv order), "
-                                   "or for one case (landmarks CSV/JSON in pixels plus its image).")
-    p.add_argument("--aasce", metavar="DIR", help="AASCE-layout folder (images/, filenames.csv, landmarks.csv)")
+                       description="Compute Cobb angles from corner landmarks. Give exactly one of "
+                                   "--aasce DIR (with --out FILE.csv): a whole AASCE-layout folder, one "
+                                   "row of three angles per image in filenames.csv order; or --landmarks "
+                                   "FILE (with --image IMAGE): one case (landmarks CSV/JSON in pixels plus "
+                                   "its radiograph), whose report is printed.")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--aasce", metavar="DIR",
+                        help="AASCE-layout folder (images/, filenames.csv, landmarks.csv); needs --out")
+    source.add_argument("--landmarks", metavar="FILE",
+                        help="one case's landmarks (CSV or JSON, pixels); needs --image")
     p.add_argument("--out", metavar="FILE.csv", help="with --aasce: where to write the angles")
-    p.add_argument("--mode", choices=("aasce", "clinical"), default="aasce", help=MODE_HELP)
-    p.add_argument("--landmarks", metavar="FILE", help="one case's landmarks (CSV or JSON, pixels)")
-    p.add_argument("--image", metavar="IMAGE", help="that case's radiograph (for its size and spacing)")
-    p.add_argument("--json", action="store_true", help="print the one-case report as JSON")
+    p.add_argument("--mode", choices=("aasce", "clinical"), default="aasce",
+                   help="with --aasce, the angles written: " + MODE_HELP + ". Default: %(default)s.")
+    p.add_argument("--image", metavar="IMAGE", help="with --landmarks: that case's radiograph (for its size "
+                                                    "and spacing)")
+    p.add_argument("--json", action="store_true", help="with --landmarks: print the report as JSON")
     p.add_argument("--image-right-is-patient-right", action="store_true",
                    help="the patient's right is on the image's right (default: on the image's left)")
     p.set_defaults(func=_cmd_angles)
