@@ -1,6 +1,8 @@
 """Reading a 2D radiograph (PNG, JPEG, TIFF, BMP, DICOM, NRRD, MHA, NIfTI) as bright-bone float32."""
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,14 @@ GREY_RGB_TOLERANCE = 0.02
 #: Suffixes read with SimpleITK, which keeps their physical spacing; other files go to Pillow.
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+#: Largest image read, in pixels, checked from the header before any pixel is decoded. Real
+#: radiographs stay far below (AASCE films ~2 MP, long stitched full-spine films ~40 MP); 120 MP
+#: leaves room for those while bounding the float32 copy at 480 MB, whereas a 20000 x 20000
+#: export would need gigabytes for nothing: the model works at 1024 rows.
+MAX_PIXELS = 120_000_000
+
+#: Guards Pillow's module-wide limit while a read lifts it (see ``_pillow_limit_lifted``).
+_PILLOW_LIMIT = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -51,25 +61,56 @@ def _is_dicom(path: Path) -> bool:
         return f.read(4) == b"DICM"
 
 
+def _check_size(path: Path, cols: int, rows: int) -> None:
+    """Refuse an image over ``MAX_PIXELS`` from its header, before its pixels take memory."""
+    if cols * rows > MAX_PIXELS:
+        raise ImageReadError(f"{path} is too large ({cols} x {rows} px, {cols * rows / 1e6:.0f} megapixels); "
+                             f"at most {MAX_PIXELS / 1e6:.0f} megapixels can be read: save it at a lower resolution")
+
+
+@contextmanager
+def _pillow_limit_lifted():
+    """Pillow's own decompression-bomb check (a warning from 89 MP, an error from 179 MP) off
+    while we open and decode, so that ``MAX_PIXELS`` decides, in words a user can act on."""
+    with _PILLOW_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _largest_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """In float32: no wrap-around of unsigned channels, and no float64 copy."""
+    difference = np.subtract(a, b, dtype=np.float32)
+    return float(np.abs(difference, out=difference).max())
+
+
 def _grey_from_channels(pixels: np.ndarray, path: Path) -> np.ndarray:
-    """Luminance of a (rows, cols, channels) image whose colour channels agree, else refuse."""
+    """Luminance (float32) of a (rows, cols, channels) image whose colour channels agree, else refuse.
+
+    Channel by channel in float32: a float64 copy of every channel took gigabytes on large images."""
     channels = pixels.shape[2]
     if channels in (1, 2):  # grey, or grey + alpha
         return pixels[..., 0]
     if channels not in (3, 4):
         raise ImageReadError(f"{path} has {channels} channels per pixel; a grayscale radiograph is expected")
-    rgb = pixels[..., :3].astype(np.float64)
+    rgb = pixels[..., :3]
     value_range = np.iinfo(pixels.dtype).max if pixels.dtype.kind in "ui" else max(float(np.ptp(rgb)), 1e-12)
-    spread = max(np.abs(rgb[..., 0] - rgb[..., 1]).max(), np.abs(rgb[..., 1] - rgb[..., 2]).max())
+    spread = max(_largest_difference(rgb[..., 0], rgb[..., 1]), _largest_difference(rgb[..., 1], rgb[..., 2]))
     if spread > GREY_RGB_TOLERANCE * value_range:
         raise ImageReadError(f"{path} is a colour image; a grayscale radiograph is expected")
-    return rgb @ np.array([0.299, 0.587, 0.114])
+    grey = np.zeros(rgb.shape[:2], np.float32)
+    for channel, weight in enumerate((0.299, 0.587, 0.114)):
+        grey += np.multiply(rgb[..., channel], weight, dtype=np.float32)
+    return grey
 
 
 def _read_pillow(path: Path) -> tuple[np.ndarray, None, str]:
     """PNG, JPEG, TIFF, BMP: no spacing, as their DPI describes printing, not the detector."""
     try:
-        with Image.open(path) as img:
+        with _pillow_limit_lifted(), Image.open(path) as img:
+            _check_size(path, *img.size)
             if img.mode in ("1", "L", "I", "F") or img.mode.startswith("I;16"):
                 return np.asarray(img), None, "MONOCHROME2"
             if img.mode not in ("LA", "RGB", "RGBA"):
@@ -82,19 +123,26 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, None, str]:
 
 
 def _read_sitk_2d(path: Path) -> tuple[np.ndarray, tuple[float, float], str]:
-    """A 2D image, or a single-slice 3D one as Slicer saves radiographs."""
+    """A 2D image, or a single-slice 3D one as Slicer saves radiographs: refused from the header
+    (a volume, too many pixels) before its voxels are read."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
     except RuntimeError as exc:
         raise ImageReadError(f"{path} is not a readable image ({sitk_reason(exc)})") from None
-    size = image.GetSize()
-    if image.GetDimension() == 3:
-        if size[2] > 1:
-            raise ImageReadError(
-                f"{path} looks like a CT/3D volume ({size[2]} slices); a single radiograph is expected")
+    size, dimension = reader.GetSize(), reader.GetDimension()
+    if dimension == 3 and size[2] > 1:
+        raise ImageReadError(f"{path} looks like a CT/3D volume ({size[2]} slices); a single radiograph is expected")
+    if dimension not in (2, 3):
+        raise ImageReadError(f"{path} has {dimension} dimensions; a 2D radiograph is expected")
+    _check_size(path, size[0], size[1])
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise ImageReadError(f"{path} is not a readable image ({sitk_reason(exc)})") from None
+    if dimension == 3:
         image = image[:, :, 0]
-    elif image.GetDimension() != 2:
-        raise ImageReadError(f"{path} has {image.GetDimension()} dimensions; a 2D radiograph is expected")
     pixels = sitk.GetArrayFromImage(image)
     photometric = "MONOCHROME2"
     if image.GetNumberOfComponentsPerPixel() > 1:
@@ -107,7 +155,7 @@ def _read_sitk_2d(path: Path) -> tuple[np.ndarray, tuple[float, float], str]:
 def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str]:
     """A single-frame CR/DX file, as modality values with MONOCHROME1 inverted."""
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(path, defer_size="1 MB")   # the pixel data is read only once its size is checked
     except (InvalidDicomError, OSError, ValueError) as exc:
         raise ImageReadError(f"{path} is not a readable DICOM file ({exc})") from None
     if "PixelData" not in ds:
@@ -115,6 +163,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise ImageReadError(
             f"{path} looks like a CT/3D volume ({ds.NumberOfFrames} frames); a single radiograph is expected")
+    _check_size(path, int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0))
     try:
         pixels = ds.pixel_array
     except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:  # e.g. compression
@@ -123,7 +172,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str
     if pixels.ndim == 3:
         pixels = _grey_from_channels(pixels, path)
     else:
-        pixels = apply_modality_lut(pixels, ds).astype(np.float64)
+        pixels = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
         if photometric == "MONOCHROME1":
             pixels = pixels.max() + pixels.min() - pixels
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
@@ -153,9 +202,10 @@ def read_xray(path) -> XRay:
         raise ImageReadError(f"{path} is too small ({cols} x {rows} px) to hold a spine; "
                              f"at least {MIN_SIDE_PX} px per side is expected")
     pixels = np.asarray(pixels, dtype=np.float32)
-    if not np.all(np.isfinite(pixels)):
+    low, high = pixels.min(), pixels.max()   # NaN or infinity in any pixel shows in one of them
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise ImageReadError(f"{path} contains NaN or infinite pixel values")
-    if pixels.min() == pixels.max():
+    if low == high:
         raise ImageReadError(f"{path} is empty (every pixel is {pixels.flat[0]:g})")
     return XRay(pixels, spacing_mm, str(path), photometric)
 

@@ -1,0 +1,84 @@
+"""Radiographs of any size: a stated pixel limit checked before decoding, no Pillow bomb
+warnings, a working image whose cost follows the working size, and overlays of a sensible size."""
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from spine_analysis.errors import ImageReadError
+from spine_analysis.io import xray as xray_io
+from spine_analysis.io.xray import MAX_PIXELS, read_xray
+
+
+def header_only_png(path, width: int, height: int) -> None:
+    """A 1-bit PNG whose header announces ``width`` x ``height`` but whose data is a few bytes:
+    decoding it would fail, so a refusal naming its size shows that nothing was decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+                     + chunk(b"IEND", b""))
+
+
+def radiograph(rows=300, cols=200) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (rows, cols)).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- reading: the pixel limit
+
+@pytest.mark.filterwarnings("error")
+def test_an_image_over_the_limit_is_refused_from_its_header_in_one_line(tmp_path):
+    header_only_png(tmp_path / "huge.png", 20000, 20000)   # 400 MP: Pillow alone would raise its bomb error
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageReadError) as refused:
+        read_xray(tmp_path / "huge.png")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message == (f"{tmp_path / 'huge.png'} is too large (20000 x 20000 px, 400 megapixels); "
+                       f"at most {MAX_PIXELS / 1e6:.0f} megapixels can be read: save it at a lower resolution")
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit   # lifted only while reading
+
+
+def test_the_limit_is_far_above_real_radiographs():
+    assert 100e6 <= MAX_PIXELS <= 150e6   # stitched full-spine films reach ~40 MP
+
+
+@pytest.mark.filterwarnings("error")
+def test_pillow_bomb_limit_does_not_speak_for_images_within_ours(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)   # as if the radiograph were over Pillow's 89 MP
+    Image.fromarray(radiograph()).save(tmp_path / "a.png")
+    assert read_xray(tmp_path / "a.png").pixels.shape == (300, 200)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+
+
+def test_every_reader_checks_the_limit_before_decoding(tmp_path, monkeypatch):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    monkeypatch.setattr(xray_io, "MAX_PIXELS", 200 * 300 - 1)
+    Image.fromarray(radiograph()).save(tmp_path / "a.tif")
+    sitk.WriteImage(sitk.GetImageFromArray(radiograph()), str(tmp_path / "a.nrrd"))
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = FileDataset(str(tmp_path / "a.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 300, 200, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = b"\0\0" * 10   # far too short: decoding it would fail with another message
+    ds.save_as(tmp_path / "a.dcm", enforce_file_format=True)
+    for name in ("a.tif", "a.nrrd", "a.dcm"):
+        with pytest.raises(ImageReadError, match=rf"{name} is too large \(200 x 300 px, 0 megapixels\)"):
+            read_xray(tmp_path / name)
+
+
+def test_grey_saved_as_16_bit_colour_is_read_in_float32(tmp_path):
+    grey = (radiograph().astype(np.uint16) * 200)
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([grey] * 3, axis=-1), isVector=True), str(tmp_path / "rgb.nrrd"))
+    xray = read_xray(tmp_path / "rgb.nrrd")
+    assert xray.photometric == "RGB" and xray.pixels.dtype == np.float32
+    np.testing.assert_allclose(xray.pixels, grey, rtol=1e-6)
