@@ -11,6 +11,7 @@ from PIL import Image
 from spine_analysis.errors import ImageReadError
 from spine_analysis.io import xray as xray_io
 from spine_analysis.io.xray import MAX_PIXELS, read_xray
+from spine_analysis.xray.landmark_model.weights_io import SHIPPED_DIR
 
 
 def header_only_png(path, width: int, height: int) -> None:
@@ -82,3 +83,77 @@ def test_grey_saved_as_16_bit_colour_is_read_in_float32(tmp_path):
     xray = read_xray(tmp_path / "rgb.nrrd")
     assert xray.photometric == "RGB" and xray.pixels.dtype == np.float32
     np.testing.assert_allclose(xray.pixels, grey, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- preprocessing: block mean first
+
+def working_image_before_block_reduction(pixels, config):
+    """``to_working_image`` as it was before large images were reduced by blocks first."""
+    from skimage.exposure import equalize_adapthist
+    from skimage.transform import resize
+
+    pixels = np.asarray(pixels, dtype=np.float32)
+    lo, hi = np.percentile(pixels, config.window_percentiles)
+    scaled = np.clip((pixels - lo) / (hi - lo), 0.0, 1.0)
+    scale = config.working_height / float(pixels.shape[0])
+    width = max(1, int(round(pixels.shape[1] * scale)))
+    small = resize(scaled, (config.working_height, width), order=1, anti_aliasing=scale < 1, preserve_range=True)
+    return equalize_adapthist(small, clip_limit=config.clahe_clip_limit).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    from spine_analysis.xray.synthetic import example_case
+
+    return example_case()
+
+
+def test_radiographs_up_to_twice_the_working_height_give_the_same_working_image(synthetic):
+    from spine_analysis.xray.landmark_model.config import LandmarkConfig
+    from spine_analysis.xray.landmark_model.preprocess import to_working_image, working_scale
+
+    config = LandmarkConfig()
+    image = synthetic[0]
+    for rows in (image.shape[0], 2 * config.working_height):   # the AASCE range, and its upper end
+        pixels = np.resize(image, (rows, image.shape[1]))
+        np.testing.assert_array_equal(to_working_image(pixels, config),
+                                      working_image_before_block_reduction(pixels, config))
+        assert working_scale(pixels.shape, config.working_height) == config.working_height / rows
+
+
+def test_a_large_radiograph_is_reduced_by_whole_blocks_and_keeps_its_geometry(synthetic):
+    """Five-fold pixel repetition (plus rows and columns left over) reduces back to the original:
+    same working image, and working pixels map to the same places of the picture."""
+    from spine_analysis.xray.landmark_model.config import LandmarkConfig
+    from spine_analysis.xray.landmark_model.preprocess import block_factor, to_working_image, working_scale
+
+    config = LandmarkConfig()
+    image = synthetic[0]
+    big = np.pad(np.repeat(np.repeat(image, 5, axis=0), 5, axis=1), ((0, 3), (0, 4)), mode="edge")
+    assert block_factor(big.shape[0], config.working_height) == 5
+    difference = np.abs(to_working_image(big, config) - to_working_image(image, config))
+    assert difference.mean() < 1e-5 and difference.max() < 0.02   # rounding moves a few pixels one CLAHE bin
+    assert working_scale(big.shape, config.working_height) == pytest.approx(
+        working_scale(image.shape, config.working_height) / 5, rel=1e-12)
+
+
+def upscaled(image: np.ndarray, factor: int) -> np.ndarray:
+    """Bicubic, so the large image is smoother than a block copy and not exactly reducible."""
+    rows, cols = image.shape
+    return np.asarray(Image.fromarray(image.astype(np.float32), mode="F").resize(
+        (factor * cols, factor * rows), Image.Resampling.BICUBIC))
+
+
+@pytest.mark.skipif(not (SHIPPED_DIR / "landmarks.pt").exists(), reason="no shipped weights in this checkout")
+def test_a_four_times_upscaled_radiograph_gives_the_same_angles(synthetic):
+    from spine_analysis.xray.cobb import aasce_angles
+    from spine_analysis.xray.landmark_model.detector import LandmarkDetector
+
+    image = synthetic[0]
+    detector = LandmarkDetector.load()
+    big = upscaled(image, 4)
+    original = detector.detect(image).landmarks
+    large = detector.detect(big).landmarks
+    np.testing.assert_allclose(aasce_angles(large, big.shape[0]), aasce_angles(original, image.shape[0]), atol=3.0)
+    spacing = np.median(np.linalg.norm(np.diff(original.centres, axis=0), axis=1))
+    assert np.abs(large.centres / 4 - original.centres).max() < 0.1 * spacing   # same places, not just angles
