@@ -278,6 +278,8 @@ def bad_inputs(tmp_path_factory) -> Path:
     level, corner, x, y = lines[5].split(",")
     (root / "nan.csv").write_text("\n".join(lines[:5] + [f"{level},{corner},nan,{y}"] + lines[6:]) + "\n")
     (root / "missing row.csv").write_text("\n".join(lines[:10] + lines[11:]) + "\n")
+    (root / "extra column.csv").write_text("\n".join(lines[:7] + [lines[7] + ",1"] + lines[8:]) + "\n")
+    (root / "twice.csv").write_text("\n".join(lines[:29] + [lines[25]] + lines[30:]) + "\n")   # T7 sup.-left again
     points = landmarks.points.reshape(-1, 2).tolist()
     (root / "67 points.json").write_text(json.dumps({"points": points[:-1]}))
     no_names = make_aasce_folder(root / "no filenames")
@@ -299,6 +301,9 @@ def bad_inputs(tmp_path_factory) -> Path:
     (["--landmarks", "good.csv", "--image", "volume.nrrd"], ["volume.nrrd", "5 slices"]),
     (["--landmarks", "nan.csv", "--image", "good.png"], ["NaN"]),
     (["--landmarks", "missing row.csv", "--image", "good.png"], ["misses corners"]),
+    (["--landmarks", "extra column.csv", "--image", "good.png"],
+     ["extra column.csv line 8 has 5 columns, expected 4 (level,corner,x_px,y_px)"]),
+    (["--landmarks", "twice.csv", "--image", "good.png"], ["T7 superior-left is given twice (lines 26 and 30)"]),
     (["--landmarks", "67 points.json", "--image", "good.png"], ["not a multiple of 4"]),
     (["--landmarks", "good.csv"], ["--landmarks FILE --image IMAGE"]),
     ([], ["give either --aasce DIR --out FILE, or --landmarks FILE --image IMAGE"]),

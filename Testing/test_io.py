@@ -307,6 +307,64 @@ def test_landmarks_csv_rows_in_any_order_but_complete(tmp_path):
         read_landmarks(tmp_path / "gap.csv")
 
 
+def _lm_lines(tmp_path) -> list[str]:
+    """Our landmark CSV of ``spine()`` (T3-T7) as lines: line 1 the header, line k + 2 the k-th corner."""
+    write_landmarks_csv(spine(), tmp_path / "lm.csv")
+    return (tmp_path / "lm.csv").read_text().splitlines()
+
+
+def _read(tmp_path, lines, name="edited.csv"):
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+    return read_landmarks(tmp_path / name)
+
+
+def test_landmarks_csv_row_with_an_extra_or_missing_column_names_its_line(tmp_path):
+    lines = _lm_lines(tmp_path)
+    extra = lines[:6] + [lines[6] + ",1"] + lines[7:]                 # the 6th corner, on line 7
+    with pytest.raises(LandmarkError, match=r"line 7 has 5 columns, expected 4 \(level,corner,x_px,y_px\)$"):
+        _read(tmp_path, extra)
+    with pytest.raises(LandmarkError, match="line 2 has 5 columns, expected 4"):
+        _read(tmp_path, [lines[0]] + [f"{i},{line}" for i, line in enumerate(lines[1:])])  # an unnamed index
+    short = lines[:3] + [lines[3].rsplit(",", 1)[0]] + lines[4:]
+    with pytest.raises(LandmarkError, match="line 4 has 3 columns, expected 4"):
+        _read(tmp_path, short)
+    # Blank lines are skipped but counted: the message names the line a text editor shows.
+    with pytest.raises(LandmarkError, match="line 9 has 5 columns"):
+        _read(tmp_path, lines[:2] + ["", " "] + lines[2:6] + [lines[6] + ",1"] + lines[7:])
+
+
+def test_landmarks_csv_extra_named_columns_are_ignored(tmp_path):
+    lines = _lm_lines(tmp_path)
+    back = _read(tmp_path, ["note," + lines[0]] + [f"row {i}," + line for i, line in enumerate(lines[1:])])
+    np.testing.assert_allclose(back.points, spine().points, atol=1e-3)
+    assert back.first_level == "T3"
+
+
+def test_landmarks_csv_corner_given_twice_names_both_lines(tmp_path):
+    lines = _lm_lines(tmp_path)
+    # Line 12 is the 11th corner: T5 (the third level) inferior-left. Repeated as line 22.
+    assert lines[11].startswith("T5,inferior-left,")
+    with pytest.raises(LandmarkError, match=r"T5 inferior-left is given twice \(lines 12 and 22\)$"):
+        _read(tmp_path, lines + [lines[11]])
+    # A duplicate in place of another row (T7 inferior-right, line 21) is the duplicate, not a missing corner.
+    with pytest.raises(LandmarkError, match=r"T5 inferior-left is given twice \(lines 12 and 21\)$"):
+        _read(tmp_path, lines[:20] + [lines[11]])
+    # The same corner under its image name counts too.
+    x, y = lines[1].split(",")[2:]
+    with pytest.raises(LandmarkError, match=r"T3 superior-left is given twice \(lines 2 and 22\)$"):
+        _read(tmp_path, lines + [f"T3,top-left,{x},{y}"])
+
+
+def test_landmarks_csv_unknown_level_or_corner(tmp_path):
+    lines = _lm_lines(tmp_path)
+    with pytest.raises(LandmarkError, match=r"line 3: unknown level 'C7' \(expected one of T1–L5\)$"):
+        _read(tmp_path, lines[:2] + ["C7" + lines[2][2:]] + lines[3:])
+    with pytest.raises(LandmarkError, match="line 2: unknown corner 'upper-left' .expected one of superior-left, "):
+        _read(tmp_path, [lines[0], lines[1].replace("superior-left", "upper-left")] + lines[2:])
+    with pytest.raises(LandmarkError, match="line 5: x_px and y_px must be numbers"):
+        _read(tmp_path, lines[:4] + [lines[4].rsplit(",", 1)[0] + ",12 px"] + lines[5:])
+
+
 def test_landmarks_json_round_trip(tmp_path):
     landmarks = spine(first_level="T8")
     write_landmarks_json(landmarks, tmp_path / "lm.json")

@@ -28,21 +28,43 @@ def write_landmarks_json(landmarks: SpineLandmarks, path) -> None:
 
 
 def _landmarks_from_csv(path: Path) -> SpineLandmarks:
-    """Rows may come in any order; every level from the first to the last needs its 4 corners."""
+    """The CSV of ``write_landmarks_csv``: a header naming at least level, corner, x_px and y_px
+    (other named columns are ignored), then one row per corner with as many values as the header
+    has names. Corners are named anatomically (``CORNER_LABELS``) or as seen in the image
+    (``CORNERS``); blank rows are skipped. Rows may come in any order, but each corner only once,
+    and every level from the first to the last needs its 4 corners. Errors name the line."""
     corner_index = {name: i for names in (CORNER_LABELS, CORNERS) for i, name in enumerate(names)}
     with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not set(LANDMARK_CSV_HEADER) <= set(reader.fieldnames):
+        reader = csv.reader(f)
+        header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+        header = [name.strip() for name in header] if header else None
+        if header is None or not set(LANDMARK_CSV_HEADER) <= set(header):
             raise LandmarkError(f"{path} lacks the header {','.join(LANDMARK_CSV_HEADER)}")
-        found = {}
-        for line, row in enumerate(reader, start=2):
-            level, corner = (row["level"] or "").strip(), (row["corner"] or "").strip()
-            if level not in LEVELS or corner not in corner_index:
-                raise LandmarkError(f"{path} line {line}: unknown level or corner {level!r} {corner!r}")
+        column = {name: header.index(name) for name in LANDMARK_CSV_HEADER}
+        found, line_of = {}, {}
+        for row in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise LandmarkError(f"{path} line {line} has {len(row)} columns, expected {len(header)} "
+                                    f"({','.join(header)})")
+            level, corner = row[column["level"]].strip(), row[column["corner"]].strip()
+            if level not in LEVELS:
+                raise LandmarkError(f"{path} line {line}: unknown level {level!r} "
+                                    f"(expected one of {LEVELS[0]}–{LEVELS[-1]})")
+            if corner not in corner_index:
+                raise LandmarkError(f"{path} line {line}: unknown corner {corner!r} "
+                                    f"(expected one of {', '.join(CORNER_LABELS)})")
+            key = LEVELS.index(level), corner_index[corner]
+            if key in found:
+                raise LandmarkError(f"{path}: {level} {CORNER_LABELS[key[1]]} is given twice "
+                                    f"(lines {line_of[key]} and {line})")
             try:
-                found[LEVELS.index(level), corner_index[corner]] = (float(row["x_px"]), float(row["y_px"]))
-            except (TypeError, ValueError):
+                found[key] = (float(row[column["x_px"]]), float(row[column["y_px"]]))
+            except ValueError:
                 raise LandmarkError(f"{path} line {line}: x_px and y_px must be numbers") from None
+            line_of[key] = line
     if not found:
         raise LandmarkError(f"{path} holds no landmarks")
     levels = sorted({level for level, _ in found})
