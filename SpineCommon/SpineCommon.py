@@ -63,9 +63,9 @@ for line in sys.stdin:
     request = json.loads(line)
     print(json.dumps({"status": "progress", "fraction": 0.5, "message": "half way"}), flush=True)
     if request["job"] == "echo":
-        answer = {"status": "done", "result": {"request": request, "imageFound": os.path.isfile(request["image"])}}
+        answer = {"status": "done", "request": request, "imageFound": os.path.isfile(request["image"])}
     else:
-        answer = {"status": "error", "message": "unknown job " + request["job"]}
+        answer = {"status": "error", "message": "unknown job " + request["job"], "code": "unknown_job"}
     print(json.dumps(answer), flush=True)
 """
 
@@ -112,7 +112,7 @@ for line in sys.stdin:
 
         self.assertEqual(parseMessage('{"status": "progress", "fraction": 0.5, "message": "half way"}\n'),
                          {"status": "progress", "fraction": 0.5, "message": "half way"})
-        self.assertEqual(parseMessage('{"status": "done", "result": {}}')["status"], "done")
+        self.assertEqual(parseMessage('{"status": "done", "landmarks": {}}')["status"], "done")
         for noise in ("UserWarning: something", "{not json", '{"fraction": 0.5}', "[1, 2]", ""):
             self.assertIsNone(parseMessage(noise), noise)
         self.delayDisplay("Test passed")
@@ -139,6 +139,7 @@ for line in sys.stdin:
                             process=process, logCallback=logged.append,
                             progressCallback=lambda fraction, message: progress.append((fraction, message)))
             result = job.run()
+            self.assertNotIn("status", result)
             self.assertEqual(result["request"]["job"], "echo")
             self.assertTrue(result["imageFound"])
             self.assertFalse(os.path.exists(result["request"]["image"]))  # the temporary folder is gone
@@ -149,6 +150,7 @@ for line in sys.stdin:
             with self.assertRaises(JobFailed) as raised:
                 EngineJob({"job": "unknown"}, process=process).run()
             self.assertEqual(str(raised.exception), "unknown job unknown")
+            self.assertEqual(raised.exception.code, "unknown_job")
         finally:
             process.closeInput()
 

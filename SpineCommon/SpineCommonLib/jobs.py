@@ -1,14 +1,11 @@
 """Engine jobs in a background process, so that Slicer stays responsive while the engine works.
 
-The contract with the engine (`spine_analysis.jobs`): the process `PythonSlicer -m spine_analysis.jobs` reads
-JSON requests, one per line, on stdin until stdin closes, then exits 0. It answers each request with JSON
-lines on stdout: zero or more {"status": "progress", "fraction": 0.5, "message": "..."}, then exactly one
-{"status": "done", "result": {...}} or {"status": "error", "message": "..."}. Every other output line
-(warnings, library noise, all of stderr) is only logged.
+The engine process `PythonSlicer -m spine_analysis.jobs` reads JSON requests, one per line, on stdin until stdin
+closes, then exits 0; its answers are described (and read) in SpineCommonLib.protocol.
 
 An EngineJob writes its input images into a temporary folder, deleted when the job ends, and sends one
 request. By default it starts its own EngineProcess and closes its input after the request (one-shot);
-an EngineProcess kept warm for several requests can be passed in instead.
+an EngineProcess kept warm for several requests can be passed in instead (WarmEngineRunner).
 """
 import collections
 import json
@@ -23,27 +20,9 @@ import qt
 
 import slicer
 
+from SpineCommonLib.protocol import JobCancelled, JobFailed, failureOf, parseMessage, progressOf, resultOf
+
 ENGINE_MODULE = "spine_analysis.jobs"
-
-
-class JobCancelled(RuntimeError):
-    """The user cancelled the job."""
-
-
-class JobFailed(RuntimeError):
-    """The engine answered with an error, or its process ended without answering."""
-
-
-def parseMessage(line):
-    """The engine message on an output line (a dict with a "status"), or None for any other line."""
-    text = line.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        message = json.loads(text)
-    except ValueError:
-        return None
-    return message if isinstance(message, dict) and isinstance(message.get("status"), str) else None
 
 
 def engineParentFolder():
@@ -148,7 +127,8 @@ class EngineJob:
     Blocking:      result = EngineJob(request, images).run()
     Non-blocking:  job.start(completedCallback)  # completedCallback(result or None, error or None), main thread
                    job.cancel()
-    `result` is the "result" of the engine's "done" answer; the error is a JobFailed or a JobCancelled.
+    `result` is the engine's "done" answer without its "status"; the error is a JobFailed (with the engine's
+    `code`) or a JobCancelled.
     """
 
     POLL_INTERVAL_MS = 200
@@ -263,15 +243,14 @@ class EngineJob:
         message = parseMessage(line) if stream == "stdout" else None
         status = message.get("status") if message else None
         if status == "progress":
-            fraction = message.get("fraction")
-            text = str(message.get("message", ""))
+            fraction, text = progressOf(message)
             self._log(text)
             if self.progressCallback:
-                self.progressCallback(float(fraction) if isinstance(fraction, (int, float)) else None, text)
+                self.progressCallback(fraction, text)
         elif status == "done":
-            self._finish(result=message.get("result"))
+            self._finish(result=resultOf(message))
         elif status == "error":
-            self._finish(error=JobFailed(str(message.get("message") or "The engine reported an error.")))
+            self._finish(error=failureOf(message))
         else:
             self._recentLines.append(line)
             self._log(line)
