@@ -124,7 +124,7 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 
     def onSceneStartClose(self, caller, event) -> None:
         self._queue = []
-        self.logic.cancel(notify=False)
+        self.logic.shutdown()
         self._observeSeeds(None)
         ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
         self.setRunning(False)
@@ -212,6 +212,8 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
                 self._progress = (self._progress[0] + 1, self._progress[1])
                 continue
             labelMap = pn.vertebraLabels if pn.vertebraLabels and pn.vertebraLabels.IsA("vtkMRMLLabelMapVolumeNode") else None
+            # Before starting: a new engine process says "Loading the model…" while it starts.
+            self.ui.statusLabel.text = _("Segmenting at seed {label}...").format(label=seedsNode.GetNthControlPointLabel(index))
             try:
                 if not pn.inputVolume:
                     raise ValueError(_("Select the CT volume first."))
@@ -223,7 +225,6 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
                 self.setRunning(False)
                 self.reportError(_("Cannot segment seed {label}.").format(label=seedsNode.GetNthControlPointLabel(index)), exc)
                 return
-            self.ui.statusLabel.text = _("Segmenting at seed {label}...").format(label=seedsNode.GetNthControlPointLabel(index))
             self.setRunning(True)
             return
         self.setRunning(False)
@@ -254,14 +255,14 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 
     def onRemeasureButton(self) -> None:
         pn = self._parameterNode
+        self._progress = (0, 1)
+        self.ui.statusLabel.text = _("Re-measuring the segments...")
         try:
             self.logic.remeasure(pn.inputVolume, pn.outputSegmentation, completedCallback=self.onRemeasured,
                                  progressCallback=self.onProgress)
         except Exception as exc:
             self.reportError(_("Cannot re-measure."), exc)
             return
-        self._progress = (0, 1)
-        self.ui.statusLabel.text = _("Re-measuring the segments...")
         self.setRunning(True)
 
     def onRemeasured(self, vertebrae, error) -> None:
@@ -390,7 +391,7 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
                 raise ValueError(f"The label map '{labelsNode.GetName()}' is not on the grid of '{ctVolume.GetName()}'; "
                                  "resample it onto the CT first.")
             labelsImage = centra.cropImage(labelsImage, start, stop)
-        process = self._engineProcess()
+        process = self._engineProcess(progressCallback)
         maskFolder = slicer.util.tempDirectory(key="SpineAnalysisMask")
         maskPath = os.path.join(maskFolder, "mask.nrrd")
         job = centra.vertebralBodyJob(centra.cropImage(ctImage, start, stop), rasPoint, level, method, labelsImage,
@@ -459,7 +460,7 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         labelSegmentIds = centra.segmentIds(segmentationNode)
         job = centra.measureCentraJob(centra.cropImage(ctImage, *box), centra.cropImage(labelImage, *box),
                                       {label: level for label, level in levels.items() if level},
-                                      process=self._engineProcess(), progressCallback=progressCallback)
+                                      process=self._engineProcess(progressCallback), progressCallback=progressCallback)
 
         def finish(result):
             vertebrae = result.get("vertebrae", [])
@@ -470,6 +471,10 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         return self._run(job, finish, completedCallback)
 
     # ------------------------------------------------------------------ jobs
+
+    def _onShutdown(self):
+        """Forget the images pulled for the engine (the scene is closing, or the module unloading)."""
+        self._pulled = {}
 
     def _pulledImages(self, ctVolume, labelsNode=None):
         """(CT, label map or None) as SimpleITK images, pulled again only when a volume changed: a CT takes

@@ -134,7 +134,7 @@ class SpineFractureWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 
     def onSceneStartClose(self, caller, event) -> None:
         self._rerunPending = False
-        self.logic.cancel(notify=False)
+        self.logic.shutdown()
         self._observeCentroids(None)
         self._shownResultsId = None
         ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
@@ -225,6 +225,7 @@ class SpineFractureWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 
     def onApplyButton(self) -> None:
         pn = self._parameterNode
+        self.ui.statusLabel.text = _("Detecting fractures...")  # before a new engine process says it is loading
         try:
             with slicer.util.WaitCursor():  # the CT is written for the engine first
                 self.logic.detectFractures(pn.inputVolume, centroidNode=pn.centroids, labelNode=pn.vertebraLabels,
@@ -233,7 +234,6 @@ class SpineFractureWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
         except Exception as exc:
             self.reportError(_("Cannot start the fracture detection."), exc)
             return
-        self.ui.statusLabel.text = _("Detecting fractures...")
         self.setRunning(True)
 
     def onRerunButton(self) -> None:
@@ -241,13 +241,13 @@ class SpineFractureWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
         tableNode = self._parameterNode.results if self._parameterNode else None
         if not tableNode:
             return
+        self.ui.statusLabel.text = _("Assessing the vertebrae again...")
         try:
             with slicer.util.WaitCursor():
                 self.logic.rerun(tableNode, completedCallback=self.onCompleted, progressCallback=self.onProgress)
         except Exception as exc:
             self.reportError(_("Cannot assess the vertebrae again."), exc)
             return
-        self.ui.statusLabel.text = _("Assessing the vertebrae again...")
         self.setRunning(True)
 
     def onCancelButton(self) -> None:
@@ -433,7 +433,8 @@ class SpineFractureLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         try:
             job = EngineJob(findings.fractureRequest(ctPath, outDir, centroids, None, weightsPath),
                             images={"labels": labelsImage} if labelsImage is not None else None,
-                            process=self._engineProcess(), logCallback=logCallback, progressCallback=progressCallback)
+                            process=self._engineProcess(progressCallback), logCallback=logCallback,
+                            progressCallback=progressCallback)
         except Exception:
             shutil.rmtree(outDir, ignore_errors=True)
             raise

@@ -1,5 +1,6 @@
-"""SpineCommonLib's engine protocol and jobs without Slicer: the answers are read by SpineCommonLib/protocol.py;
-EngineJob (SpineCommonLib/jobs.py) runs here on stand-ins for `qt`, `slicer` and the engine process."""
+"""SpineCommonLib's engine protocol and job runner without Slicer: the answers are read by
+SpineCommonLib/protocol.py; EngineJob and WarmEngineRunner (SpineCommonLib/jobs.py) run here on stand-ins for
+`qt`, `slicer` and the engine process."""
 import importlib
 import queue
 import sys
@@ -13,6 +14,7 @@ import SimpleITK as sitk
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SpineCommon"))
 from SpineCommonLib import protocol  # noqa: E402
 
+LOADING = "Loading the model…"
 
 
 # ---------------------------------------------------------------------- protocol
@@ -174,3 +176,102 @@ def test_a_process_that_ends_without_answering_fails_with_its_last_words(jobs):
     with pytest.raises(jobs.JobFailed, match=r"exit code 1.*no torch") as raised:
         jobs.EngineJob({"job": "cobb"}, process=engine).run()
     assert raised.value.code is None
+
+
+class Runner:
+    """A logic with WarmEngineRunner mixed in, as the module logics use it."""
+
+    def __init__(self, jobs, monkeypatch, answers):
+        self.jobs, self.engines = jobs, []
+        self.shutdowns = 0
+        self.runner = type("Logic", (jobs.WarmEngineRunner,), {"_onShutdown": lambda logic: self._onShutdown()})()
+        self.runner.initJobs("Test")
+
+        def newEngine():
+            self.engines.append(FakeEngine(answers.pop(0) if answers else []))
+            return self.engines[-1]
+
+        monkeypatch.setattr(jobs, "EngineProcess", newEngine)
+
+    def _onShutdown(self):
+        self.shutdowns += 1
+
+    def job(self, progress):
+        process = self.runner._engineProcess(lambda fraction, text: progress.append((fraction, text)))
+        return self.jobs.EngineJob({"job": "cobb"}, process=process,
+                                   progressCallback=lambda fraction, text: progress.append((fraction, text)))
+
+
+DONE = '{"status": "done", "value": 1}'
+PROGRESS = '{"status": "progress", "fraction": 0.1, "message": "reading the radiograph"}'
+
+
+def test_only_a_new_engine_process_shows_loading_the_model(jobs, monkeypatch):
+    test = Runner(jobs, monkeypatch, [[[PROGRESS, DONE], [PROGRESS, DONE]]])
+    first, second = [], []
+    assert test.runner._run(test.job(first), lambda result: result["value"], None) == 1
+    assert first == [(None, LOADING), (0.1, "reading the radiograph")]
+    assert test.runner._run(test.job(second), lambda result: result["value"], None) == 1
+    assert second == [(0.1, "reading the radiograph")]  # warm: straight to the engine's progress
+    assert len(test.engines) == 1 and len(test.engines[0].sent) == 2
+    assert test.runner.activeJob is None
+
+
+def test_cancel_kills_the_engine_and_the_next_job_starts_a_new_one(jobs, monkeypatch):
+    test = Runner(jobs, monkeypatch, [[[PROGRESS]], [[DONE]]])
+    progress = []
+
+    def cancelOnProgress(fraction, text):
+        progress.append((fraction, text))
+        if fraction is not None:
+            test.runner.cancel()  # the user presses Cancel while the job reports progress
+
+    process = test.runner._engineProcess()
+    job = jobs.EngineJob({"job": "cobb"}, process=process, progressCallback=cancelOnProgress)
+    with pytest.raises(jobs.JobCancelled):
+        test.runner._run(job, lambda result: result, None)
+    assert test.engines[0].killed and test.runner.activeJob is None
+    again = []
+    assert test.runner._run(test.job(again), lambda result: result["value"], None) == 1
+    assert len(test.engines) == 2 and again[0] == (None, LOADING)
+
+
+def test_shutdown_while_idle_closes_the_engines_input(jobs, monkeypatch):
+    test = Runner(jobs, monkeypatch, [[[DONE]]])
+    test.runner._run(test.job([]), lambda result: result, None)
+    test.runner.shutdown()
+    engine = test.engines[0]
+    assert engine.inputClosed and not engine.killed  # the engine exits by itself
+    assert test.shutdowns == 1
+    test.runner.shutdown()  # nothing left to end: only the logic's own clean-up again
+    assert test.shutdowns == 2 and len(test.engines) == 1
+
+
+def test_shutdown_during_a_background_job_kills_it_silently(jobs, monkeypatch):
+    test = Runner(jobs, monkeypatch, [[[PROGRESS]]])
+    outcomes, cleanups = [], []
+    job = test.runner._run(test.job([]), lambda result: result, lambda value, error: outcomes.append(error),
+                           cleanup=lambda: cleanups.append(True))
+    assert test.runner.activeJob is job
+    FakeTimer.made[-1].slot()  # the poll timer reads the progress line
+    test.runner.shutdown()
+    assert test.engines[0].killed
+    assert test.runner.activeJob is None and cleanups == [True]
+    FakeTimer.made[-1].slot()  # the job sees its process end...
+    assert outcomes == []  # ...and nobody is told (the scene is closing or the module unloading)
+
+
+def test_a_background_job_reports_its_result_and_a_refusal(jobs, monkeypatch):
+    refusal = '{"status": "error", "message": "not a spine", "code": "not_spine"}'
+    test = Runner(jobs, monkeypatch, [[[PROGRESS, DONE], [refusal]]])
+    outcomes = []
+    test.runner._run(test.job([]), lambda result: result["value"] + 1,
+                     lambda value, error: outcomes.append((value, error)))
+    FakeTimer.made[-1].slot()
+    assert outcomes == [(2, None)] and test.runner.activeJob is None
+    test.runner._run(test.job([]), lambda result: pytest.fail("no result to finish"),
+                     lambda value, error: outcomes.append((value, error)))
+    FakeTimer.made[-1].slot()
+    value, error = outcomes[-1]
+    assert value is None and isinstance(error, jobs.JobFailed) and error.code == "not_spine"
+    assert len(test.engines) == 1 and not test.engines[0].killed  # an error leaves the engine warm

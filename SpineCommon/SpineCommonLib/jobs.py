@@ -19,6 +19,7 @@ import threading
 import qt
 
 import slicer
+from slicer.i18n import tr as _
 
 from SpineCommonLib.protocol import JobCancelled, JobFailed, failureOf, parseMessage, progressOf, resultOf
 
@@ -272,8 +273,9 @@ class WarmEngineRunner:
     """What a module logic needs to run EngineJobs one at a time on an engine process it keeps warm.
 
     Mixed into a ScriptedLoadableModuleLogic: call `initJobs(title)` in `__init__`; `activeJob` is the job
-    running (None when idle); `_run` runs a job blocking or in the background; `cancel` and `shutdown`
-    stop it. `_onShutdown()` is the hook for a logic's own clean-up when the module is unloaded.
+    running (None when idle); `_run` runs a job blocking or in the background; `cancel` stops it and
+    `shutdown` also ends the engine process (the module's widget calls it when the scene closes and in its
+    cleanup(), which Slicer also calls at exit). `_onShutdown()` is the hook for a logic's own clean-up then.
     """
 
     def initJobs(self, title):
@@ -295,10 +297,15 @@ class WarmEngineRunner:
                 raise ValueError(f"'{node.GetName()}' is under a transform. Harden the transform (Data module, "
                                  "right-click the node) or remove it, then try again.")
 
-    def _engineProcess(self):
-        """The engine process, started on first use and kept for the next job (its models stay loaded)."""
+    def _engineProcess(self, progressCallback=None):
+        """The engine process, started on first use and kept for the next job (its models stay loaded).
+
+        Starting one takes seconds before the engine can report progress (imports, then its model), so
+        `progressCallback(None, "Loading the model…")` is called when a new process is started."""
         if self._engine is None or self._engine.proc.poll() is not None:
             self._engine = EngineProcess()
+            if progressCallback:
+                progressCallback(None, _("Loading the model…"))
         return self._engine
 
     def _run(self, job, finish, completedCallback, cleanup=None):
@@ -346,7 +353,9 @@ class WarmEngineRunner:
             self._endJob()
 
     def shutdown(self):
-        """Stop any job and let the engine process exit (the module is being unloaded)."""
+        """End the engine process (scene closed, module unloaded, Slicer exiting): a running job is killed
+        (its callback is not called); an idle engine has its input closed, so it exits by itself. The next job
+        starts a new process."""
         self.cancel(notify=False)
         if self._engine is not None:
             self._engine.closeInput()
@@ -354,4 +363,4 @@ class WarmEngineRunner:
         self._onShutdown()
 
     def _onShutdown(self):
-        """A logic's own clean-up at unload (nothing by default)."""
+        """A logic's own clean-up at shutdown (nothing by default)."""
