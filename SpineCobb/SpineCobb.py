@@ -17,7 +17,7 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
 
 from SpineCommonLib import dependencies, tables
-from SpineCommonLib.jobs import JobCancelled
+from SpineCommonLib.jobs import EngineJob, JobCancelled, WarmEngineRunner
 from SpineCommonLib.module import describeModule
 from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 from SpineCobbLib import detection, outputs, testing
@@ -39,6 +39,10 @@ from T1 to L5 with the bundled landmark model (in a background process; it can b
 endplates that define each curve and lists the curves with their angle, end vertebrae, apex, convexity and
 severity. Drag any corner to correct it: the lines and the table follow. <b>Export</b> writes a report (JSON, CSV)
 and an overlay image that records whether landmarks were edited.
+<br><br>
+The model stays loaded between runs, so only the first <b>Apply</b> waits for it. An image that does not look like
+an AP spine radiograph is refused; with <i>Advanced → Measure even if the image does not look like a spine
+radiograph</i> it is measured anyway, and no severity is stated for it.
 """))
 
 
@@ -53,12 +57,14 @@ class SpineCobbParameterNode:
     inputVolume - the radiograph (a single-slice scalar volume).
     weightsPath - landmark model weights; empty: $SPINE_ANALYSIS_LANDMARK_WEIGHTS or the bundled model.
     patientRightOnImageLeft - standard radiograph display; decides whether a convexity is called right or left.
+    forceMeasure - measure an image that does not look like an AP spine radiograph (no severity is stated).
     landmarks - the landmarks under review (created by Apply).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     weightsPath: str = ""
     patientRightOnImageLeft: bool = True
+    forceMeasure: bool = False
     landmarks: vtkMRMLMarkupsFiducialNode
 
 
@@ -75,7 +81,6 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
     LOG_MAX_CHARS = 256 * 1024
 
     def __init__(self, parent=None) -> None:
-        self._detection = None
         self._shownLandmarks = None
         ParameterNodeWidgetMixin.__init__(self, parent)  # last: it may run setup()
 
@@ -101,29 +106,21 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.setRunning(False)
         self.initializeParameterNode()
 
-    def _stopDetection(self) -> None:
-        """Cancel a running detection without reporting it (module unloaded, scene closed)."""
-        if self._detection:
-            self._detection.cancel(notify=False)
-            self._detection = None
-            self.setRunning(False)
-
     def cleanup(self) -> None:
-        self._stopDetection()
-        self.logic.removeObservers()
+        self.logic.shutdown()
         ParameterNodeWidgetMixin.cleanup(self)
 
     def onSceneStartClose(self, caller, event) -> None:
         # The logic observes the landmarks even when the module is left (lines follow edits made in
-        # other modules too), so that stops only here and in cleanup().
-        self._stopDetection()
+        # other modules too): its shutdown stops that, here and in cleanup(), with the engine process.
+        self.logic.shutdown()
         ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
-        self.logic.removeObservers()
         self._shownLandmarks = None
+        self.setRunning(False)
 
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         pn = self._parameterNode
-        running = self._detection is not None
+        running = self.logic.activeJob is not None
         self.ui.applyButton.enabled = bool(pn and pn.inputVolume) and not running
         self.ui.applyButton.toolTip = _("Detect the landmarks and measure the Cobb angles") if pn and pn.inputVolume \
             else _("Select a radiograph")
@@ -154,11 +151,15 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         except Exception as exc:
             self.ui.resultsLabel.text = _("Cannot measure: {error}").format(error=exc)
             return
+        failure = self.logic.spineCheckFailure(landmarksNode)
         lines = [_("{name}: <b>{angle:.1f}°</b> {upper}-{lower}, apex {apex}, convex to the patient's {side}, {severity}").format(
             name=curve.name, angle=curve.angle_deg, upper=curve.upper_end, lower=curve.lower_end, apex=curve.apex,
-            side=curve.convexity, severity=curve.severity) for curve in result.curves]
+            side=curve.convexity, severity=detection.shownSeverity(curve.severity, failure)) for curve in result.curves]
         if not lines:
             lines = [_("No curve found.")]
+        if failure:
+            lines.insert(0, _("<b>Spine check not passed:</b> {reason}; severity not stated.").format(
+                reason=html.escape(failure)))
         if self.logic.isEdited(landmarksNode):
             lines.append(_("<i>Landmarks edited by hand.</i>"))
         try:
@@ -175,12 +176,9 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
     # ------------------------------------------------------------------ running
 
     def setRunning(self, running) -> None:
-        self.ui.progressBar.visible = running
-        self.ui.cancelButton.visible = running
+        """Cancel takes Apply's place while a detection runs."""
         self.ui.applyButton.visible = not running
-        if running:
-            self.ui.progressBar.setRange(0, 0)  # busy until the process reports progress
-        self.onParameterNodeModified()
+        ParameterNodeWidgetMixin.setRunning(self, running)
 
     def addLog(self, text) -> None:
         logging.info(text)
@@ -213,12 +211,13 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             dependencies.ensureDependencies(dependencies.LANDMARK_DETECTION, requester=_("Spine Cobb Angle"))
             self.ui.logTextEdit.clear()
             self.ui.statusLabel.text = _("Detecting landmarks...")
-            self._detection = self.logic.process(
+            self.logic.process(
                 volumeNode,
                 weightsPath=pn.weightsPath or None,
                 patientRightOnImageLeft=pn.patientRightOnImageLeft,
                 landmarksNode=target,
                 replaceEdited=replaceEdited,
+                force=pn.forceMeasure,
                 waitForCompletion=False,
                 logCallback=self.addLog,
                 progressCallback=self.onProgress,
@@ -226,22 +225,30 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             self.setRunning(True)
 
     def onCancelButton(self) -> None:
-        if self._detection:
+        if self.logic.activeJob is not None:
             self.ui.statusLabel.text = _("Cancelling...")
-            self._detection.cancel()
+            self.logic.cancel()
 
     def onDetectionCompleted(self, landmarksNode, error) -> None:
-        self._detection = None
         self.setRunning(False)
         if isinstance(error, JobCancelled):
             self.ui.statusLabel.text = _("Cancelled.")
             return
-        self.ui.statusLabel.text = _("Failed.") if error else _("Done.")
-        if not error and self.logic.detectionWarnings:
-            self.ui.statusLabel.text = _("Done. Check the levels: ") + " ".join(self.logic.detectionWarnings)
-        with slicer.util.tryWithErrorDisplay(_("Landmark detection failed.")):
-            if error:
-                raise error
+        if detection.isRefusal(error):
+            # Nothing was measured, so no landmarks were made or changed.
+            self.ui.statusLabel.text = _("Not measured: the image does not look like an AP spine radiograph.")
+            slicer.util.errorDisplay(detection.refusalText(str(error)), windowTitle=_("Not a spine radiograph?"))
+            return
+        if error is not None:
+            self.reportError(_("Landmark detection failed."), error)
+            return
+        failure = self.logic.spineCheckFailure(landmarksNode)
+        status = [_("Measured although the image did not pass the spine check, so no severity is stated. "
+                    "Reason: {reason}").format(reason=failure) if failure else _("Done.")]
+        if self.logic.detectionWarnings:
+            status.append(_("Check the levels: ") + " ".join(self.logic.detectionWarnings))
+        self.ui.statusLabel.text = " ".join(status)
+        with slicer.util.tryWithErrorDisplay(_("Failed to show the landmarks.")):
             self._parameterNode.landmarks = landmarksNode
             self.logic.showResults(landmarksNode)
 
@@ -282,23 +289,27 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
 #
 
 
-class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
+class SpineCobbLogic(WarmEngineRunner, ScriptedLoadableModuleLogic, VTKObservationMixin):
     """Landmarks and Cobb angles of a radiograph volume; usable without the GUI:
 
         logic = slicer.util.getModuleLogic("SpineCobb")
         landmarksNode = logic.process(volumeNode)                        # landmark model, blocking
+        landmarksNode = logic.process(volumeNode, force=True)            # also if it does not look like a spine
         landmarksNode = logic.computeFromLandmarks(volumeNode, landmarks)  # known SpineLandmarks (pixels)
         result = logic.cobbResult(landmarksNode)                         # spine_analysis CobbResult
         messages = logic.qualityMessages(landmarksNode)                  # what looks implausible, if anything
         logic.exportResults(landmarksNode, "/path/to/folder")
+        logic.shutdown()                                                 # end the engine process
 
-    Edits of the landmarks (dragging a point) are observed: the endplate lines follow during the drag,
-    outlines, level names and the table when the drag ends.
+    The landmark model runs in an engine process that stays alive between detections (one at a time), so only
+    the first waits for the model to load. Edits of the landmarks (dragging a point) are observed: the endplate
+    lines follow during the drag, outlines, level names and the table when the drag ends.
     """
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         VTKObservationMixin.__init__(self)
+        self.initJobs("Spine Cobb Angle")
         self._writing = False        # this logic is writing points: not a user edit
         self._interacting = set()    # IDs of landmark nodes being dragged
         #: Called as f(landmarksNode, CobbResult or None, error or None) after landmarks changed.
@@ -341,6 +352,12 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     def patientRightOnImageLeft(landmarksNode):
         return landmarksNode.GetAttribute(outputs.SIDE_ATTRIBUTE) != "false"
 
+    @staticmethod
+    def spineCheckFailure(landmarksNode):
+        """Why the radiograph did not pass the engine's spine check, when it was measured anyway (no severity is
+        then stated); None otherwise."""
+        return outputs.spineCheckFailure(landmarksNode)
+
     def landmarksFromNode(self, landmarksNode):
         """The node's current points as SpineLandmarks (pixels of its radiograph)."""
         from spine_analysis.xray.landmarks import SpineLandmarks
@@ -370,69 +387,76 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     # ------------------------------------------------------------------ processing
 
     def process(self, volumeNode, weightsPath=None, patientRightOnImageLeft=True, landmarksNode=None,
-                replaceEdited=False, waitForCompletion=True, logCallback=None, progressCallback=None,
+                replaceEdited=False, force=False, waitForCompletion=True, logCallback=None, progressCallback=None,
                 completedCallback=None):
-        """Detect the landmarks with the landmark model (in a separate process) and compute the Cobb angles.
+        """Detect the landmarks with the landmark model (in the engine process) and compute the Cobb angles.
 
         :param volumeNode: the radiograph (single-slice vtkMRMLScalarVolumeNode)
         :param weightsPath: other model weights; default: the engine uses $SPINE_ANALYSIS_LANDMARK_WEIGHTS, else its bundled model
         :param patientRightOnImageLeft: True for the standard display (patient's right on the image's left)
         :param landmarksNode: landmark node to overwrite; default: the one this module made for this volume, or a new one
         :param replaceEdited: allow replacing landmarks that were edited by hand (otherwise ValueError)
+        :param force: measure the image even if it does not look like an AP spine radiograph (then no severity is
+            stated); otherwise the engine refuses it: JobFailed with code "not_spine", and no node is made or changed
         :param waitForCompletion: True: block and return the landmarks node. False: return the running
-            EngineJob at once (it has cancel()); completedCallback(landmarksNode or None, error or None)
+            EngineJob at once (stop it with logic.cancel()); completedCallback(landmarksNode or None, error or None)
             is called on the main thread when it ends.
         """
+        import SimpleITK as sitk
+
+        self._checkIdle()
         image = self.radiographArray(volumeNode)
         target = self._targetNode(volumeNode, landmarksNode, replaceEdited)
         if weightsPath and not os.path.exists(weightsPath):
             raise ValueError(f"Landmark model weights not found: {weightsPath}")
-        job = detection.landmarkJob(image, weightsPath, logCallback=logCallback, progressCallback=progressCallback)
-        self.detectionWarnings = []
-        if waitForCompletion:
-            return self.computeFromLandmarks(volumeNode, self._detectedLandmarks(job.run(), logCallback),
-                                             patientRightOnImageLeft, landmarksNode=target, replaceEdited=True,
-                                             source="model")
-
         editedAtStart = bool(target) and self.isEdited(target)
+        job = EngineJob(detection.cobbRequest(weightsPath, force), images={"image": sitk.GetImageFromArray(image)},
+                        process=self._engineProcess(progressCallback), logCallback=logCallback,
+                        progressCallback=progressCallback)
+        self.detectionWarnings = []
 
-        def onJobFinished(result, error):
-            node = None
-            if error is None:
-                try:
-                    landmarks = self._detectedLandmarks(result, logCallback)
-                    if not volumeNode.GetScene():
-                        raise ValueError("The radiograph was removed from the scene during the detection.")
-                    reuse = target
-                    if reuse is not None and (not reuse.GetScene() or (self.isEdited(reuse) and not editedAtStart)):
-                        reuse = None  # deleted, or edited by hand during the run: keep it and make a new set
-                    node = self.computeFromLandmarks(volumeNode, landmarks, patientRightOnImageLeft,
-                                                     landmarksNode=reuse, replaceEdited=True, source="model",
-                                                     createNew=reuse is None)
-                except Exception as exc:
-                    error = exc
+        def finish(result):
+            answer = self._detectionAnswer(result, logCallback)
+            if not volumeNode.GetScene():
+                raise ValueError("The radiograph was removed from the scene during the detection.")
+            reuse = target
+            if reuse is not None and (not reuse.GetScene() or (self.isEdited(reuse) and not editedAtStart)):
+                reuse = None  # deleted, or edited by hand during the run: keep it and make a new set
+            return self.computeFromLandmarks(volumeNode, answer.landmarks, patientRightOnImageLeft,
+                                             landmarksNode=reuse, replaceEdited=True, source="model",
+                                             createNew=reuse is None, spineCheckFailure=answer.spineCheckFailure)
+
+        if waitForCompletion:
+            return self._run(job, finish, None)
+
+        def onEnded(node, error):
             if completedCallback:
                 completedCallback(node, error)
             elif error is not None and not isinstance(error, JobCancelled):
                 logging.error(f"SpineCobb: landmark detection failed: {error}")
 
-        job.start(onJobFinished)
-        return job
+        return self._run(job, finish, onEnded)
 
-    def _detectedLandmarks(self, result, logCallback=None):
-        """The landmarks of a finished landmarks job; its framing warnings are kept in detectionWarnings."""
-        landmarks, self.detectionWarnings = detection.landmarksFromResult(result)
-        (logCallback or logging.info)(f"SpineCobb: {result.get('model')}; seconds: {result.get('seconds')}")
+    def _detectionAnswer(self, result, logCallback=None):
+        """The CobbAnswer of a finished cobb job; its framing warnings are kept in detectionWarnings."""
+        answer = detection.cobbAnswer(result)
+        self.detectionWarnings = answer.warnings
+        log = logCallback or logging.info
+        log(f"SpineCobb: {answer.model}; seconds: {answer.seconds}; spine check: {answer.spineCheck}")
+        if answer.spineCheckFailure:
+            logging.warning("SpineCobb: measured although the image did not pass the spine check: "
+                            + answer.spineCheckFailure)
         for message in self.detectionWarnings:
             logging.warning("SpineCobb: " + message)
-        return landmarks
+        return answer
 
     def computeFromLandmarks(self, volumeNode, landmarks, patientRightOnImageLeft=True, landmarksNode=None,
-                             replaceEdited=False, source="provided", createNew=False):
+                             replaceEdited=False, source="provided", createNew=False, spineCheckFailure=None):
         """Show known landmarks (SpineLandmarks, pixels of `volumeNode`) and their Cobb angles; no network needed.
 
         Returns the landmarks node (vtkMRMLMarkupsFiducialNode): `landmarksNode` if given, else the one this module
-        made for this volume (unless `createNew`), else a new node.
+        made for this volume (unless `createNew`), else a new node. `spineCheckFailure`: why the radiograph did not
+        pass the engine's spine check; when given, no severity is stated for these landmarks (also after edits).
         """
         self.radiographArray(volumeNode)  # checks the volume
         node = None if createNew else self._targetNode(volumeNode, landmarksNode, replaceEdited)
@@ -440,7 +464,7 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             node = outputs.newLandmarksNode(volumeNode)
         self._writing = True
         try:
-            outputs.writeLandmarks(node, volumeNode, landmarks, patientRightOnImageLeft, source)
+            outputs.writeLandmarks(node, volumeNode, landmarks, patientRightOnImageLeft, source, spineCheckFailure)
         finally:
             self._writing = False
         self.observeLandmarks(node)
@@ -512,6 +536,11 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
     # ------------------------------------------------------------------ editing
 
+    def _onShutdown(self):
+        """Stop following landmark edits (scene closed, module unloaded)."""
+        self.removeObservers()
+        self._interacting.clear()
+
     def observeLandmarks(self, landmarksNode):
         """Follow edits of `landmarksNode`: cheap update during a drag, full update when it ends."""
         for event, method in ((slicer.vtkMRMLMarkupsNode.PointModifiedEvent, self._onPointModified),
@@ -552,7 +581,8 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         return fileName or volumeNode.GetName()
 
     def exportResults(self, landmarksNode, outputFolder):
-        """Write report.json, report.csv, landmarks.csv, landmarks.json and overlay.png into `outputFolder`."""
+        """Write report.json, report.csv, landmarks.csv, landmarks.json and overlay.png into `outputFolder`.
+        When the radiograph did not pass the spine check, the report's severities say they are not stated."""
         from spine_analysis.xray.report import write_cobb_outputs
 
         volumeNode = self.inputVolume(landmarksNode)
@@ -560,6 +590,8 @@ class SpineCobbLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             raise ValueError(f"The radiograph of '{landmarksNode.GetName()}' is no longer in the scene.")
         landmarks = self.landmarksFromNode(landmarksNode)
         result = self.cobbResult(landmarksNode, landmarks)
+        if self.spineCheckFailure(landmarksNode):
+            result = detection.withheldSeverity(result)
         os.makedirs(outputFolder, exist_ok=True)
         write_cobb_outputs(outputFolder, self.radiographArray(volumeNode), landmarks, result,
                            edited=self.isEdited(landmarksNode), source=self._sourceDescription(volumeNode))

@@ -1,2 +1,2 @@
-"""SpineCobb helpers: the engine's landmark job (detection), the MRML result nodes (outputs) and the
-module's tests (testing)."""
+"""SpineCobb helpers: the engine's cobb job, read without Slicer (detection), the MRML result nodes (outputs)
+and the module's tests (testing)."""

@@ -19,6 +19,7 @@ import slicer
 
 from SpineCommonLib import tables
 from SpineCommonLib.volumes import ijkToRasMatrix
+from SpineCobbLib.detection import SEVERITY_NOT_STATED, shownSeverity
 
 ROLE_ATTRIBUTE = "SpineCobb.Role"
 LANDMARKS_ROLE = "Landmarks"
@@ -27,6 +28,9 @@ ORIGINAL_POINTS_ATTRIBUTE = "SpineCobb.OriginalPoints"
 FIRST_LEVEL_ATTRIBUTE = "SpineCobb.FirstLevel"
 SIDE_ATTRIBUTE = "SpineCobb.PatientRightOnImageLeft"
 SOURCE_ATTRIBUTE = "SpineCobb.Source"
+#: Set (to the engine's reason) when the image did not pass the spine check and was measured anyway: the
+#: severity is then not stated, also after edits.
+SPINE_CHECK_FAILURE_ATTRIBUTE = "SpineCobb.SpineCheckFailure"
 
 VOLUME_REFERENCE = "SpineCobbRadiograph"
 LINE_REFERENCE = "SpineCobbEndplateLine"
@@ -45,7 +49,8 @@ TABLE_TITLES = {"curve": "Curve", "region": "Region", "angle": "Cobb angle", "en
                 "apex": "Apex", "convexity": "Convexity", "severity": "Severity"}
 TABLE_UNITS = {"angle": "°"}
 TABLE_DESCRIPTIONS = {"convexity": "Side of the convexity in patient terms",
-                      "end_vertebrae": "Upper and lower end vertebrae"}
+                      "end_vertebrae": "Upper and lower end vertebrae",
+                      "severity": f"Severity of the curve; \"—\": {SEVERITY_NOT_STATED}"}
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -113,8 +118,9 @@ def newLandmarksNode(volumeNode):
     return node
 
 
-def writeLandmarks(landmarksNode, volumeNode, landmarks, patientRightOnImageLeft, source):
-    """Put `landmarks` (SpineLandmarks, pixels) into `landmarksNode` as the new, unedited result."""
+def writeLandmarks(landmarksNode, volumeNode, landmarks, patientRightOnImageLeft, source, spineCheckFailure=None):
+    """Put `landmarks` (SpineLandmarks, pixels) into `landmarksNode` as the new, unedited result;
+    `spineCheckFailure`: why the image did not pass the spine check, when it was measured anyway."""
     ijkToRas = ijkToRasMatrix(volumeNode)
     pointsRAS = pixelsToRas(landmarks.flat, ijkToRas)
     with slicer.util.NodeModify(landmarksNode):
@@ -133,6 +139,10 @@ def writeLandmarks(landmarksNode, volumeNode, landmarks, patientRightOnImageLeft
         landmarksNode.SetAttribute(SOURCE_ATTRIBUTE, source)
         landmarksNode.SetAttribute(ORIGINAL_POINTS_ATTRIBUTE, json.dumps(np.round(landmarks.flat, 4).tolist()))
         landmarksNode.SetAttribute(EDITED_ATTRIBUTE, "false")
+        if spineCheckFailure:
+            landmarksNode.SetAttribute(SPINE_CHECK_FAILURE_ATTRIBUTE, spineCheckFailure)
+        else:
+            landmarksNode.RemoveAttribute(SPINE_CHECK_FAILURE_ATTRIBUTE)
         landmarksNode.SetNodeReferenceID(VOLUME_REFERENCE, volumeNode.GetID())
 
 
@@ -144,6 +154,11 @@ def currentPixels(landmarksNode, volumeNode):
 def originalPixels(landmarksNode):
     text = landmarksNode.GetAttribute(ORIGINAL_POINTS_ATTRIBUTE)
     return np.asarray(json.loads(text), dtype=float).reshape(-1, 2) if text else None
+
+
+def spineCheckFailure(landmarksNode):
+    """Why the radiograph of `landmarksNode` did not pass the spine check (it was measured anyway), or None."""
+    return landmarksNode.GetAttribute(SPINE_CHECK_FAILURE_ATTRIBUTE) or None
 
 
 # ----------------------------------------------------------------------------- endplate lines
@@ -258,7 +273,9 @@ def updateLevelNames(landmarksNode, landmarks, ijkToRas):
 
 # ----------------------------------------------------------------------------- table
 
-def curveRows(result):
+def curveRows(result, checkFailure=None):
+    """One row per curve; the severity is withheld ("—") when `checkFailure` says why the image did not pass
+    the spine check."""
     return [{
         "curve": curve.name,
         "region": curve.region,
@@ -266,14 +283,14 @@ def curveRows(result):
         "end_vertebrae": f"{curve.upper_end}-{curve.lower_end}",
         "apex": curve.apex,
         "convexity": curve.convexity,
-        "severity": curve.severity,
+        "severity": shownSeverity(curve.severity, checkFailure, cell=True),
     } for curve in result.curves]
 
 
 def updateTable(landmarksNode, result, edited):
     tableNode, created = _derivedNode(landmarksNode, TABLE_REFERENCE, "vtkMRMLTableNode",
                                 f"{baseName(landmarksNode)} Cobb angles")
-    tables.updateTableFromRows(tableNode, curveRows(result), columns=TABLE_COLUMNS, titles=TABLE_TITLES,
-                               units=TABLE_UNITS, descriptions=TABLE_DESCRIPTIONS)
+    tables.updateTableFromRows(tableNode, curveRows(result, spineCheckFailure(landmarksNode)), columns=TABLE_COLUMNS,
+                               titles=TABLE_TITLES, units=TABLE_UNITS, descriptions=TABLE_DESCRIPTIONS)
     tableNode.SetAttribute(EDITED_ATTRIBUTE, "true" if edited else "false")
     return tableNode
