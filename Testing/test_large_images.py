@@ -11,6 +11,7 @@ from PIL import Image
 from spine_analysis.errors import ImageReadError
 from spine_analysis.io import xray as xray_io
 from spine_analysis.io.xray import MAX_PIXELS, read_xray
+from spine_analysis.xray.landmarks import SpineLandmarks
 from spine_analysis.xray.landmark_model.weights_io import SHIPPED_DIR
 
 
@@ -157,3 +158,31 @@ def test_a_four_times_upscaled_radiograph_gives_the_same_angles(synthetic):
     np.testing.assert_allclose(aasce_angles(large, big.shape[0]), aasce_angles(original, image.shape[0]), atol=3.0)
     spacing = np.median(np.linalg.norm(np.diff(original.centres, axis=0), axis=1))
     assert np.abs(large.centres / 4 - original.centres).max() < 0.1 * spacing   # same places, not just angles
+
+
+# --------------------------------------------------------------------------- overlay: a sensible size
+
+def test_a_large_radiograph_is_drawn_shrunk_with_its_landmarks_lines_and_text(synthetic):
+    """Twice the synthetic radiograph (pixels doubled, one row left over) is drawn exactly as the
+    radiograph itself: shrunk by two, points halved, line widths and fonts sized for the picture."""
+    from spine_analysis.xray.cobb import analyse
+    from spine_analysis.xray.overlay import MAX_SIDE_PX, draw_overlay
+    from spine_analysis.xray.report import endplate_lines
+
+    image, truth, _ = synthetic
+    lines = endplate_lines(analyse(truth, image.shape[0]))
+    double = np.pad(np.repeat(np.repeat(image, 2, axis=0), 2, axis=1), ((0, 1), (0, 0)), mode="edge")
+    assert max(double.shape) > MAX_SIDE_PX >= max(image.shape)
+    np.testing.assert_array_equal(
+        draw_overlay(double, SpineLandmarks(2 * truth.points), [(2 * np.asarray(a), 2 * np.asarray(b), label)
+                                                                for a, b, label in lines], title="x"),
+        draw_overlay(image, truth, lines, title="x"))
+
+
+def test_the_overlay_of_a_huge_radiograph_stays_within_the_side_limit(synthetic):
+    from spine_analysis.xray.overlay import MAX_SIDE_PX, draw_overlay
+
+    image, truth, _ = synthetic
+    rows, cols = 12001, 1003
+    rgb = draw_overlay(np.resize(image, (rows, cols)), SpineLandmarks(truth.points * rows / image.shape[0]), [])
+    assert rgb.shape == (rows // 4, cols // 4, 3) and max(rgb.shape) <= MAX_SIDE_PX

@@ -1,7 +1,8 @@
 """A picture of the measurement a clinician can check: the radiograph with landmarks,
 vertebra outlines, level names and the Cobb endplate lines with their angles.
 
-Points are image pixels (x = column, y = row), as everywhere in the engine.
+Points are image pixels (x = column, y = row), as everywhere in the engine. A radiograph longer
+than ``MAX_SIDE_PX`` is drawn shrunk by a whole factor, points with it.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from skimage.transform import downscale_local_mean
 
 from ..io.atomic import atomic_output
 from .landmarks import SpineLandmarks
@@ -20,6 +22,9 @@ LANDMARK_COLOUR = (255, 220, 0)
 CURVE_COLOURS = ((255, 60, 60), (60, 220, 60), (235, 60, 235), (255, 140, 0), (150, 110, 255))
 #: Each endplate line is drawn this many of its own lengths further on each side, so the angle reads easily.
 LINE_EXTENSION = 1.0
+#: Longest side of the drawn picture: above any AASCE film (at most 2800 rows, drawn as they are)
+#: and enough to zoom in on a corner; larger radiographs gave 100 MB overlays that showed no more.
+MAX_SIDE_PX = 3072
 
 
 def _to_grey_rgb(image: np.ndarray) -> Image.Image:
@@ -63,16 +68,23 @@ def draw_overlay(image: np.ndarray, landmarks: SpineLandmarks,
                  endplate_lines: list[tuple[tuple[float, float], tuple[float, float], str]],
                  title: str | None = None) -> np.ndarray:
     """The radiograph in grey with the measurement drawn on it: uint8 RGB, (rows, cols, 3),
-    with ``title`` (if any) in a banner added above the picture.
+    with ``title`` (if any) in a banner added above the picture. Radiographs longer than
+    ``MAX_SIDE_PX`` are drawn shrunk by a whole factor (a block mean), landmarks and lines with them.
 
     ``endplate_lines`` holds ``((x0, y0), (x1, y1), label)`` endplate segments in pixels. Lines
     sharing a label belong to one curve: they get one colour and the label (say ``"MT 34.8°"``)
     is written once, beside the first of them. Fonts and line widths scale with the image.
     """
-    image = np.asarray(image, dtype=float)
+    image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"expected a 2D grey image, got shape {image.shape}")
+    shrink = -(-max(image.shape) // MAX_SIDE_PX)
+    if shrink > 1:   # whole blocks only: the last few rows and columns are left out
+        rows, cols = (side // shrink * shrink for side in image.shape)
+        image = downscale_local_mean(np.asarray(image[:rows, :cols], dtype=np.float32), (shrink, shrink))
+    image = np.asarray(image, dtype=float)
     rows, cols = image.shape
+    points = landmarks.points / shrink
     canvas = _to_grey_rgb(image)
     draw = ImageDraw.Draw(canvas)
     scale = np.sqrt(rows * cols) / 1000   # by area, so tall narrow radiographs do not get huge text
@@ -82,13 +94,13 @@ def draw_overlay(image: np.ndarray, landmarks: SpineLandmarks,
     level_font = ImageFont.load_default(size=max(10, round(18 * scale)))
     label_font = ImageFont.load_default(size=max(12, round(28 * scale)))
 
-    for quad in landmarks.points:
+    for quad in points:
         draw.line([tuple(quad[i]) for i in (0, 1, 3, 2, 0)], fill=OUTLINE_COLOUR, width=line_width, joint="curve")
 
     colours: dict[str, tuple[int, int, int]] = {}
     label_spots = []   # (label, left end, right end) of each curve's first line
     for start, end, label in endplate_lines:
-        start, end = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+        start, end = np.asarray(start, dtype=float) / shrink, np.asarray(end, dtype=float) / shrink
         reach = LINE_EXTENSION * (end - start)
         ends = sorted([start - reach, end + reach], key=lambda point: point[0])
         if label not in colours:
@@ -96,10 +108,10 @@ def draw_overlay(image: np.ndarray, landmarks: SpineLandmarks,
         colour = colours.setdefault(label, CURVE_COLOURS[len(colours) % len(CURVE_COLOURS)])
         draw.line([tuple(point) for point in ends], fill=colour, width=2 * line_width)
 
-    for x, y in landmarks.flat:
+    for x, y in points.reshape(-1, 2):
         draw.ellipse((x - dot, y - dot, x + dot, y + dot), fill=LANDMARK_COLOUR)
 
-    for quad, level in zip(landmarks.points, landmarks.levels):   # beside the left edge, or the right if no room
+    for quad, level in zip(points, landmarks.levels):   # beside the left edge, or the right if no room
         x, anchor = quad[[0, 2], 0].min() - 3 * dot, "rm"
         if x - draw.textlength(level, font=level_font) < 0:
             x, anchor = quad[[1, 3], 0].max() + 3 * dot, "lm"
@@ -110,9 +122,10 @@ def draw_overlay(image: np.ndarray, landmarks: SpineLandmarks,
     gap = 4 * line_width
     for label, left, right in label_spots:   # after the line's right end, else before its left end
         if right[0] + gap + draw.textlength(label, font=label_font) < cols:
-            _label(draw, (right[0] + gap, right[1]), label, label_font, colours[label], "lm", taken, stroke)
+            xy, anchor = (right[0] + gap, right[1]), "lm"
         else:
-            _label(draw, (left[0] - gap, left[1]), label, label_font, colours[label], "rm", taken, stroke)
+            xy, anchor = (left[0] - gap, left[1]), "rm"
+        _label(draw, xy, label, label_font, colours[label], anchor, taken, stroke)
     if title:
         canvas = _with_banner(canvas, title, label_font, gap)
     return np.asarray(canvas)
