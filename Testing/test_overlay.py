@@ -93,3 +93,36 @@ def test_save_png_leaves_no_partial_file_when_it_fails(tmp_path):
     with pytest.raises(TypeError):
         save_png(np.zeros((4, 4, 7), dtype=np.uint8), tmp_path / "bad.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def drawn_text_boxes(monkeypatch) -> dict:
+    """Each text the overlay writes, with its box as Pillow measures it."""
+    from PIL import ImageDraw
+
+    boxes, write = {}, ImageDraw.ImageDraw.text
+
+    def recording(self, xy, text, *args, **kwargs):
+        boxes[text] = self.textbbox(xy, text, font=kwargs["font"], anchor=kwargs["anchor"],
+                                    stroke_width=kwargs["stroke_width"])
+        return write(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", recording)
+    return boxes
+
+
+def test_curve_labels_lie_whole_inside_the_picture(case, monkeypatch):
+    """A line from the left edge with no room on its right put its label off the left edge (only
+    "8.7°" showed); labels by the top and bottom edges were cut too, or pushed below by another."""
+    image, spine, _ = case
+    width, height = SIZE
+    lines = [((0.0, 700.0), ((width - 40) / 2, 720.0), "TL/L (2) 8.7°"),   # no room for it on the right
+             ((300.0, 2.0), (400.0, 0.0), "PT 12.0°"),                       # at the top edge
+             ((100.0, height - 3.0), (150.0, height - 1.0), "L 20.0°"),      # at the bottom edge, twice
+             ((100.0, height - 2.0), (150.0, height - 2.0), "TL/L 9.0°")]
+    boxes = drawn_text_boxes(monkeypatch)
+    draw_overlay(image, spine, lines)
+    labels = [boxes[label] for *_, label in lines]
+    for left, top, right, bottom in labels:
+        assert 0 <= left and right <= width and 0 <= top and bottom <= height, (left, top, right, bottom)
+    (*_, bottom_a), (_, top_b, *_) = sorted(labels[2:], key=lambda box: box[1])
+    assert bottom_a <= top_b   # the second bottom label went up, not over the first or off the picture

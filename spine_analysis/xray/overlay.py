@@ -45,23 +45,42 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
     return "\n".join(lines)
 
 
-def _free_spot(box: tuple[float, float, float, float], taken: list) -> tuple[float, float, float, float]:
-    """Move a text box down until it overlaps none already placed, so labels stay legible."""
-    left, top, right, bottom = box
-    while any(left < b[2] and b[0] < right and top < b[3] and b[1] < bottom for b in taken):
-        top, bottom = bottom, 2 * bottom - top
+def _inside(low: float, high: float, limit: float) -> tuple[float, float]:
+    """The span ``low``-``high`` shifted into 0-``limit`` (its start kept visible if it is longer)."""
+    shift = max(min(0.0, limit - high), -low)
+    return low + shift, high + shift
+
+
+def _free_spot(box: tuple[float, float, float, float], taken: list,
+               size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A text box moved into the picture (``size``: width, height), then down (or up, near the
+    bottom) until it overlaps none already placed, so labels stay whole and legible."""
+    (left, right), (top, bottom) = _inside(box[0], box[2], size[0]), _inside(box[1], box[3], size[1])
+
+    def clash(upper: float, lower: float) -> bool:
+        return any(left < b[2] and b[0] < right and upper < b[3] and b[1] < lower for b in taken)
+
+    for step in (bottom - top, top - bottom):
+        upper, lower = top, bottom
+        while clash(upper, lower) and 0 <= upper + step and lower + step <= size[1]:
+            upper, lower = upper + step, lower + step
+        if not clash(upper, lower):
+            top, bottom = upper, lower
+            break
     taken.append((left, top, right, bottom))
     return left, top, right, bottom
 
 
-def _label(draw: ImageDraw.ImageDraw, xy, text: str, font, colour, anchor: str, taken: list, stroke: int) -> None:
-    """Text on a dark box, placed at ``xy`` by ``anchor`` (Pillow's codes) or lower if that spot is taken."""
+def _label(draw: ImageDraw.ImageDraw, size: tuple[int, int], xy, text: str, font, colour, anchor: str,
+           taken: list, stroke: int) -> None:
+    """Text on a dark box, placed at ``xy`` by ``anchor`` (Pillow's codes), moved inside the
+    picture and lower (or higher) if that spot is taken."""
     pad = stroke + 1
     left, top, right, bottom = draw.textbbox(xy, text, font=font, anchor=anchor, stroke_width=stroke)
-    box = _free_spot((left - pad, top - pad, right + pad, bottom + pad), taken)
+    box = _free_spot((left - pad, top - pad, right + pad, bottom + pad), taken, size)
     draw.rectangle(box, fill=(0, 0, 0))
-    draw.text((xy[0], xy[1] + box[1] - (top - pad)), text, font=font, fill=colour, anchor=anchor,
-              stroke_width=stroke, stroke_fill=(0, 0, 0))
+    draw.text((xy[0] + box[0] - (left - pad), xy[1] + box[1] - (top - pad)), text, font=font, fill=colour,
+              anchor=anchor, stroke_width=stroke, stroke_fill=(0, 0, 0))
 
 
 def draw_overlay(image: np.ndarray, landmarks: SpineLandmarks,
@@ -125,7 +144,7 @@ def draw_overlay(image: np.ndarray, landmarks: SpineLandmarks,
             xy, anchor = (right[0] + gap, right[1]), "lm"
         else:
             xy, anchor = (left[0] - gap, left[1]), "rm"
-        _label(draw, xy, label, label_font, colours[label], anchor, taken, stroke)
+        _label(draw, canvas.size, xy, label, label_font, colours[label], anchor, taken, stroke)
     if title:
         canvas = _with_banner(canvas, title, label_font, gap)
     return np.asarray(canvas)
