@@ -45,10 +45,6 @@ def test_an_image_over_the_limit_is_refused_from_its_header_in_one_line(tmp_path
     assert Image.MAX_IMAGE_PIXELS == pillow_limit   # lifted only while reading
 
 
-def test_the_limit_is_far_above_real_radiographs():
-    assert 100e6 <= MAX_PIXELS <= 150e6   # stitched full-spine films reach ~40 MP
-
-
 @pytest.mark.filterwarnings("error")
 def test_pillow_bomb_limit_does_not_speak_for_images_within_ours(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)   # as if the radiograph were over Pillow's 89 MP
@@ -74,7 +70,7 @@ def test_every_reader_checks_the_limit_before_decoding(tmp_path, monkeypatch):
     ds.PixelData = b"\0\0" * 10   # far too short: decoding it would fail with another message
     ds.save_as(tmp_path / "a.dcm", enforce_file_format=True)
     for name in ("a.tif", "a.nrrd", "a.dcm"):
-        with pytest.raises(ImageReadError, match=rf"{name} is too large \(200 x 300 px, 0 megapixels\)"):
+        with pytest.raises(ImageReadError, match=rf"{name} is too large \(200 x 300 px, "):
             read_xray(tmp_path / name)
 
 
