@@ -10,18 +10,20 @@ import torch
 from ...ml.bundle import Bundle
 from ..landmarks import SpineLandmarks
 from ..quality import QualityFlag
-from .model import LandmarkModel
+from .model import Evidence, LandmarkModel
 from .preprocess import to_working_image, working_scale
 from .weights_io import load_model
 
 
 @dataclass(frozen=True)
 class Detection:
-    """What one detection found: the landmarks (pixels), its time and the detector's own flags."""
+    """What one detection found: the landmarks (pixels), its time, the detector's own flags and
+    what the networks saw (the spine check's input)."""
 
     landmarks: SpineLandmarks
     seconds: float
     flags: tuple[QualityFlag, ...] = ()
+    evidence: Evidence | None = None
 
 
 class LandmarkDetector:
@@ -50,11 +52,11 @@ class LandmarkDetector:
         started = time.perf_counter()
         config = self.model.config
         work = torch.from_numpy(to_working_image(pixels, config))
-        corners = self.model.predict(work[None, None])
+        corners, evidence = self.model.predict(work[None, None])
         points = corners.numpy().astype(float) / working_scale(pixels.shape, config.working_height)
         landmarks = SpineLandmarks(points)
         return Detection(landmarks, time.perf_counter() - started,
-                         tuple(self.framing_flags(landmarks, pixels.shape[0])))
+                         tuple(self.framing_flags(landmarks, pixels.shape[0])), evidence)
 
     def framing_flags(self, landmarks: SpineLandmarks, image_height: int) -> list[QualityFlag]:
         """A flag when T1 or L5 lies more than ``framing_limit_sd`` standard deviations from

@@ -16,6 +16,8 @@ image (see ``preprocess``); corner-step "local units": 100 = one vertebra spacin
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
@@ -73,6 +75,19 @@ def from_local(local: torch.Tensor, centres: torch.Tensor, right: torch.Tensor, 
 
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """How sure the networks were on one image: the spine check's inputs (``xray.spine_check``)."""
+
+    matched_levels: int          # levels T1–L5 the chain of centre peaks reached
+    centre_confidence: float     # mean centre-peak value over the 17 levels (0 for unmatched)
+    corner_confidence: float     # median corner-peak value of the last corner stage, both views
+    corner_spread: float         # median share of a corner region above half its heatmap's peak
+    extra_peaks: int             # centre peaks the chain left out
+    mirror_disagreement: float   # median gap between a vertebra's corners found on the image and
+                                 # on its mirror image, in vertebra spacings
+
+
 def _unet(out_channels: int, features) -> BasicUNet:
     return BasicUNet(spatial_dims=2, in_channels=1, out_channels=out_channels,
                      features=tuple(features))
@@ -105,15 +120,17 @@ class LandmarkModel(nn.Module):
         return self.centre_net(pad_to_multiple(small, UNET_STRIDE))[:, 0, :small.shape[-2], :small.shape[-1]]
 
     def find_centres(self, images: torch.Tensor, widths: torch.Tensor):
-        """Centres (B, n, 2) in working pixels, each level's peak value (0 if unmatched)."""
+        """Centres (B, n, 2) in working pixels, each level's peak value (0 if unmatched) and
+        how many heatmap peaks each image has (the spine check compares them with the levels)."""
         c = self.config
         k = c.centre_downsample
         heat = self.centre_heatmap(images)
         size = torch.stack([widths.to(images.dtype), torch.full_like(widths, images.shape[-2], dtype=images.dtype)], 1)
         mean = self.centre_prior[0]
-        centres, confidence = [], []
+        centres, confidence, n_peaks = [], [], []
         for b in range(len(images)):
             points, values = heatmap_peaks(heat[b], c.peak_threshold, c.peak_min_distance)
+            n_peaks.append(len(points))
             found, matched = assign_levels((points + 0.5) * k - 0.5, values, mean * size[b], c)
             centres.append(found)
             level_values = torch.zeros(len(found))
@@ -122,7 +139,7 @@ class LandmarkModel(nn.Module):
                 level_values[matched] = values[nearest]
             confidence.append(level_values)
         centres, confidence = torch.stack(centres), torch.stack(confidence)
-        return self.constrain_centres(centres, confidence, widths), confidence
+        return self.constrain_centres(centres, confidence, widths), confidence, torch.tensor(n_peaks)
 
     def constrain_centres(self, centres, confidence, widths):
         """Replace weak or implausible centres by the shape model's estimate."""
@@ -166,7 +183,9 @@ class LandmarkModel(nn.Module):
         return centres[:, :, None] + d[..., :1] * right[:, :, None] + d[..., 1:] * down[:, :, None]
 
     def find_corners(self, images, centres, flipped, widths):
-        """Corners (B, n, 4, 2) around the given centres, after ``corner_stages`` stages."""
+        """Corners (B, n, 4, 2) around the given centres, after ``corner_stages`` stages; and of the
+        last stage's heatmaps (B, n, 4) their peak values and their spread: the share of the region
+        above half the peak (a real corner gives a sharp peak, an image without vertebrae a broad one)."""
         c = self.config
         b, n, _ = centres.shape
         for _ in range(c.corner_stages):
@@ -176,7 +195,9 @@ class LandmarkModel(nn.Module):
             corners = self.roi_to_image(points.reshape(b, n, 4, 2), centres)
             corners = self.constrain_corners(corners, peak.reshape(b, n, 4), centres)
             centres = corners.mean(dim=2)
-        return corners
+        flat = heat.flatten(2)
+        spread = (flat > 0.5 * flat.amax(dim=-1, keepdim=True)).float().mean(dim=-1)
+        return corners, peak.reshape(b, n, 4), spread.reshape(b, n, 4)
 
     def constrain_corners(self, corners, confidence, centres):
         """Replace weak or implausible corners by the per-vertebra shape model's estimate."""
@@ -192,21 +213,31 @@ class LandmarkModel(nn.Module):
         return from_local(fixed.reshape(b, n, 4, 2), *frames)
 
     @torch.no_grad()
-    def predict(self, image: torch.Tensor) -> torch.Tensor:
-        """Corners (n, 4, 2) in working pixels of one working image (1, 1, H, W).
+    def predict(self, image: torch.Tensor) -> tuple[torch.Tensor, Evidence]:
+        """Corners (n, 4, 2) in working pixels of one working image (1, 1, H, W), and what the
+        networks saw on the way (``Evidence``, for the spine check).
 
         The centres are found once; the corners are found on the image and on its mirror
         image around the same (mirrored) centres and averaged, which halves their variance
         without letting the two views disagree about the levels.
         """
         width = torch.tensor([float(image.shape[-1])])
-        centres, _ = self.find_centres(image, width)
+        centres, confidence, n_peaks = self.find_centres(image, width)
         images = image.expand(2, -1, -1, -1)
         widths = width.expand(2)
         both = torch.cat([centres, mirror_points(centres, width)])
-        corners = self.find_corners(images, both, torch.tensor([False, True]), widths)
+        corners, corner_peaks, corner_spread = self.find_corners(images, both, torch.tensor([False, True]), widths)
         unflipped = mirror_points(corners[1:], width)[:, :, FLIP_CORNERS]
-        return self.straighten_turned_vertebrae((corners[0] + unflipped[0]) / 2, width)
+        disagreement = (corners[0] - unflipped[0]).norm(dim=-1).mean(dim=1)
+        _, _, spacing = local_frames(centres)
+        evidence = Evidence(
+            matched_levels=int((confidence[0] > 0).sum()),
+            centre_confidence=float(confidence[0].mean()),
+            corner_confidence=float(corner_peaks.median()),
+            corner_spread=float(corner_spread.median()),
+            extra_peaks=int(n_peaks[0]) - int((confidence[0] > 0).sum()),
+            mirror_disagreement=float((disagreement / spacing[0]).median()))
+        return self.straighten_turned_vertebrae((corners[0] + unflipped[0]) / 2, width), evidence
 
     def straighten_turned_vertebrae(self, corners: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
         """Anatomy-aided correction of corners (n, 4, 2): a vertebra turned against both its
