@@ -17,6 +17,20 @@ class ModelError(SpineAnalysisError):
     """Model weights are missing, corrupt or do not match their configuration."""
 
 
+class NotSpineRadiographError(SpineAnalysisError):
+    """The image does not look like an AP spine radiograph the model can measure
+    (``xray.spine_check``); front ends say how to measure it anyway."""
+
+    code = "not_spine"
+
+
 def sitk_reason(exc: RuntimeError) -> str:
     """The last line of a SimpleITK error, without its source-file prefix: the part a user can read."""
     return str(exc).strip().splitlines()[-1].replace("sitk::ERROR: ", "")
+
+
+
+def os_error_message(exc: OSError) -> str:
+    """An OSError in the user's words: the file and the system's reason, without the errno."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{(exc.strerror or str(exc)).lower()}"

@@ -19,7 +19,10 @@ from ..io.landmark_files import write_landmarks_csv, write_landmarks_json
 from .landmarks import SpineLandmarks
 from .overlay import draw_overlay, save_png
 from .quality import QualityFlag, quality_flags
+from .spine_check import SpineCheck
 
+#: The severity a report gives when the image was measured although it failed the spine check.
+SEVERITY_NOT_STATED = "not stated: the image did not pass the spine check"
 OUTPUT_FILES = ("report.json", "report.csv", "landmarks.csv", "landmarks.json", "overlay.png")
 
 
@@ -40,12 +43,25 @@ class CobbReport:
     edited: bool = False
     note: str | None = None
     spacing_mm: tuple[float, float] | None = None
+    spine_check: SpineCheck | None = None         # None: landmarks were given, not detected
 
     @property
     def landmarks(self) -> SpineLandmarks:
         return self.result.landmarks
 
+    @property
+    def forced(self) -> bool:
+        """Measured although the image did not pass the spine check: no severity is stated."""
+        return self.spine_check is not None and not self.spine_check.passed
+
+    def severity(self, curve) -> str:
+        return SEVERITY_NOT_STATED if self.forced else curve.severity
+
     def to_dict(self) -> dict:
+        result = self.result.to_dict()
+        if self.forced:
+            result["curves"] = [{**c, "severity": SEVERITY_NOT_STATED} for c in result["curves"]]
+            result["overall_severity"] = SEVERITY_NOT_STATED
         return {
             "software": f"spine-analysis {__version__}",
             "source": self.source,
@@ -54,7 +70,9 @@ class CobbReport:
             "pixel_spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
             "landmarks_from": self.model or "provided landmarks",
             "landmarks_edited": self.edited,
-            **self.result.to_dict(),
+            "spine_check": self.spine_check.to_dict() if self.spine_check else None,
+            "forced": self.forced,
+            **result,
             "quality_flags": [f.to_dict() for f in self.flags],
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
         }
@@ -65,10 +83,13 @@ class CobbReport:
         lines = [f"{self.source}: {self.landmarks.levels[0]}–{self.landmarks.levels[-1]}"]
         if self.note:
             lines.append(self.note)
+        if self.forced:
+            lines.append(f"MEASURED ANYWAY, no severity stated: {self.spine_check.reason}")
         if not self.result.curves:
             lines.append("no curve of 5° or more")
         cells = [(c.name, f"{c.angle_deg:.1f}°", f"{c.upper_end}–{c.lower_end},", f"{c.apex},",
-                  f"{c.convexity},", c.severity) for c in self.result.curves]
+                  f"{c.convexity},", "severity not stated" if self.forced else c.severity)
+                 for c in self.result.curves]
         widths = [max(len(row[k]) for row in cells) for k in range(5)] if cells else []
         for name, angle, ends, apex, convexity, severity in cells:
             lines.append(f"  {name:<{widths[0]}}  {angle:>{widths[1]}}  {ends:<{widths[2]}} "
@@ -98,7 +119,7 @@ def endplate_lines(result: CobbResult) -> list:
 
 def _report_rows(report: CobbReport) -> list[list]:
     rows = [[c.name, c.region, f"{c.angle_deg:.2f}", c.upper_end, c.lower_end, c.apex,
-             c.convexity, c.severity] for c in report.result.curves]
+             c.convexity, report.severity(c)] for c in report.result.curves]
     if report.result.aasce_angles is not None:
         rows += [[f"AASCE {n}", "AASCE rule", f"{a:.2f}", "", "", "", "", ""]
                  for n, a in zip(AASCE_NAMES, report.result.aasce_angles)]
@@ -132,6 +153,8 @@ def write_report_files(out_dir, image: np.ndarray, report: CobbReport,
         title = f"{Path(report.source).name}" + (" (edited landmarks)" if report.edited else "")
         if report.note:
             title += f" - {report.note}"
+        if report.forced:
+            title += " - did not pass the spine check, measured anyway"
         save_png(draw_overlay(image, report.landmarks, endplate_lines(report.result), title),
                  staging / "overlay.png")
         for name, target in targets.items():
@@ -142,9 +165,13 @@ def write_report_files(out_dir, image: np.ndarray, report: CobbReport,
 
 
 def write_cobb_outputs(out_dir, image: np.ndarray, landmarks: SpineLandmarks, result: CobbResult,
-                       edited: bool, source: str) -> dict[str, Path]:
-    """The Slicer module's export: the report of (possibly edited) landmarks with its files."""
-    report = make_report(result, source, (image.shape[1], image.shape[0]), edited=edited)
+                       edited: bool, source: str, spine_check_failure: str | None = None) -> dict[str, Path]:
+    """The Slicer module's export: the report of (possibly edited) landmarks with its files.
+
+    ``spine_check_failure`` is the reason the image did not pass the spine check when it was
+    measured anyway: the report then says so and states no severity."""
+    check = SpineCheck(False, reason=spine_check_failure) if spine_check_failure else None
+    report = make_report(result, source, (image.shape[1], image.shape[0]), edited=edited, spine_check=check)
     if result.landmarks is not landmarks:
         raise ValueError("the result was computed from other landmarks")
     return write_report_files(out_dir, image, report)
