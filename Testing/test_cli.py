@@ -25,6 +25,7 @@ from spine_analysis.xray import synthetic
 from spine_analysis.xray.cobb import aasce_angles
 from spine_analysis.io.landmark_files import read_landmarks, write_landmarks_csv, write_landmarks_json
 from spine_analysis.datasets import aasce_dir
+from spine_analysis.xray.report import SEVERITY_NOT_STATED
 from spine_analysis.xray.landmarks import SpineLandmarks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -321,12 +322,39 @@ def test_angles_bad_input_gives_one_error_line(bad_inputs, args, fragments):
 
 # --------------------------------------------------------------------------- cobb with a model
 
+def test_cobb_refuses_what_its_model_cannot_see_a_spine_in(tmp_path, model_dir):
+    """The untrained tiny model sees no vertebra anywhere: the image is refused, nothing written."""
+    image = save_png(synthetic.render_radiograph(CASES[0][1], SIZE), tmp_path / "patient image.png")
+    proc = run(tmp_path, "cobb", image.name, "--weights", model_dir, "--out-dir", "out dir")
+    assert_one_error_line(proc, "patient image.png", "does not look like an AP spine radiograph", "--force")
+    assert not (tmp_path / "out dir").exists()
+
+
+def test_cobb_checks_the_output_folder_before_detecting(tmp_path, monkeypatch, capsys):
+    from spine_analysis.io import atomic
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    def detector(weights):
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    image = save_png(synthetic.render_radiograph(CASES[0][1], SIZE), tmp_path / "scan.png")
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(cli, "_detector", detector)
+    assert cli.main(["cobb", str(image), "--out-dir", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.strip() == f"spine-analysis: error: cannot write into {tmp_path} (permission denied): " \
+                            "choose another --out-dir"
+
+
 def test_cobb_with_tiny_model(tmp_path, model_dir):
+    """--force measures anyway; the report says the image did not pass and states no severity."""
     name, landmarks, _, _ = CASES[0]
     image = save_png(synthetic.render_radiograph(landmarks, SIZE), tmp_path / "patient image.png")
     before = image.read_bytes()
     proc = run(tmp_path, "cobb", image.name, "--weights", model_dir, "--out-dir", "out dir", "--json",
-               "--progress")
+               "--progress", "--force")
     assert_ok(proc)
     progress = proc.stderr.splitlines()
     assert [line[:5] for line in progress] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
@@ -337,6 +365,8 @@ def test_cobb_with_tiny_model(tmp_path, model_dir):
     assert report["levels"] == "T1–L5"
     assert set(report["timings_s"]) >= {"model_load", "detection", "total"}
     assert len(report["aasce_angles_deg"]) == 3
+    assert report["forced"] and not report["spine_check"]["passed"]
+    assert report["overall_severity"] == SEVERITY_NOT_STATED
 
     out = tmp_path / "out dir"
     assert sorted(p.name for p in out.iterdir()) == sorted(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import SpineAnalysisError
+from .errors import SpineAnalysisError, os_error_message
 
 MODE_HELP = ("aasce: the challenge organisers' rule (columns in angles.csv order); "
              "clinical: the largest proximal thoracic, main thoracic and thoracolumbar/lumbar "
@@ -88,9 +88,11 @@ def _detector(weights):
 def _cmd_cobb(args) -> int:
     import time
 
+    from .errors import NotSpineRadiographError
     from .io.xray import read_xray
     from .xray.cobb import analyse
-    from .xray.report import check_outputs, make_report, write_report_files
+    from .xray.measure import measure_radiograph
+    from .xray.report import check_outputs, write_report_files
 
     out_dir = Path(args.out_dir) if args.out_dir else \
         Path(f"{Path(args.image).stem if args.image else 'synthetic-example'}-cobb")
@@ -115,12 +117,12 @@ def _cmd_cobb(args) -> int:
     detector = _detector(args.weights)
     load_s = time.perf_counter() - loaded
     _status(args, 3, total, "detecting 68 vertebral corners")
-    detection = detector.detect(pixels)
-    height, width = pixels.shape
-    result = analyse(detection.landmarks, height, not args.image_right_is_patient_right)
-    report = make_report(result, source, (width, height), extra_flags=detection.flags, model=detector.version,
-                         timings_s={"model_load": load_s, "detection": detection.seconds},
-                         note=note, spacing_mm=spacing)
+    try:
+        report = measure_radiograph(detector, pixels, source, force=args.force, spacing_mm=spacing, note=note,
+                                    patient_right_on_image_left=not args.image_right_is_patient_right,
+                                    model_load_s=load_s)
+    except NotSpineRadiographError as exc:
+        raise NotSpineRadiographError(f"{source}: {exc} (--force measures it anyway)") from None
     _status(args, 4, total, f"writing outputs to {out_dir}")
     report.timings_s["total"] = time.perf_counter() - started
     write_report_files(out_dir, pixels, report, protect=protect)
@@ -129,11 +131,17 @@ def _cmd_cobb(args) -> int:
     else:
         print(report.summary())
         if truth is not None:
-            expected = analyse(truth, height)
+            expected = analyse(truth, pixels.shape[0])
             print("  expected (drawn): " + ", ".join(
                 f"{c.name} {c.angle_deg:.1f}° {c.upper_end}–{c.lower_end}" for c in expected.curves))
         print(f"outputs: {out_dir}/ (report.json, report.csv, landmarks.csv, landmarks.json, overlay.png)")
     return 0
+
+
+def _cmd_serve(args) -> int:
+    from .jobs import main as serve_main
+
+    return serve_main()
 
 
 def _cmd_predict(args) -> int:
@@ -142,6 +150,7 @@ def _cmd_predict(args) -> int:
     from .io.aasce import read_aasce_folder, write_aasce_angles_csv, write_aasce_landmarks_csv
     from .io.xray import read_xray
     from .xray.cobb import aasce_angles
+    from .xray.spine_check import SpineEvidence, assess
 
     folder = read_aasce_folder(args.aasce)
     out = Path(args.out_dir)
@@ -150,10 +159,14 @@ def _cmd_predict(args) -> int:
             raise SpineAnalysisError(f"refusing to overwrite the labels in {args.aasce}: "
                                      "choose another --out-dir")
     detector = _detector(args.weights)
-    rows, angles = [], []
+    rows, angles, refused = [], [], []
     for i in tqdm(range(len(folder)), desc="predicting", unit="img", file=sys.stderr):
         pixels = read_xray(folder.image_path(i)).pixels
-        landmarks = detector.detect(pixels).landmarks
+        detection = detector.detect(pixels)
+        landmarks = detection.landmarks
+        check = assess(SpineEvidence.of(detection, pixels))
+        if not check.passed:
+            refused.append(f"{folder.filenames[i]}: {check.reason}")
         height, width = pixels.shape
         rows.append(landmarks.to_aasce_row(width, height))
         angles.append(aasce_angles(landmarks, height))
@@ -161,6 +174,8 @@ def _cmd_predict(args) -> int:
     write_aasce_landmarks_csv(np.array(rows), out / "landmarks.csv")
     write_aasce_angles_csv(np.array(angles), out / "angles.csv")
     print(f"{len(rows)} images: landmarks.csv and angles.csv written to {out}")
+    for line in refused:
+        print(f"  did not pass the spine check (measured anyway, as every row is needed): {line}")
     return 0
 
 
@@ -465,7 +480,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-right-is-patient-right", action="store_true",
                    help="the image shows the patient's right on the image's right (e.g. a PA view); "
                         "by default the patient's right is on the image's left, as on a standard AP view")
+    p.add_argument("--force", action="store_true",
+                   help="measure an image that does not look like an AP spine radiograph (refused by default); "
+                        "the report says it did not pass and states no severity")
     p.set_defaults(func=_cmd_cobb)
+
+    p = sub.add_parser("serve", help="keep the engine warm: answer JSON requests on stdin, one per line",
+                       description='Reads one JSON request per line on stdin, e.g. {"image": "xray.png"} '
+                                   '(optional: "force", "out_dir", "weights", "patient_right_on_image_left"), '
+                                   'and answers with JSON lines on stdout: {"status": "progress", ...} lines, then '
+                                   'one {"status": "done", ...report, "landmarks", "flags"} or {"status": "error", '
+                                   '"message": ...}. The model stays loaded, so only the first request pays the '
+                                   'start-up. Ends when stdin closes. CT jobs: see spine_analysis.jobs.')
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("angles", help="Cobb angles from landmarks you already have",
                        description="Compute Cobb angles from corner landmarks. Give exactly one of "
@@ -625,8 +652,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (SpineAnalysisError, OSError) as exc:
+    except SpineAnalysisError as exc:
         print(f"spine-analysis: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"spine-analysis: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("spine-analysis: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ import contextlib
 import csv
 import json
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -75,6 +76,11 @@ def check_output_folder(out_dir, names: Sequence[str], protect=()) -> dict[str, 
     existing = out_dir.resolve()
     while not existing.exists():
         existing = existing.parent
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SpineAnalysisError(f"cannot write into {existing}: choose another --out-dir")
+    try:  # a file made and removed: permissions, read-only disks and root's exemptions all answer truly
+        fd, probe = tempfile.mkstemp(prefix=".spine-analysis-write-check-", dir=existing)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise SpineAnalysisError(f"cannot write into {existing} ({(exc.strerror or str(exc)).lower()}): "
+                                 "choose another --out-dir") from None
     return targets
