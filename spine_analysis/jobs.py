@@ -1,15 +1,21 @@
-"""The engine's entry point for front ends that run it in another process (the Slicer modules).
+"""The engine's warm server: ``spine-analysis serve`` (or ``python -m spine_analysis.jobs``).
 
-``python -m spine_analysis.jobs`` reads one JSON request per line on stdin and answers each
-with JSON lines on stdout: zero or more ``{"status": "progress", "fraction": f, "message": m}``,
-then one ``{"status": "done", "result": {...}}`` or ``{"status": "error", "message": m}``. It
-reads requests until stdin closes, so a front end can keep it running between requests, with
-its model loaded. Anything else a library prints goes to stderr, never between the lines.
+It reads one JSON request per line on stdin and answers each with JSON lines on stdout: zero
+or more ``{"status": "progress", "fraction": f, "message": m}``, then exactly one
+``{"status": "done", ...the job's result fields...}`` or ``{"status": "error", "message": m}``
+(with ``"code"`` when the error has one, e.g. ``"not_spine"``). It reads requests until stdin
+closes, keeping its models loaded, so only the first request pays for starting Python, torch
+and MONAI. Anything else a library prints goes to stderr, never between the lines.
 
-Jobs (``"job"`` in the request):
-- ``landmarks``: ``{"image": PATH, "weights": PATH or null}`` -> ``{"landmarks":
-  SpineLandmarks.to_dict(), "flags": [QualityFlag.to_dict(), ...] (the detector's own flags),
-  "model": version text, "seconds": {"model_load": s, "detection": s}}``.
+Jobs (``"job"`` in the request; a request with an ``"image"`` and no job is a ``cobb`` job):
+- ``cobb``: ``{"image": PATH, "weights": PATH or null, "force": false,
+  "patient_right_on_image_left": true, "out_dir": PATH or null}`` -> the report of
+  ``spine-analysis cobb --json`` (curves, AASCE angles, ``quality_flags``, ``spine_check``, ...)
+  plus ``"landmarks": SpineLandmarks.to_dict()``, ``"flags"`` (the same flags; code
+  ``framing`` is the detector's own) and ``"outputs"`` (paths written when ``out_dir`` is
+  given). An image that does not look like an AP spine radiograph is answered with the
+  error code ``not_spine`` unless ``force`` is true; then it is measured, ``"forced": true``,
+  and no severity is stated.
 - ``vertebral_body``: ``{"ct": PATH, "seeds": [[x, y, z], ...], "frame": "ras" or "lps",
   "method": "unet" or "classical", "levels": [name or null, ...], "labels": PATH or null,
   "weights": PATH or null, "out": PATH, "lytic_below_hu": v, "sclerotic_above_hu": v}`` ->
@@ -38,7 +44,7 @@ from typing import Callable, TextIO
 
 import numpy as np
 
-from .errors import SpineAnalysisError
+from .errors import SpineAnalysisError, os_error_message
 
 Emit = Callable[[dict], None]
 
@@ -58,41 +64,58 @@ class JobRunner:
         try:
             if not isinstance(request, dict):
                 raise SpineAnalysisError("a request must be a JSON object")
-            job = request.get("job")
-            handlers = {"landmarks": self._landmarks, "vertebral_body": self._vertebral_body,
+            job = request.get("job") or ("cobb" if "image" in request else None)
+            handlers = {"cobb": self._cobb, "vertebral_body": self._vertebral_body,
                         "measure_centra": self._measure_centra, "fracture": self._fracture}
             handler = handlers.get(job)
             if handler is None:
                 raise SpineAnalysisError(f"unknown job {job!r}; known: {', '.join(handlers)}")
-            emit({"status": "done", "result": handler(request, emit)})
-        except (SpineAnalysisError, OSError) as exc:
-            emit({"status": "error", "message": str(exc)})
+            emit({"status": "done", **handler(request, emit)})
+        except SpineAnalysisError as exc:
+            emit({"status": "error", "message": str(exc), **({"code": exc.code} if getattr(exc, "code", None) else {})})
+        except OSError as exc:
+            emit({"status": "error", "message": os_error_message(exc)})
         except Exception as exc:  # a bug, not a user's error: keep serving, leave the traceback on stderr
             traceback.print_exc(file=sys.stderr)
             emit({"status": "error", "message": f"internal error ({type(exc).__name__}: {exc}); "
                                                 "the details are in the engine's log"})
 
-    def _landmarks(self, request: dict, emit: Emit) -> dict:
+    def _cobb(self, request: dict, emit: Emit) -> dict:
         from .io.xray import read_xray
-        from .xray.landmark_model.detector import LandmarkDetector
+        from .xray.measure import measure_radiograph
 
-        if not request.get("image"):
-            raise SpineAnalysisError("the landmarks job needs an 'image' path")
+        image = request.get("image")
+        if not image:
+            raise SpineAnalysisError("the cobb job needs an 'image' path")
+        if request.get("out_dir"):
+            from .xray.report import check_outputs
+
+            check_outputs(request["out_dir"], [image])
         emit(_progress(0.1, "reading the radiograph"))
-        pixels = read_xray(request["image"]).pixels
+        xray = read_xray(image)
         weights = request.get("weights") or None
         load_s = 0.0
         if weights not in self._detectors:
+            from .xray.landmark_model.detector import LandmarkDetector
+
             emit(_progress(0.3, "loading the landmark model"))
             started = time.perf_counter()
             self._detectors[weights] = LandmarkDetector.load(weights)
             load_s = time.perf_counter() - started
-        detector = self._detectors[weights]
         emit(_progress(0.5, "detecting 68 vertebral corners"))
-        detection = detector.detect(pixels)
-        return {"landmarks": detection.landmarks.to_dict(), "flags": [f.to_dict() for f in detection.flags],
-                "model": detector.version, "seconds": {"model_load": load_s, "detection": detection.seconds}}
+        report = measure_radiograph(self._detectors[weights], xray.pixels, str(image),
+                                    force=bool(request.get("force")), spacing_mm=xray.spacing_mm,
+                                    patient_right_on_image_left=bool(request.get("patient_right_on_image_left", True)),
+                                    model_load_s=load_s)
+        outputs = {}
+        if request.get("out_dir"):
+            from .xray.report import write_report_files
 
+            emit(_progress(0.9, "writing the report"))
+            outputs = write_report_files(request["out_dir"], xray.pixels, report, protect=[image])
+        report_dict = report.to_dict()
+        return {**report_dict, "landmarks": report.landmarks.to_dict(), "flags": report_dict["quality_flags"],
+                "outputs": {name: str(path) for name, path in outputs.items()}}
 
     def _read_ct(self, path):
         """The CT at ``path``, from memory when the file has not changed since it was last read."""
