@@ -590,11 +590,10 @@ class SpineCobbLogic(WarmEngineRunner, ScriptedLoadableModuleLogic, VTKObservati
             raise ValueError(f"The radiograph of '{landmarksNode.GetName()}' is no longer in the scene.")
         landmarks = self.landmarksFromNode(landmarksNode)
         result = self.cobbResult(landmarksNode, landmarks)
-        if self.spineCheckFailure(landmarksNode):
-            result = detection.withheldSeverity(result)
         os.makedirs(outputFolder, exist_ok=True)
         write_cobb_outputs(outputFolder, self.radiographArray(volumeNode), landmarks, result,
-                           edited=self.isEdited(landmarksNode), source=self._sourceDescription(volumeNode))
+                           edited=self.isEdited(landmarksNode), source=self._sourceDescription(volumeNode),
+                           spine_check_failure=self.spineCheckFailure(landmarksNode))
         logging.info(f"SpineCobb: report written to {outputFolder}")
         return outputFolder
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spine_analysis.xray.cobb import analyse
 from spine_analysis.xray.landmarks import SpineLandmarks
-from spine_analysis.xray.synthetic import build_spine, scoliotic_tilts
+from spine_analysis.xray.report import SEVERITY_NOT_STATED
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "SpineCommon"))
@@ -27,7 +26,8 @@ def _done(**fields):
     """The result EngineJob returns for a done line of the cobb job."""
     message = {"status": "done", "landmarks": LANDMARKS.to_dict(), "flags": FLAGS,
                "spine_check": {"passed": True, "reason": None, "measures": {"columns": 1.0}},
-               "forced": False, "model": "landmark model v1", "seconds": {"model_load": 0.0, "detection": 0.1}}
+               "forced": False, "landmarks_from": "landmark model v1",
+               "timings_s": {"model_load": 0.0, "detection": 0.1}}
     message.update(fields)
     return resultOf(message)
 
@@ -99,18 +99,7 @@ def test_the_refusal_dialog_gives_the_reason_and_names_the_checkbox_of_the_ui():
 def test_severity_is_shown_unless_the_spine_check_failed():
     assert detection.shownSeverity("moderate", None) == "moderate"
     assert detection.shownSeverity("moderate", "", cell=True) == "moderate"
-    assert detection.shownSeverity("moderate", "odd image") == "not stated: image did not pass the spine check"
+    assert detection.shownSeverity("moderate", "odd image") == SEVERITY_NOT_STATED == detection.SEVERITY_NOT_STATED
     assert detection.shownSeverity("moderate", "odd image", cell=True) == "—"
 
 
-def test_the_exported_result_states_no_severity_and_keeps_everything_else():
-    spine = build_spine(scoliotic_tilts([(4, 11, -35.0), (11, 15, 25.0)]), image_size=(900, 2300))
-    result = analyse(spine, 2300)
-    assert result.curves and result.overall_severity not in ("none", detection.SEVERITY_NOT_STATED)
-    withheld = detection.withheldSeverity(result)
-    assert withheld.landmarks is result.landmarks  # write_cobb_outputs checks the result is of these landmarks
-    assert [curve.severity for curve in withheld.curves] == [detection.SEVERITY_NOT_STATED] * len(result.curves)
-    assert withheld.overall_severity == detection.SEVERITY_NOT_STATED
-    assert [curve.angle_deg for curve in withheld.curves] == [curve.angle_deg for curve in result.curves]
-    assert withheld.to_dict()["curves"][0]["severity"] == detection.SEVERITY_NOT_STATED
-    assert result.curves[0].severity != detection.SEVERITY_NOT_STATED  # the engine's result is left as it was

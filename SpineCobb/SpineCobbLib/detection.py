@@ -13,8 +13,8 @@ from SpineCommonLib.protocol import JobFailed
 NOT_SPINE = "not_spine"
 #: The option (Advanced section of the .ui) that measures such an image anyway.
 FORCE_OPTION = "Measure even if the image does not look like a spine radiograph"
-#: What stands for the severity of a curve when the image did not pass the spine check.
-SEVERITY_NOT_STATED = "not stated: image did not pass the spine check"
+#: What stands for the severity of a curve when the image did not pass the spine check (as the engine's report says).
+SEVERITY_NOT_STATED = "not stated: the image did not pass the spine check"
 SEVERITY_NOT_STATED_CELL = "—"
 #: The reason stored when the engine gave none.
 UNKNOWN_REASON = "the image did not pass the spine check"
@@ -27,8 +27,8 @@ class CobbAnswer:
     landmarks: object                 # spine_analysis SpineLandmarks, in pixels
     warnings: list                    # framing warnings: check T1 or L5 when there are any
     spineCheckFailure: object = None  # why the image did not pass the spine check, when measured anyway
-    model: object = None              # the engine's model version text
-    seconds: object = None            # the engine's timings
+    model: object = None              # the engine's model version text ("landmarks_from")
+    seconds: object = None            # the engine's timings ("timings_s")
     spineCheck: dict = dataclasses.field(default_factory=dict)  # the engine's {"passed", "reason", "measures"}
 
 
@@ -56,7 +56,7 @@ def cobbAnswer(result):
     if result.get("forced"):
         failure = str(spineCheck.get("reason") or "").strip() or UNKNOWN_REASON
     return CobbAnswer(SpineLandmarks.from_dict(result["landmarks"]), framingWarnings(result.get("flags")), failure,
-                      result.get("model"), result.get("seconds"), dict(spineCheck))
+                      result.get("landmarks_from"), result.get("timings_s"), dict(spineCheck))
 
 
 def isRefusal(error):
@@ -77,9 +77,3 @@ def shownSeverity(severity, spineCheckFailure, cell=False):
         return severity
     return SEVERITY_NOT_STATED_CELL if cell else SEVERITY_NOT_STATED
 
-
-def withheldSeverity(result):
-    """`result` (spine_analysis CobbResult) with every curve's severity not stated, for the exported report
-    (its overall severity follows the largest curve's)."""
-    return dataclasses.replace(result, curves=tuple(
-        dataclasses.replace(curve, severity=SEVERITY_NOT_STATED) for curve in result.curves))
