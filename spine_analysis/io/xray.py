@@ -7,11 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
-import SimpleITK as sitk
 from PIL import Image, UnidentifiedImageError
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut
 
 from ..errors import ImageReadError, sitk_reason
 
@@ -125,6 +121,8 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, None, str]:
 def _read_sitk_2d(path: Path) -> tuple[np.ndarray, tuple[float, float], str]:
     """A 2D image, or a single-slice 3D one as Slicer saves radiographs: refused from the header
     (a volume, too many pixels) before its voxels are read."""
+    import SimpleITK as sitk   # here, not at the top: a PNG or JPEG run starts a second faster
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -154,6 +152,10 @@ def _read_sitk_2d(path: Path) -> tuple[np.ndarray, tuple[float, float], str]:
 
 def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str]:
     """A single-frame CR/DX file, as modality values with MONOCHROME1 inverted."""
+    import pydicom   # here, not at the top: a PNG or JPEG run starts a second faster
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut
+
     try:
         ds = pydicom.dcmread(path, defer_size="1 MB")   # the pixel data is read only once its size is checked
     except (InvalidDicomError, OSError, ValueError) as exc:
