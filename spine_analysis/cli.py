@@ -150,7 +150,7 @@ def _cmd_predict(args) -> int:
     from .io.aasce import read_aasce_folder, write_aasce_angles_csv, write_aasce_landmarks_csv
     from .io.xray import read_xray
     from .xray.cobb import aasce_angles
-    from .xray.spine_check import SpineEvidence, assess
+    from .xray.spine_check import check_radiograph
 
     folder = read_aasce_folder(args.aasce)
     out = Path(args.out_dir)
@@ -164,7 +164,7 @@ def _cmd_predict(args) -> int:
         pixels = read_xray(folder.image_path(i)).pixels
         detection = detector.detect(pixels)
         landmarks = detection.landmarks
-        check = assess(SpineEvidence.of(detection, pixels))
+        check = check_radiograph(detector, pixels, detection)
         if not check.passed:
             refused.append(f"{folder.filenames[i]}: {check.reason}")
         height, width = pixels.shape
