@@ -136,7 +136,7 @@ class EngineJob:
 
     def __init__(self, request, images=None, process=None, logCallback=None, progressCallback=None):
         """
-        :param request: the request without its input files, e.g. {"job": "landmarks", "weights": None}
+        :param request: the request without its input files, e.g. {"job": "cobb", "weights": None, "force": False}
         :param images: {request key: SimpleITK image}; each is written to the temporary folder and its path
             sent under that key
         :param process: an EngineProcess to use and leave running; default: a new one, closed after this request
