@@ -22,13 +22,13 @@ MIN_MATCHED_LEVELS = 12
 #: Lowest mean centre-peak value over the 17 levels.
 MIN_CENTRE_CONFIDENCE = 0.45
 #: Lowest median corner-peak value.
-MIN_CORNER_CONFIDENCE = 0.48
+MIN_CORNER_CONFIDENCE = 0.44
 #: Most centre peaks the chain of vertebrae may leave out (C7, the sacrum, a few ribs).
 MAX_EXTRA_PEAKS = 20
 #: Largest median share of a corner region above half its heatmap's peak.
-MAX_CORNER_SPREAD = 0.024
+MAX_CORNER_SPREAD = 0.028
 #: Largest median distance between the corners found on the image and on its mirror image (spacings).
-MAX_MIRROR_DISAGREEMENT = 0.1
+MAX_MIRROR_DISAGREEMENT = 0.12
 #: Below this widening from T1–T5 to L1–L5 (or when the evidence is weak) the image is also
 #: looked at turned 180°: an upside-down radiograph is a good spine that way up.
 UPRIGHT_WIDENING = 1.35
