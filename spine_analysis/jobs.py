@@ -244,7 +244,7 @@ def serve(requests: TextIO, answers: TextIO) -> None:
     runner = JobRunner()
 
     def emit(message: dict) -> None:
-        answers.write(json.dumps(message, ensure_ascii=False) + "\n")
+        answers.write(json.dumps(message) + "\n")  # ASCII: readable whatever the locale
         answers.flush()
 
     for line in requests:
