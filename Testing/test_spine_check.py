@@ -14,7 +14,7 @@ needs_model = pytest.mark.skipif(not (SHIPPED_DIR / "landmarks.pt").exists(), re
 
 RADIOGRAPH = SpineEvidence(matched_levels=17, centre_confidence=0.75, corner_confidence=0.64, corner_spread=0.014,
                            extra_peaks=1,
-                           mirror_disagreement=0.03, widening=1.5, quality_flags=0)
+                           mirror_disagreement=0.03, widening=1.5)
 
 
 def _with(**changes) -> SpineEvidence:

@@ -154,7 +154,7 @@ def collect(args) -> list[dict]:
     saved = open(args.features, "w") if args.features else None
     for source in sources:
         for category, name, pixels in source:
-            evidence = SpineEvidence.of(detector.detect(pixels), pixels)
+            evidence = SpineEvidence.of(detector.detect(pixels))
             # Turned evidence wherever a threshold within reach could make the check look at it.
             turn = (evidence.widening < TURN_BELOW_WIDENING if category in REAL else assess(evidence).passed) \
                 or might_be_upside_down(evidence)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .quality import quality_flags
+from .landmarks import vertebra_midlines
 
 #: Fewest levels T1–L5 the chain of centre peaks must reach.
 MIN_MATCHED_LEVELS = 12
@@ -46,19 +46,14 @@ class SpineEvidence:
     extra_peaks: int
     mirror_disagreement: float
     widening: float            # median width L1–L5 / median width T1–T5
-    quality_flags: int         # how many of ``quality.quality_flags`` the landmarks raise
 
     @classmethod
-    def of(cls, detection, pixels: np.ndarray) -> "SpineEvidence":
-        """The evidence of a ``Detection`` on ``pixels`` (rows, cols)."""
-        landmarks = detection.landmarks
-        widths = np.linalg.norm(landmarks.points[:, [1, 3]].mean(axis=1) - landmarks.points[:, [0, 2]].mean(axis=1),
-                                axis=1)
+    def of(cls, detection) -> "SpineEvidence":
+        """The evidence of a ``Detection``."""
+        widths = np.linalg.norm(vertebra_midlines(detection.landmarks.points), axis=1)
         upper = float(np.median(widths[:5]))
         widening = float(np.median(widths[-5:]) / upper) if upper > 0 else 0.0
-        height, width = pixels.shape
-        return cls(**asdict(detection.evidence), widening=widening,
-                   quality_flags=len(quality_flags(landmarks, (width, height))))
+        return cls(**asdict(detection.evidence), widening=widening)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,11 +116,11 @@ def decide(evidence: SpineEvidence, turned: SpineEvidence | None = None) -> Spin
 def turned_evidence(detector, pixels: np.ndarray) -> SpineEvidence:
     """The evidence of ``pixels`` turned 180°."""
     turned = np.ascontiguousarray(pixels[::-1, ::-1])
-    return SpineEvidence.of(detector.detect(turned), turned)
+    return SpineEvidence.of(detector.detect(turned))
 
 
 def check_radiograph(detector, pixels: np.ndarray, detection) -> SpineCheck:
     """The spine check of ``detection`` (by ``detector`` on ``pixels``), an upside-down radiograph
     included (detected a second time, turned, only when it ``might_be_upside_down``)."""
-    evidence = SpineEvidence.of(detection, pixels)
+    evidence = SpineEvidence.of(detection)
     return decide(evidence, turned_evidence(detector, pixels) if might_be_upside_down(evidence) else None)
