@@ -34,7 +34,10 @@ COMMAND = [sys.executable, "-m", "spine_analysis"]
 
 def _wall(command: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    run = subprocess.run(command, capture_output=True, text=True)
+    if run.returncode != 0:   # a timing of a failed run would mislead: stop with the tool's own message
+        last_line = (run.stderr.strip().splitlines() or [f"exit code {run.returncode}"])[-1]
+        sys.exit(f"spine-analysis {command[3]} failed: {last_line}")
     return time.perf_counter() - started
 
 
@@ -78,6 +81,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         images = [Path(p) for p in args.image]
+        if missing := [str(p) for p in images if not p.is_file()]:
+            parser.error(f"not an image file: {', '.join(missing)}")
         if not images:
             pixels, _, _ = example_case()
             images = [tmp / "synthetic.png"]
