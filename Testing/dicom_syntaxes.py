@@ -53,7 +53,9 @@ def _frame(pixels: np.ndarray, syntax: Syntax) -> bytes:
     if uid == JPEGBaseline8Bit:
         return imagecodecs.jpeg8_encode(pixels.astype(np.uint8), level=90)
     if uid == JPEGExtended12Bit:
-        return imagecodecs.jpeg8_encode(pixels.astype(np.uint16), level=90, bitspersample=12)
+        if bits > 8:   # 12-bit precision; 8-bit data stays an 8-bit stream, as process 2 writes it
+            return imagecodecs.jpeg8_encode(pixels.astype(np.uint16), level=90, bitspersample=12)
+        return imagecodecs.jpeg8_encode(pixels.astype(np.uint8), level=90)
     if uid in (JPEGLossless, JPEGLosslessSV1):
         return imagecodecs.jpeg8_encode(pixels, lossless=True, predictor=6 if uid == JPEGLossless else 1,
                                         bitspersample=bits)
@@ -65,6 +67,22 @@ def _frame(pixels: np.ndarray, syntax: Syntax) -> bytes:
     if uid in (HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K):
         return imagecodecs.htj2k_encode(pixels, reversible=uid != HTJ2K)
     raise ValueError(f"no encoder for {uid.name}")
+
+
+def reference_decode(path: Path) -> np.ndarray:
+    """The single frame of a lossy file as imagecodecs decodes it: what a correct decoder must
+    give, since a lossy code stream differs from the image it was made from."""
+    import imagecodecs
+    from pydicom import dcmread
+    from pydicom.encaps import generate_frames
+
+    ds = dcmread(path)
+    stream = next(generate_frames(ds.PixelData, number_of_frames=1))
+    uid = ds.file_meta.TransferSyntaxUID
+    decode = {JPEGBaseline8Bit: imagecodecs.jpeg8_decode, JPEGExtended12Bit: imagecodecs.jpeg8_decode,
+              JPEGLSNearLossless: imagecodecs.jpegls_decode, JPEG2000: imagecodecs.jpeg2k_decode,
+              HTJ2K: imagecodecs.htj2k_decode}[uid]
+    return decode(stream)
 
 
 def dataset(pixels: np.ndarray, *, modality: str = "DX", photometric: str = "MONOCHROME2",
@@ -109,7 +127,7 @@ def write(ds: Dataset, syntax: Syntax, path: Path) -> Path:
         out["PixelData"].VR = "OB"
         if syntax.lossy:
             out.LossyImageCompression = "01"
-        if syntax.uid == JPEGExtended12Bit:
+        if syntax.uid == JPEGExtended12Bit and int(pixels.max()) > 255:
             out.BitsStored, out.HighBit = 12, 11
         if syntax.uid == JPEGBaseline8Bit:
             out.BitsAllocated, out.BitsStored, out.HighBit = 8, 8, 7

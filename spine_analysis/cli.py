@@ -71,7 +71,7 @@ def _cmd_angles(args) -> int:
     xray = read_xray(args.image)
     height, width = xray.pixels.shape
     report = make_report(analyse(landmarks, height, not args.image_right_is_patient_right),
-                         args.image, (width, height), spacing_mm=xray.spacing_mm)
+                         args.image, (width, height), spacing_mm=xray.spacing_mm, spacing_source=xray.spacing_source)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -102,14 +102,15 @@ def _cmd_cobb(args) -> int:
     started = time.perf_counter()
     _status(args, 1, total, "reading the radiograph")
     if args.image:
-        xray = read_xray(args.image)
-        pixels, source, spacing, note = xray.pixels, args.image, xray.spacing_mm, None
+        xray = read_xray(args.image, args.frame)
+        pixels, source, note = xray.pixels, args.image, None
+        spacing, spacing_source = xray.spacing_mm, xray.spacing_source
         truth = None
     else:
         from .xray.synthetic import example_case
 
         pixels, truth, description = example_case()
-        source, spacing = "synthetic-example.png", None
+        source, spacing, spacing_source = "synthetic-example.png", None, None
         note = ("SYNTHETIC CHECK: no image was given, so this ran on a radiograph the project "
                 "draws itself (" + description + ") - not a patient")
     _status(args, 2, total, "loading the landmark model")
@@ -118,7 +119,8 @@ def _cmd_cobb(args) -> int:
     load_s = time.perf_counter() - loaded
     _status(args, 3, total, "detecting 68 vertebral corners")
     try:
-        report = measure_radiograph(detector, pixels, source, force=args.force, spacing_mm=spacing, note=note,
+        report = measure_radiograph(detector, pixels, source, force=args.force, spacing_mm=spacing,
+                                    spacing_source=spacing_source, note=note,
                                     patient_right_on_image_left=not args.image_right_is_patient_right,
                                     model_load_s=load_s)
     except NotSpineRadiographError as exc:
@@ -483,11 +485,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="measure an image that does not look like an AP spine radiograph (refused by default); "
                         "the report says it did not pass and states no severity")
+    p.add_argument("--frame", type=int, metavar="N",
+                   help="the frame to measure in a multi-frame DICOM file (1 = first); such files are refused "
+                        "without it")
     p.set_defaults(func=_cmd_cobb)
 
     p = sub.add_parser("serve", help="keep the engine warm: answer JSON requests on stdin, one per line",
                        description='Reads one JSON request per line on stdin, e.g. {"image": "xray.png"} '
-                                   '(optional: "force", "out_dir", "weights", "patient_right_on_image_left"), '
+                                   '(optional: "force", "out_dir", "weights", "patient_right_on_image_left", "frame"), '
                                    'and answers with JSON lines on stdout: {"status": "progress", ...} lines, then '
                                    'one {"status": "done", ...report, "landmarks", "flags"} or {"status": "error", '
                                    '"message": ...}. The model stays loaded, so only the first request pays the '

@@ -92,7 +92,10 @@ class JobRunner:
 
             check_outputs(request["out_dir"], [image])
         emit(_progress(0.1, "reading the radiograph"))
-        xray = read_xray(image)
+        frame = request.get("frame")
+        if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int)):
+            raise SpineAnalysisError("'frame' must be a whole number (1 = the first frame)")
+        xray = read_xray(image, frame)
         weights = request.get("weights") or None
         load_s = 0.0
         if weights not in self._detectors:
@@ -105,6 +108,7 @@ class JobRunner:
         emit(_progress(0.5, "detecting 68 vertebral corners"))
         report = measure_radiograph(self._detectors[weights], xray.pixels, str(image),
                                     force=bool(request.get("force")), spacing_mm=xray.spacing_mm,
+                                    spacing_source=xray.spacing_source,
                                     patient_right_on_image_left=bool(request.get("patient_right_on_image_left", True)),
                                     model_load_s=load_s)
         outputs = {}

@@ -34,14 +34,16 @@ class XRay:
     """A grey radiograph, bright = dense (bone), whatever the file's convention.
 
     ``pixels`` is float32 (rows, cols); ``spacing_mm`` is (row, col) millimetres when the
-    file records it (DICOM, NRRD, MHA, NIfTI), else None; ``photometric`` is the file's own
-    interpretation ("MONOCHROME1", "MONOCHROME2" or "RGB" for a grey image saved as colour).
+    file records it (DICOM, NRRD, MHA, NIfTI), else None, and ``spacing_source`` says where it
+    came from (a DICOM keyword of ``SPACING_SOURCES``, or "image header"); ``photometric`` is the
+    file's own interpretation ("MONOCHROME1", "MONOCHROME2" or "RGB" for a grey image saved as colour).
     """
 
     pixels: np.ndarray
     spacing_mm: tuple[float, float] | None
     source: str
     photometric: str
+    spacing_source: str | None = None
 
 
 def _suffix(path: Path) -> str:
@@ -102,23 +104,23 @@ def _grey_from_channels(pixels: np.ndarray, path: Path) -> np.ndarray:
     return grey
 
 
-def _read_pillow(path: Path) -> tuple[np.ndarray, None, str]:
+def _read_pillow(path: Path) -> tuple[np.ndarray, None, str, None]:
     """PNG, JPEG, TIFF, BMP: no spacing, as their DPI describes printing, not the detector."""
     try:
         with _pillow_limit_lifted(), Image.open(path) as img:
             _check_size(path, *img.size)
             if img.mode in ("1", "L", "I", "F") or img.mode.startswith("I;16"):
-                return np.asarray(img), None, "MONOCHROME2"
+                return np.asarray(img), None, "MONOCHROME2", None
             if img.mode not in ("LA", "RGB", "RGBA"):
                 img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
             pixels = np.asarray(img)
     except (UnidentifiedImageError, OSError, SyntaxError):
         raise ImageReadError(f"{path} is not a readable image") from None
     grey = _grey_from_channels(pixels[..., None] if pixels.ndim == 2 else pixels, path)
-    return grey, None, "RGB" if pixels.ndim == 3 and pixels.shape[2] >= 3 else "MONOCHROME2"
+    return grey, None, "RGB" if pixels.ndim == 3 and pixels.shape[2] >= 3 else "MONOCHROME2", None
 
 
-def _read_sitk_2d(path: Path) -> tuple[np.ndarray, tuple[float, float], str]:
+def _read_sitk_2d(path: Path) -> tuple[np.ndarray, tuple[float, float], str, str]:
     """A 2D image, or a single-slice 3D one as Slicer saves radiographs: refused from the header
     (a volume, too many pixels) before its voxels are read."""
     import SimpleITK as sitk   # here, not at the top: a PNG or JPEG run starts a second faster
@@ -147,14 +149,51 @@ def _read_sitk_2d(path: Path) -> tuple[np.ndarray, tuple[float, float], str]:
         pixels = _grey_from_channels(pixels, path)
         photometric = "RGB"
     spacing = image.GetSpacing()
-    return pixels, (float(spacing[1]), float(spacing[0])), photometric
+    return pixels, (float(spacing[1]), float(spacing[0])), photometric, "image header"
 
 
-def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str]:
-    """A single-frame CR/DX file, as modality values with MONOCHROME1 inverted."""
+#: What a radiograph's millimetre figures rest on, by the DICOM attribute they came from.
+SPACING_SOURCES = {
+    "PixelSpacing": "Pixel Spacing (calibrated to the patient)",
+    "ImagerPixelSpacing": "Imager Pixel Spacing (at the detector, not corrected for magnification)",
+}
+
+
+def _display_values(ds, stored: np.ndarray, path: Path) -> np.ndarray:
+    """What a viewer shows, bright = dense: modality LUT (rescale), then the VOI LUT or first
+    window where the file has one, then MONOCHROME1 inverted; padding pixels (outside the
+    collimated field) become the darkest real value so they neither skew the window nor look
+    like bone."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    padding = None
+    if "PixelPaddingValue" in ds:
+        low = int(ds.PixelPaddingValue)
+        high = int(ds.get("PixelPaddingRangeLimit", low))
+        padding = (stored >= min(low, high)) & (stored <= max(low, high))
+        if padding.all():
+            raise ImageReadError(f"{path}: every pixel is padding (Pixel Padding Value {low})")
+    pixels = apply_modality_lut(stored, ds)
+    if "VOILUTSequence" in ds:   # a LUT is indexed by whole modality values
+        pixels = apply_voi_lut(np.rint(pixels).astype(np.int64), ds)
+    elif "WindowWidth" in ds:
+        pixels = apply_voi_lut(pixels, ds, prefer_lut=False)
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if padding is not None:
+        pixels[padding] = pixels[~padding].min() if ds.PhotometricInterpretation != "MONOCHROME1" \
+            else pixels[~padding].max()
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        pixels = pixels.max() + pixels.min() - pixels
+    return pixels
+
+
+def _read_dicom(path: Path, frame: int | None = None) -> tuple[np.ndarray, tuple[float, float] | None, str, str | None]:
+    """A CR/DX file as a viewer shows it (see ``_display_values``); a multi-frame file only with
+    ``frame`` (1-based, as DICOM numbers frames)."""
     import pydicom   # here, not at the top: a PNG or JPEG run starts a second faster
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut
+
+    from .dicom import stored_pixels
 
     try:
         ds = pydicom.dcmread(path, defer_size="1 MB")   # the pixel data is read only once its size is checked
@@ -162,28 +201,31 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str
         raise ImageReadError(f"{path} is not a readable DICOM file ({exc})") from None
     if "PixelData" not in ds:
         raise ImageReadError(f"{path} is a DICOM file without an image (modality {ds.get('Modality', '?')})")
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise ImageReadError(
-            f"{path} looks like a CT/3D volume ({ds.NumberOfFrames} frames); a single radiograph is expected")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if ds.get("Modality") in ("CT", "MR", "PT", "NM") and frames > 1:
+        raise ImageReadError(f"{path} looks like a CT/3D volume ({frames} frames); a single radiograph is expected")
+    if frame is not None and not 1 <= frame <= frames:
+        raise ImageReadError(f"{path} has {frames} frame{'s' if frames > 1 else ''}; frame {frame} does not exist")
+    if frames > 1 and frame is None:
+        raise ImageReadError(f"{path} holds {frames} frames; choose the radiograph to measure "
+                             f"(cobb --frame N, N from 1 to {frames})")
     _check_size(path, int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0))
-    try:
-        pixels = ds.pixel_array
-    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:  # e.g. compression
-        raise ImageReadError(f"{path}: cannot decode the DICOM pixel data ({exc})") from None
+    stored = stored_pixels(ds, path, None if frames == 1 else frame - 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    if pixels.ndim == 3:
-        pixels = _grey_from_channels(pixels, path)
+    if stored.ndim == 3:
+        pixels = _grey_from_channels(stored, path)
     else:
-        pixels = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
-        if photometric == "MONOCHROME1":
-            pixels = pixels.max() + pixels.min() - pixels
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    spacing_mm = (float(spacing[0]), float(spacing[1])) if spacing else None
-    return pixels, spacing_mm, photometric
+        pixels = _display_values(ds, stored, path)
+    for keyword in SPACING_SOURCES:
+        if ds.get(keyword):
+            spacing = ds.get(keyword)
+            return pixels, (float(spacing[0]), float(spacing[1])), photometric, keyword
+    return pixels, None, photometric, None
 
 
-def read_xray(path) -> XRay:
-    """Read a 2D radiograph (PNG, JPEG, TIFF, BMP, DICOM, NRRD, MHA, NIfTI) as bright-bone float32."""
+def read_xray(path, frame: int | None = None) -> XRay:
+    """Read a 2D radiograph (PNG, JPEG, TIFF, BMP, DICOM, NRRD, MHA, NIfTI) as bright-bone float32;
+    ``frame`` (1-based) picks one image of a multi-frame DICOM file."""
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: file not found")
@@ -191,12 +233,12 @@ def read_xray(path) -> XRay:
         raise ImageReadError(f"{path} is a folder; a radiograph file is expected")
     suffix = _suffix(path)
     if suffix in DICOM_SUFFIXES or _is_dicom(path):
-        reader = _read_dicom
-    elif suffix in SITK_SUFFIXES:
-        reader = _read_sitk_2d
+        pixels, spacing_mm, photometric, spacing_source = _read_dicom(path, frame)
+    elif frame not in (None, 1):
+        raise ImageReadError(f"{path} holds one image; a frame can only be chosen in a multi-frame DICOM file")
     else:
-        reader = _read_pillow
-    pixels, spacing_mm, photometric = reader(path)
+        reader = _read_sitk_2d if suffix in SITK_SUFFIXES else _read_pillow
+        pixels, spacing_mm, photometric, spacing_source = reader(path)
     if pixels.size == 0:
         raise ImageReadError(f"{path} is empty (0 pixels)")
     if min(pixels.shape) < MIN_SIDE_PX:
@@ -209,5 +251,5 @@ def read_xray(path) -> XRay:
         raise ImageReadError(f"{path} contains NaN or infinite pixel values")
     if low == high:
         raise ImageReadError(f"{path} is empty (every pixel is {pixels.flat[0]:g})")
-    return XRay(pixels, spacing_mm, str(path), photometric)
+    return XRay(pixels, spacing_mm, str(path), photometric, spacing_source)
 

@@ -16,8 +16,8 @@ from .spine_check import check_radiograph
 
 
 def measure_radiograph(detector, pixels: np.ndarray, source: str, *, force: bool = False,
-                       patient_right_on_image_left: bool = True, spacing_mm=None, note: str | None = None,
-                       model_load_s: float | None = None) -> CobbReport:
+                       patient_right_on_image_left: bool = True, spacing_mm=None, spacing_source=None,
+                       note: str | None = None, model_load_s: float | None = None) -> CobbReport:
     """The report of radiograph ``pixels`` (rows, cols; bright bone) with a loaded ``detector``.
 
     An image that fails the spine check raises ``NotSpineRadiographError`` (its reason), unless
@@ -34,7 +34,7 @@ def measure_radiograph(detector, pixels: np.ndarray, source: str, *, force: bool
         timings = {"model_load": model_load_s, **timings}
     report = make_report(analyse(detection.landmarks, height, patient_right_on_image_left), source, (width, height),
                          extra_flags=detection.flags, model=detector.version, timings_s=timings, note=note,
-                         spacing_mm=spacing_mm, spine_check=check)
+                         spacing_mm=spacing_mm, spacing_source=spacing_source, spine_check=check)
     report.timings_s["measure"] = time.perf_counter() - started
     return report
 

@@ -15,6 +15,7 @@ import numpy as np
 from .. import __version__
 from .cobb import AASCE_NAMES, CobbResult
 from ..io.atomic import check_output_folder, write_csv_rows, write_json
+from ..io.xray import SPACING_SOURCES
 from ..io.landmark_files import write_landmarks_csv, write_landmarks_json
 from .landmarks import SpineLandmarks
 from .overlay import draw_overlay, save_png
@@ -43,6 +44,7 @@ class CobbReport:
     edited: bool = False
     note: str | None = None
     spacing_mm: tuple[float, float] | None = None
+    spacing_source: str | None = None             # where spacing_mm came from (io.xray.SPACING_SOURCES)
     spine_check: SpineCheck | None = None         # None: landmarks were given, not detected
 
     @property
@@ -68,6 +70,7 @@ class CobbReport:
             "note": self.note,
             "image_size_px": list(self.image_size),
             "pixel_spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
+            "pixel_spacing_source": SPACING_SOURCES.get(self.spacing_source, self.spacing_source),
             "landmarks_from": self.model or "provided landmarks",
             "landmarks_edited": self.edited,
             "spine_check": self.spine_check.to_dict() if self.spine_check else None,
