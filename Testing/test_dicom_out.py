@@ -1,5 +1,5 @@
 """DICOM output (``spine_analysis.io.dicom_out``): SEG of CT masks and probability maps, the Cobb
-overlay as a Secondary Capture.
+overlay as a Secondary Capture, and ``spine-analysis cobb --dicom-sc``.
 
 Each file is read back and compared with what was written, voxel for voxel; highdicom checks
 every object as it builds it, and dciodvfy (dicom3tools), where installed, validates the files.
@@ -13,13 +13,17 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dicom_syntaxes import Syntax, dataset, write
+from spine_analysis import cli
 from spine_analysis.errors import DicomOutputError, SpineAnalysisError
 from spine_analysis.io.dicom_out import (MAX_FRACTIONAL_VALUE, Segment, write_fracture_probability,
                                          write_overlay_capture, write_segmentation)
+from spine_analysis.xray.cobb import analyse
+from spine_analysis.xray.report import CAPTURE_FILE, OUTPUT_FILES, make_report, write_report_files
 from spine_analysis.xray.synthetic import example_case
 
 SLICES, ROWS, COLS = 6, 32, 24
@@ -250,3 +254,48 @@ def test_dciodvfy_finds_no_errors_in_any_output(tmp_path):
     for output in outputs:
         assert dciodvfy_errors(output) == [], output.name
 
+
+# --------------------------------------------------------------------------- cobb --dicom-sc
+
+def test_cobb_saves_its_overlay_in_the_radiographs_study(tmp_path, capsys):
+    image, _ = radiograph(tmp_path)
+    out = tmp_path / "out"
+    assert cli.main(["cobb", str(image), "--out-dir", str(out), "--dicom-sc"]) == 0
+    assert "overlay_sc.dcm" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["report.json", "report.csv", "landmarks.csv", "landmarks.json", "overlay.png", "overlay_sc.dcm"])
+    capture, header = pydicom.dcmread(out / "overlay_sc.dcm"), pydicom.dcmread(image, stop_before_pixels=True)
+    assert capture.StudyInstanceUID == header.StudyInstanceUID and capture.PatientID == header.PatientID
+    assert capture.PatientOrientation == ["L", "F"]
+    with Image.open(out / "overlay.png") as png:
+        np.testing.assert_array_equal(capture.pixel_array, np.asarray(png))
+
+
+def test_report_files_with_a_capture_are_written_all_or_none(tmp_path):
+    path, pixels = radiograph(tmp_path)
+    _, landmarks, _ = example_case_once()
+    report = make_report(analyse(landmarks, pixels.shape[0]), path.name, pixels.shape[::-1])
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    written = write_report_files(tmp_path / "out", pixels, report, dicom_radiograph=header)
+    assert sorted(written) == sorted([*OUTPUT_FILES, CAPTURE_FILE])
+    del header.StudyInstanceUID
+    with pytest.raises(DicomOutputError, match="spine ap.dcm has no StudyInstanceUID"):
+        write_report_files(tmp_path / "failed", pixels, report, dicom_radiograph=header)
+    assert not any((tmp_path / "failed").iterdir())   # not even the files written before the capture
+
+
+@pytest.mark.parametrize("image", ["scan.png", None])
+def test_cobb_refuses_dicom_sc_without_a_dicom_radiograph_before_detecting(tmp_path, monkeypatch, capsys, image):
+    def detector(weights):
+        raise AssertionError("the model was loaded before --dicom-sc was refused")
+
+    monkeypatch.setattr(cli, "_detector", detector)
+    args = ["cobb", "--out-dir", str(tmp_path / "out"), "--dicom-sc"]
+    if image:
+        _, pixels = radiograph(tmp_path)
+        Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(tmp_path / image)
+        args.insert(1, str(tmp_path / image))
+    assert cli.main(args) == 2
+    error = capsys.readouterr().err.splitlines()
+    assert len(error) == 1 and "--dicom-sc" in error[0] and "DICOM radiograph" in error[0], error
+    assert not (tmp_path / "out").exists()
