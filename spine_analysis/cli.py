@@ -89,7 +89,7 @@ def _cmd_cobb(args) -> int:
     import time
 
     from .errors import NotSpineRadiographError
-    from .io.xray import read_xray
+    from .io.xray import read_dicom_header, read_xray
     from .xray.cobb import analyse
     from .xray.measure import measure_radiograph
     from .xray.report import check_outputs, write_report_files
@@ -97,12 +97,21 @@ def _cmd_cobb(args) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else \
         Path(f"{Path(args.image).stem if args.image else 'synthetic-example'}-cobb")
     protect = [args.image] if args.image else []
-    check_outputs(out_dir, protect)
+    if args.dicom_sc and not args.image:
+        raise SpineAnalysisError("--dicom-sc files the overlay in the radiograph's DICOM study: "
+                                 "give a DICOM radiograph")
+    check_outputs(out_dir, protect, capture=args.dicom_sc)
     total = 4
     started = time.perf_counter()
     _status(args, 1, total, "reading the radiograph")
+    header = None
     if args.image:
         xray = read_xray(args.image, args.frame)
+        if args.dicom_sc:
+            header = read_dicom_header(args.image)
+            if header is None:
+                raise SpineAnalysisError(f"{args.image} is not a DICOM file: --dicom-sc files the overlay in the "
+                                         "radiograph's DICOM study, so it needs a DICOM radiograph")
         pixels, source, note = xray.pixels, args.image, None
         spacing, spacing_source = xray.spacing_mm, xray.spacing_source
         truth = None
@@ -127,7 +136,7 @@ def _cmd_cobb(args) -> int:
         raise NotSpineRadiographError(f"{source}: {exc} (--force measures it anyway)") from None
     _status(args, 4, total, f"writing outputs to {out_dir}")
     report.timings_s["total"] = time.perf_counter() - started
-    write_report_files(out_dir, pixels, report, protect=protect)
+    written = write_report_files(out_dir, pixels, report, protect=protect, dicom_radiograph=header)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -136,7 +145,7 @@ def _cmd_cobb(args) -> int:
             expected = analyse(truth, pixels.shape[0])
             print("  expected (drawn): " + ", ".join(
                 f"{c.name} {c.angle_deg:.1f}° {c.upper_end}–{c.lower_end}" for c in expected.curves))
-        print(f"outputs: {out_dir}/ (report.json, report.csv, landmarks.csv, landmarks.json, overlay.png)")
+        print(f"outputs: {out_dir}/ ({', '.join(written)})")
     return 0
 
 
@@ -470,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cobb", help="detect landmarks on a radiograph and report its Cobb angles",
                        description="Find the 68 vertebral corners (T1–L5) on an AP spine radiograph "
                                    "(PNG, JPEG, TIFF, DICOM, NRRD/MHA), then report the Cobb angles. "
-                                   "Writes report.json, report.csv, landmarks.csv/.json and overlay.png. "
+                                   "Writes report.json, report.csv, landmarks.csv/.json and overlay.png "
+                                   "(and overlay_sc.dcm with --dicom-sc). "
                                    "Without IMAGE it runs on a synthetic radiograph the project draws, "
                                    "as a check that everything works.")
     p.add_argument("image", nargs="?", metavar="IMAGE", help="the radiograph (omit for the synthetic check)")
@@ -488,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame", type=int, metavar="N",
                    help="the frame to measure in a multi-frame DICOM file (1 = first); such files are refused "
                         "without it")
+    p.add_argument("--dicom-sc", action="store_true",
+                   help="also save the overlay as a DICOM Secondary Capture (overlay_sc.dcm) in a new series of "
+                        "the radiograph's study, for a PACS; IMAGE must be a DICOM radiograph")
     p.set_defaults(func=_cmd_cobb)
 
     p = sub.add_parser("serve", help="keep the engine warm: answer JSON requests on stdin, one per line",

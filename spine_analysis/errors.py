@@ -17,6 +17,11 @@ class ModelError(SpineAnalysisError):
     """Model weights are missing, corrupt or do not match their configuration."""
 
 
+class DicomOutputError(SpineAnalysisError):
+    """A result cannot be saved as DICOM: its grid does not match the source series, or a source
+    header lacks what is needed to place the result in its study."""
+
+
 class NotSpineRadiographError(SpineAnalysisError):
     """The image does not look like an AP spine radiograph the model can measure
     (``xray.spine_check``); front ends say how to measure it anyway."""

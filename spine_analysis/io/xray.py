@@ -223,6 +223,21 @@ def _read_dicom(path: Path, frame: int | None = None) -> tuple[np.ndarray, tuple
     return pixels, None, photometric, None
 
 
+def read_dicom_header(path):
+    """The pydicom header of radiograph ``path`` without its pixels, for outputs filed in its
+    study; None when the file is not DICOM."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    if not (_suffix(path) in DICOM_SUFFIXES or _is_dicom(path)):
+        return None
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError) as exc:
+        raise ImageReadError(f"{path} is not a readable DICOM file ({exc})") from None
+
+
 def read_xray(path, frame: int | None = None) -> XRay:
     """Read a 2D radiograph (PNG, JPEG, TIFF, BMP, DICOM, NRRD, MHA, NIfTI) as bright-bone float32;
     ``frame`` (1-based) picks one image of a multi-frame DICOM file."""

@@ -15,6 +15,7 @@ import numpy as np
 from .. import __version__
 from .cobb import AASCE_NAMES, CobbResult
 from ..io.atomic import check_output_folder, write_csv_rows, write_json
+from ..io.dicom_out import write_overlay_capture
 from ..io.xray import SPACING_SOURCES
 from ..io.landmark_files import write_landmarks_csv, write_landmarks_json
 from .landmarks import SpineLandmarks
@@ -25,6 +26,8 @@ from .spine_check import SpineCheck
 #: The severity a report gives when the image was measured although it failed the spine check.
 SEVERITY_NOT_STATED = "not stated: the image did not pass the spine check"
 OUTPUT_FILES = ("report.json", "report.csv", "landmarks.csv", "landmarks.json", "overlay.png")
+#: Written beside them for a DICOM radiograph when asked: the overlay as a Secondary Capture in its study.
+CAPTURE_FILE = "overlay_sc.dcm"
 
 
 @dataclass
@@ -129,22 +132,24 @@ def _report_rows(report: CobbReport) -> list[list]:
     return rows
 
 
-def check_outputs(out_dir, protect=()) -> dict[str, Path]:
-    """The output paths, after checking none is an input (``protect``) or a non-file and that the
-    folder is writable (``io.atomic.check_output_folder``).
+def check_outputs(out_dir, protect=(), capture: bool = False) -> dict[str, Path]:
+    """The output paths (with ``CAPTURE_FILE`` if ``capture``), after checking none is an input
+    (``protect``) or a non-file and that the folder is writable (``io.atomic.check_output_folder``).
 
     Called before any work, so a run that cannot write its results fails at once."""
-    return check_output_folder(out_dir, OUTPUT_FILES, protect)
+    return check_output_folder(out_dir, OUTPUT_FILES + ((CAPTURE_FILE,) if capture else ()), protect)
 
 
 def write_report_files(out_dir, image: np.ndarray, report: CobbReport,
-                       protect=()) -> dict[str, Path]:
-    """Write report.json/.csv, landmarks.csv/.json and overlay.png into ``out_dir``.
+                       protect=(), dicom_radiograph=None) -> dict[str, Path]:
+    """Write report.json/.csv, landmarks.csv/.json and overlay.png into ``out_dir``, and with
+    ``dicom_radiograph`` (the radiograph's pydicom header) the overlay as a DICOM Secondary
+    Capture in its study, ``CAPTURE_FILE``.
 
     ``protect`` lists input paths that must never be overwritten. Returns the written paths.
     """
     out_dir = Path(out_dir)
-    targets = check_outputs(out_dir, protect)
+    targets = check_outputs(out_dir, protect, capture=dicom_radiograph is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".spine-analysis-", dir=out_dir))
     try:
@@ -158,8 +163,12 @@ def write_report_files(out_dir, image: np.ndarray, report: CobbReport,
             title += f" - {report.note}"
         if report.forced:
             title += " - did not pass the spine check, measured anyway"
-        save_png(draw_overlay(image, report.landmarks, endplate_lines(report.result), title),
-                 staging / "overlay.png")
+        overlay = draw_overlay(image, report.landmarks, endplate_lines(report.result), title)
+        save_png(overlay, staging / "overlay.png")
+        if dicom_radiograph is not None:
+            write_overlay_capture(overlay, dicom_radiograph, staging / CAPTURE_FILE,
+                                  patient_right_on_image_left=report.result.patient_right_on_image_left,
+                                  protect=protect)
         for name, target in targets.items():
             (staging / name).replace(target)
     finally:
