@@ -229,14 +229,16 @@ def _hu_slices(stack: _Stack, dtype) -> np.ndarray:
 
 
 def _untilt(volume: np.ndarray, stack: _Stack) -> None:
-    """Move each slice in-plane by its offset from the stack axis, in place, onto the first slice's grid."""
+    """Move each slice in-plane by its offset from the stack axis, in place, onto the first slice's grid.
+    Beyond the scanned field is air; a pixel straddling its edge is interpolated with air, so a
+    rounding-sized shift does not blank a border row."""
     from scipy import ndimage as ndi
 
     dx, dy = stack.spacing_xy
     for k, offset in enumerate(stack.offsets):
         shift = (offset @ stack.col / dy, offset @ stack.row / dx)     # (rows, columns), in pixels
         if np.hypot(*shift) > TILT_TOLERANCE_PX:
-            volume[k] = ndi.shift(volume[k], shift, order=1, mode="constant", cval=AIR_HU)
+            volume[k] = ndi.shift(volume[k], shift, order=1, mode="grid-constant", cval=AIR_HU)
 
 
 def _even(volume: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, float]:
