@@ -91,11 +91,13 @@ def _info(uid: str, files: list) -> SeriesInfo:
                       len(files), frames, frames > 1 and not localizer and first.get("Modality") != "SEG")
 
 
+def _largest_first(series: dict) -> list[SeriesInfo]:
+    return sorted((_info(uid, files) for uid, files in series.items()), key=lambda s: (-s.frames, s.uid))
+
+
 def list_series(folder) -> list[SeriesInfo]:
     """The image series of a DICOM folder (searched recursively), largest first."""
-    folder = Path(folder)
-    infos = [_info(uid, files) for uid, files in _image_headers(folder).items()]
-    return sorted(infos, key=lambda s: (-s.frames, s.uid))
+    return _largest_first(_image_headers(Path(folder)))
 
 
 def _choose(folder: Path, series_uid: str | None) -> list[tuple[Path, object]]:
@@ -103,7 +105,7 @@ def _choose(folder: Path, series_uid: str | None) -> list[tuple[Path, object]]:
     series = _image_headers(folder)
     if not series:
         raise ImageReadError(f"{folder} holds no DICOM series")
-    infos = sorted((_info(uid, files) for uid, files in series.items()), key=lambda s: (-s.frames, s.uid))
+    infos = _largest_first(series)
     listing = "; ".join(info.line() for info in infos)
     if series_uid is not None:
         if series_uid not in series:
