@@ -135,16 +135,19 @@ def test_shuffled_renamed_nested_files_give_the_same_volume(tmp_path, plain):
 def test_two_series_are_listed_and_each_can_be_chosen(tmp_path):
     first, stored = write_series(tmp_path, even_positions(), description="CT spine")
     second, stored_b = write_series(tmp_path, even_positions(6), description="CT bone kernel", offset_hu=100)
+    scout, _ = write_series(tmp_path, even_positions(1), description="Topogram")
     with pytest.raises(ImageReadError) as raised:
         read_ct(tmp_path)
     message = str(raised.value)
     assert "holds 2 series" in message and "--series UID" in message and "\n" not in message
     assert f"{first} (CT, 'CT spine', 10 slices)" in message and f"{second} (CT, 'CT bone kernel', 6 slices)" in message
-    assert [(s.uid, s.slices, s.volumetric) for s in list_series(tmp_path)] == [(first, 10, True), (second, 6, True)]
+    assert "Topogram" not in message                 # a single slice is no choice for a volume
+    assert [(s.uid, s.slices, s.volumetric) for s in list_series(tmp_path)] == \
+        [(first, 10, True), (second, 6, True), (scout, 1, False)]
     np.testing.assert_array_equal(sitk.GetArrayFromImage(read_ct(tmp_path, first)), stored.astype(np.int16) - 1024)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(read_ct(tmp_path, second)), stored_b.astype(np.int16) - 1024)
     assert len(dicom_series(tmp_path, second)) == 6
-    with pytest.raises(ImageReadError, match=f"has no series 1.2.3.999; its series: {first} .*; {second} "):
+    with pytest.raises(ImageReadError, match=f"has no series 1.2.3.999; its series: {first} .*; {second} .*Topogram"):
         read_ct(tmp_path, "1.2.3.999")
 
 

@@ -106,15 +106,15 @@ def _choose(folder: Path, series_uid: str | None) -> list[tuple[Path, object]]:
     if not series:
         raise ImageReadError(f"{folder} holds no DICOM series")
     infos = _largest_first(series)
-    listing = "; ".join(info.line() for info in infos)
     if series_uid is not None:
         if series_uid not in series:
-            raise ImageReadError(f"{folder} has no series {series_uid}; its series: {listing}")
+            raise ImageReadError(f"{folder} has no series {series_uid}; its series: "
+                                 + "; ".join(info.line() for info in infos))
         return series[series_uid]
     candidates = [info for info in infos if info.volumetric] or infos
     if len(candidates) > 1:
-        raise ImageReadError(f"{folder} holds {len(candidates)} series: {listing}; "
-                             "choose one with --series UID")
+        raise ImageReadError(f"{folder} holds {len(candidates)} series: "
+                             + "; ".join(info.line() for info in candidates) + "; choose one with --series UID")
     return series[candidates[0].uid]
 
 
