@@ -14,6 +14,7 @@ from spine_analysis.errors import ImageReadError, LandmarkError
 from spine_analysis.io.aasce import read_aasce_folder, write_aasce_angles_csv, write_aasce_landmarks_csv
 from spine_analysis.io.atomic import atomic_output, write_csv_rows, write_json
 from spine_analysis.io.ct import read_ct
+from spine_analysis.io.dicom_series import list_series
 from spine_analysis.io.landmark_files import read_landmarks, write_landmarks_csv, write_landmarks_json
 from spine_analysis.io.xray import MIN_SIDE_PX, read_xray
 from spine_analysis.datasets import aasce_dir, ct_dir
@@ -216,11 +217,15 @@ def write_dicom_series(image: sitk.Image, folder: Path):
         writer.Execute(slice_k)
 
 
-def test_read_ct_dicom_series_picks_largest(tmp_path):
+def test_read_ct_dicom_series_names_the_series_to_choose_from(tmp_path):
     image = rotated_volume()
     write_dicom_series(image, tmp_path)
-    write_dicom_series(image[:, :, :2], tmp_path)  # a scout-like shorter series in the same folder
-    assert_same_geometry(read_ct(tmp_path), image)
+    write_dicom_series(image[:, :, :2], tmp_path)  # a shorter series in the same folder is not dropped silently
+    with pytest.raises(ImageReadError, match="holds 2 series: .*6 slices.*2 slices.*--series UID"):
+        read_ct(tmp_path)
+    largest = list_series(tmp_path)[0]
+    assert largest.slices == 6
+    assert_same_geometry(read_ct(tmp_path, largest.uid), image)
 
 
 def test_read_ct_refusals(tmp_path):

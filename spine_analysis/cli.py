@@ -20,6 +20,8 @@ from .errors import SpineAnalysisError, os_error_message
 MODE_HELP = ("aasce: the challenge organisers' rule (columns in angles.csv order); "
              "clinical: the largest proximal thoracic, main thoracic and thoracolumbar/lumbar "
              "curves a clinician reports (0 where a region has no curve)")
+SERIES_HELP = ("the SeriesInstanceUID to read from a DICOM folder holding several series (a folder with "
+               "several is refused with the list of its series and their UIDs)")
 
 
 def _status(args, step: int, total: int, text: str):
@@ -273,7 +275,7 @@ def _cmd_segment(args) -> int:
         if mask_path and not str(mask_path).lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
             raise SpineAnalysisError(f"{mask_path}: masks are written as NIfTI (.nii.gz), NRRD or MHA; "
                                      "give one of those extensions")
-    ct = read_ct(args.ct)
+    ct = read_ct(args.ct, args.series)
     label_map = read_ct(args.labels) if args.labels else None
     centroids = read_verse_centroids(args.centroids, ct) if args.centroids else None
     model = None
@@ -363,7 +365,7 @@ def _fracture_case(args, ct_path: str, out_dir: Path, models) -> dict:
 
     protect = [ct_path, args.labels, args.centroids]
     check_output_folder(out_dir, OUTPUT_FILES, protect)
-    ct = read_ct(ct_path)
+    ct = read_ct(ct_path, args.series)
     label_map = read_ct(args.labels) if args.labels else None
     centroids = _fracture_centroids(args, ct)
     check_ct_volume(ct)
@@ -407,8 +409,8 @@ def _cmd_fracture(args) -> int:
 
     from .io.atomic import write_csv_rows
 
-    if len(args.ct) > 1 and (args.centroids or args.labels):
-        raise SpineAnalysisError("--centroids and --labels belong to one CT: give one CT with them")
+    if len(args.ct) > 1 and (args.centroids or args.labels or args.series):
+        raise SpineAnalysisError("--centroids, --labels and --series belong to one CT: give one CT with them")
     out_dir = Path(args.out_dir)
 
     @cache
@@ -577,7 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and endplates) is segmented, written into one mask on the CT's grid "
                                    "(label k for the k-th seed) and measured: volume, HU statistics, lytic and "
                                    "sclerotic shares and an opportunistic bone-density screening hint.")
-    p.add_argument("ct", metavar="CT", help="the CT volume (NIfTI, NRRD, MHA or a DICOM series folder), in HU")
+    p.add_argument("ct", metavar="CT",
+                   help="the CT volume in HU: NIfTI, NRRD, MHA or a folder of DICOM slices (searched recursively)")
+    p.add_argument("--series", metavar="UID", help=SERIES_HELP)
     p.add_argument("--seed", type=_point, action="append", required=True, metavar="X,Y,Z",
                    help="a point inside a vertebral body in mm; repeat for more vertebrae")
     p.add_argument("--frame", choices=("lps", "ras"), default="lps",
@@ -612,7 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "each under OUT and OUT/patients.csv. Vertebrae come from --centroids or "
                                    "--labels, else the classifier finds them (levels then unnamed).")
     p.add_argument("ct", metavar="CT", nargs="+",
-                   help="CT volume(s) in HU (NIfTI, NRRD, MHA or a DICOM series folder)")
+                   help="CT volume(s) in HU: NIfTI, NRRD, MHA or a folder of DICOM slices (searched recursively)")
+    p.add_argument("--series", metavar="UID", help=SERIES_HELP + " (with one CT)")
     p.add_argument("--centroids", metavar="FILE",
                    help="vertebra centroids named by level: a VerSe *_ctd.json, a Slicer point list (.mrk.json) "
                         "or a CSV level,x,y,z (LPS mm)")

@@ -31,6 +31,9 @@ Jobs (``"job"`` in the request; a request with an ``"image"`` and no job is a ``
   "level_source": text, "model": version text, "seconds": {...}}``. The classifier's
   probabilities of the last CT are kept: moved centroids are assessed again without it.
 
+Every CT job also takes ``"series": UID or null``: the series to read from a DICOM folder holding
+several (without it such a folder is refused with the list of its series).
+
 The last CT read stays in memory: a front end sending the same file again (same path, size and
 modification time) is not read twice.
 """
@@ -121,8 +124,9 @@ class JobRunner:
         return {**report_dict, "landmarks": report.landmarks.to_dict(), "flags": report_dict["quality_flags"],
                 "outputs": {name: str(path) for name, path in outputs.items()}}
 
-    def _read_ct(self, path):
-        """The CT at ``path``, from memory when the file has not changed since it was last read."""
+    def _read_ct(self, path, series=None):
+        """The CT at ``path`` (its ``series`` for a DICOM folder), from memory when the same file and
+        series were read last and the file has not changed since."""
         from pathlib import Path
 
         from .io.ct import read_ct
@@ -130,9 +134,9 @@ class JobRunner:
         if not path:
             raise SpineAnalysisError("the job needs a 'ct' path")
         stat = Path(path).stat() if Path(path).is_file() else None
-        key = (str(path), stat.st_size, stat.st_mtime_ns) if stat else None
+        key = (str(path), series, stat.st_size, stat.st_mtime_ns) if stat else None
         if key is None or self._ct is None or self._ct[0] != key:
-            self._ct = (key, read_ct(path))
+            self._ct = (key, read_ct(path, series))
         return self._ct[1]
 
     def _body_model(self, weights, emit: Emit):
@@ -163,7 +167,7 @@ class JobRunner:
         if not request.get("out"):
             raise SpineAnalysisError("the vertebral_body job needs an 'out' path for the mask")
         emit(_progress(0.05, "reading the CT"))
-        ct = self._read_ct(request.get("ct"))
+        ct = self._read_ct(request.get("ct"), request.get("series"))
         method = request.get("method", "unet")
         model, version = None, "classical"
         if method == "unet":
@@ -187,7 +191,7 @@ class JobRunner:
         from .ct.vertebral_body import measure_centrum
         from .io.ct import read_ct
 
-        ct = self._read_ct(request.get("ct"))
+        ct = self._read_ct(request.get("ct"), request.get("series"))
         if not request.get("labels"):
             raise SpineAnalysisError("the measure_centra job needs a 'labels' path")
         labels = sitk.GetArrayFromImage(labels_on_ct_grid(ct, read_ct(request["labels"])))
@@ -208,7 +212,7 @@ class JobRunner:
         if not request.get("out_dir"):
             raise SpineAnalysisError("the fracture job needs an 'out_dir' folder")
         emit(_progress(0.02, "reading the CT"))
-        ct = self._read_ct(request.get("ct"))
+        ct = self._read_ct(request.get("ct"), request.get("series"))
         weights = request.get("weights") or None
         if weights not in self._fracture_models:
             from .ct.fracture_model.weights_io import load_model

@@ -1,4 +1,6 @@
-"""Reading a CT volume (NIfTI, NRRD, MHA or a DICOM series folder) with its LPS geometry."""
+"""Reading a CT volume (NIfTI, NRRD, MHA or a DICOM series folder) with its LPS geometry.
+
+A folder is read slice by slice by ``io.dicom_series``; a file by SimpleITK."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,29 +8,20 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import ImageReadError, sitk_reason
+from .dicom_series import read_dicom_series
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
-    """The series with the most files in ``folder``: a folder often also holds scouts or reformats."""
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise ImageReadError(f"{folder} holds no DICOM series")
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), uid) for uid in series), key=len)
-    reader.SetFileNames(files)
-    try:
-        return reader.Execute()
-    except RuntimeError as exc:
-        raise ImageReadError(f"{folder}: cannot read the DICOM series ({sitk_reason(exc)})") from None
+def read_ct(path, series_uid: str | None = None) -> sitk.Image:
+    """Read a CT volume (NIfTI, NRRD, MHA or a DICOM series folder) with its LPS geometry.
 
-
-def read_ct(path) -> sitk.Image:
-    """Read a CT volume (NIfTI, NRRD, MHA or a DICOM series folder) with its LPS geometry."""
+    ``series_uid`` picks one series of a DICOM folder holding several (see ``io.dicom_series``)."""
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: file or folder not found")
     if path.is_dir():
-        image = _read_dicom_series(path)
+        image = read_dicom_series(path, series_uid)
+    elif series_uid is not None:
+        raise ImageReadError(f"{path} is a file: a series UID only chooses among the series of a DICOM folder")
     else:
         try:
             image = sitk.ReadImage(str(path))
