@@ -267,14 +267,20 @@ def _cmd_segment(args) -> int:
     from .ct.vertebral_body import DensityThresholds, segment_vertebrae
     from .io.atomic import atomic_output, write_json
     from .io.ct import read_ct
+    from .io.dicom_out import Segment, write_segmentation
+    from .io.dicom_series import acquired_slices
 
-    outputs = [args.out] + [path for path in (args.json, args.body_out) if path]
+    outputs = [args.out] + [path for path in (args.json, args.body_out, args.dicom_seg) if path]
     for out in outputs:
         _refuse_overwriting(out, [args.ct, args.labels, args.centroids])
+    if args.dicom_seg and not Path(args.ct).is_dir():
+        raise SpineAnalysisError("--dicom-seg references the CT's DICOM slices: give the CT as a folder of "
+                                 "DICOM slices")
     for mask_path in (args.out, args.body_out):
         if mask_path and not str(mask_path).lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
             raise SpineAnalysisError(f"{mask_path}: masks are written as NIfTI (.nii.gz), NRRD or MHA; "
                                      "give one of those extensions")
+    source_slices = acquired_slices(args.ct, args.series) if args.dicom_seg else None
     ct = read_ct(args.ct, args.series)
     label_map = read_ct(args.labels) if args.labels else None
     centroids = read_verse_centroids(args.centroids, ct) if args.centroids else None
@@ -291,8 +297,12 @@ def _cmd_segment(args) -> int:
             mask.CopyInformation(ct)
             with atomic_output(path) as tmp:
                 sitk.WriteImage(mask, str(tmp), True)
-    result = {"ct": str(args.ct), "mask": str(args.out), "bodies": args.body_out, "frame_of_seeds": args.frame,
-              "vertebrae": [m.to_dict() for m in metrics]}
+    if args.dicom_seg:
+        segments = [Segment(m.index, f"{m.level} centrum", None if m.level == "unnamed" else m.level)
+                    for m in metrics]
+        write_segmentation(centra, source_slices, segments, args.dicom_seg)
+    result = {"ct": str(args.ct), "mask": str(args.out), "bodies": args.body_out, "dicom_seg": args.dicom_seg,
+              "frame_of_seeds": args.frame, "vertebrae": [m.to_dict() for m in metrics]}
     if args.json:
         write_json(result, args.json)
     print(f"{'label':>5} {'level':<8} {'centrum ml':>10} {'mean HU':>8} {'median':>7} {'SD':>6} "
@@ -300,7 +310,8 @@ def _cmd_segment(args) -> int:
     for m in metrics:
         print(f"{m.index:>5} {m.level:<8} {m.volume_ml:>10.1f} {m.hu_mean:>8.0f} {m.hu_median:>7.0f} "
               f"{m.hu_std:>6.0f} {m.lytic_share:>6.1%} {m.sclerotic_share:>6.1%}  {m.density_hint}")
-    print(f"mask: {args.out} (label k = seed k; {args.method})" + (f"; metrics: {args.json}" if args.json else ""))
+    print(f"mask: {args.out} (label k = seed k; {args.method})" + (f"; metrics: {args.json}" if args.json else "")
+          + (f"; DICOM SEG: {args.dicom_seg}" if args.dicom_seg else ""))
     return 0
 
 
@@ -351,6 +362,10 @@ def _fracture_centroids(args, ct):
     return [Centroid(level, point) for level, point in read_centroids(args.centroids, ct).items()]
 
 
+#: The fracture probability map as a DICOM SEG, beside the NIfTI map, with ``fracture --dicom-seg``.
+FRACTURE_SEG = "fracture_probability_seg.dcm"
+
+
 def _fracture_case(args, ct_path: str, out_dir: Path, models) -> dict:
     """Assess one CT and write its results into ``out_dir``; returns its patient summary.
 
@@ -362,9 +377,15 @@ def _fracture_case(args, ct_path: str, out_dir: Path, models) -> dict:
     from .ct.vertebral_body import check_ct_volume
     from .io.atomic import check_output_folder
     from .io.ct import read_ct
+    from .io.dicom_out import write_fracture_probability
+    from .io.dicom_series import acquired_slices
 
     protect = [ct_path, args.labels, args.centroids]
-    check_output_folder(out_dir, OUTPUT_FILES, protect)
+    check_output_folder(out_dir, OUTPUT_FILES + ((FRACTURE_SEG,) if args.dicom_seg else ()), protect)
+    if args.dicom_seg and not Path(ct_path).is_dir():
+        raise SpineAnalysisError(f"{ct_path}: --dicom-seg references the CT's DICOM slices: give the CT as a "
+                                 "folder of DICOM slices")
+    source_slices = acquired_slices(ct_path, args.series) if args.dicom_seg else None
     ct = read_ct(ct_path, args.series)
     label_map = read_ct(args.labels) if args.labels else None
     centroids = _fracture_centroids(args, ct)
@@ -386,6 +407,11 @@ def _fracture_case(args, ct_path: str, out_dir: Path, models) -> dict:
                                   progress)
     about = {"ct": str(ct_path), "model": version}
     paths = write_outputs(result, out_dir, about, protect)
+    if args.dicom_seg:
+        import SimpleITK as sitk
+
+        paths[FRACTURE_SEG] = str(write_fracture_probability(
+            sitk.GetArrayFromImage(result.probability), source_slices, out_dir / FRACTURE_SEG, protect=protect))
     print(f"{Path(ct_path).name}: levels {result.level_source}")
     print(f"  {'level':<11} {'prob.':>5} {'Genant':<9} {'ant':>5} {'mid':>5} {'post':>5}  call")
     for finding in result.vertebrae:
@@ -597,6 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--centroids", metavar="CTD.json", help="a VerSe centroid file of this CT that names the levels")
     p.add_argument("--out", required=True, metavar="MASK.nii.gz", help="where to write the mask")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--dicom-seg", metavar="SEG.dcm",
+                   help="also write the centra as a DICOM SEG referencing the CT's slices, for a PACS or another "
+                        "viewer (CT given as a DICOM folder)")
     p.add_argument("--body-out", metavar="BODIES.nii.gz",
                    help="also write the whole vertebral bodies (cortical shell included), labelled as the mask")
     p.add_argument("--weights", metavar="PATH", help="body model folder (default: $SPINE_ANALYSIS_BODY_WEIGHTS, "
@@ -618,6 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ct", metavar="CT", nargs="+",
                    help="CT volume(s) in HU: NIfTI, NRRD, MHA or a folder of DICOM slices (searched recursively)")
     p.add_argument("--series", metavar="UID", help=SERIES_HELP + " (with one CT)")
+    p.add_argument("--dicom-seg", action="store_true",
+                   help=f"also write the probability map as a DICOM SEG ({FRACTURE_SEG}, fractional) referencing "
+                        "the CT's slices, for a PACS or another viewer (CT given as a DICOM folder)")
     p.add_argument("--centroids", metavar="FILE",
                    help="vertebra centroids named by level: a VerSe *_ctd.json, a Slicer point list (.mrk.json) "
                         "or a CSV level,x,y,z (LPS mm)")

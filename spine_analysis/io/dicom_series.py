@@ -187,17 +187,17 @@ def _stack(folder: Path, files: list) -> _Stack:
     return _Stack(files, row, col, normal, (float(spacing[1]), float(spacing[0])), along, offsets, tilted, uneven)
 
 
-def dicom_series(folder, series_uid: str | None = None) -> list:
-    """The chosen series' slice headers (pydicom Datasets without pixel data), sorted along the slice
-    normal: what a DICOM SEG writer references.
-
-    They are the volume's z planes, in its z order, whenever ``read_ct`` keeps the acquired grid. A
-    tilted or unevenly spaced series is resampled (see the module notes): the headers are then still
-    the acquired slices in order along the normal, the first at the volume's origin, but the volume's
-    planes are no longer these slices one for one. Raises as ``read_ct`` does for a series that is
-    not one volume."""
+def acquired_slices(folder, series_uid: str | None = None) -> list:
+    """The slice headers of a series that ``read_ct`` reads without resampling, one per z plane of
+    its volume: what a DICOM SEG lies on. A tilted or unevenly spaced series is refused, as its
+    volume's planes are not the acquired slices."""
     folder = Path(folder)
-    return [ds for _, ds in _stack(folder, _choose(folder, series_uid)).files]
+    stack = _stack(folder, _choose(folder, series_uid))
+    if stack.tilted or stack.uneven:
+        raise ImageReadError(f"{folder}: this series is {'tilted' if stack.tilted else 'unevenly spaced'} and is "
+                             "resampled when read, so a DICOM SEG cannot lie on its acquired slices; "
+                             "use the NIfTI output instead")
+    return [ds for _, ds in stack.files]
 
 
 def _pixel_type(headers) -> type:
