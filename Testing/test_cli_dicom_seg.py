@@ -60,7 +60,7 @@ def test_segment_writes_the_centra_as_seg_on_the_ct_slices(tmp_path, ct_folder):
         assert dciodvfy_errors(seg_path) == []
 
 
-def test_segment_dicom_seg_needs_dicom_slices_on_their_own_grid(tmp_path, ct_folder):
+def test_segment_dicom_seg_needs_dicom_slices_that_can_carry_it(tmp_path, ct_folder):
     nifti = tmp_path / "ct.nii.gz"
     sitk.WriteImage(phantom_ct(size=(60, 60, 20)), str(nifti))
     common = ["--seed", "0,0,0", "--method", "classical", "--out", tmp_path / "m.nii.gz",
@@ -69,6 +69,14 @@ def test_segment_dicom_seg_needs_dicom_slices_on_their_own_grid(tmp_path, ct_fol
     tilted = tmp_path / "tilted"
     write_ct_series(phantom_ct(size=(60, 60, 20)), tilted, shear_mm_per_slice=0.5)
     assert_one_error_line(run(tmp_path, "segment", tilted, *common), "tilted and is resampled when read")
+    anonymised = tmp_path / "anonymised"   # UIDs blanked, as some anonymisers leave a series
+    anonymised.mkdir()
+    for path in sorted(ct_folder[0].iterdir())[:8]:
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = ""
+        ds.save_as(anonymised / path.name)
+    assert_one_error_line(run(tmp_path, "segment", anonymised, *common),
+                          "has no StudyInstanceUID (the study it belongs to): a DICOM SEG cannot be placed")
     assert not (tmp_path / "m.dcm").exists() and not (tmp_path / "m.nii.gz").exists()
 
 

@@ -267,7 +267,7 @@ def _cmd_segment(args) -> int:
     from .ct.vertebral_body import DensityThresholds, segment_vertebrae
     from .io.atomic import atomic_output, write_json
     from .io.ct import read_ct
-    from .io.dicom_out import Segment, write_segmentation
+    from .io.dicom_out import Segment, check_sources, write_segmentation
     from .io.dicom_series import acquired_slices
 
     outputs = [args.out] + [path for path in (args.json, args.body_out, args.dicom_seg) if path]
@@ -281,6 +281,8 @@ def _cmd_segment(args) -> int:
             raise SpineAnalysisError(f"{mask_path}: masks are written as NIfTI (.nii.gz), NRRD or MHA; "
                                      "give one of those extensions")
     source_slices = acquired_slices(args.ct, args.series) if args.dicom_seg else None
+    if source_slices:
+        check_sources(source_slices)
     ct = read_ct(args.ct, args.series)
     label_map = read_ct(args.labels) if args.labels else None
     centroids = read_verse_centroids(args.centroids, ct) if args.centroids else None
@@ -377,7 +379,7 @@ def _fracture_case(args, ct_path: str, out_dir: Path, models) -> dict:
     from .ct.vertebral_body import check_ct_volume
     from .io.atomic import check_output_folder
     from .io.ct import read_ct
-    from .io.dicom_out import write_fracture_probability
+    from .io.dicom_out import check_sources, write_fracture_probability
     from .io.dicom_series import acquired_slices
 
     protect = [ct_path, args.labels, args.centroids]
@@ -386,6 +388,8 @@ def _fracture_case(args, ct_path: str, out_dir: Path, models) -> dict:
         raise SpineAnalysisError(f"{ct_path}: --dicom-seg references the CT's DICOM slices: give the CT as a "
                                  "folder of DICOM slices")
     source_slices = acquired_slices(ct_path, args.series) if args.dicom_seg else None
+    if source_slices:
+        check_sources(source_slices)
     ct = read_ct(ct_path, args.series)
     label_map = read_ct(args.labels) if args.labels else None
     centroids = _fracture_centroids(args, ct)

@@ -56,6 +56,25 @@ def _source_name(ds, k: int) -> str:
     return f"CT slice {k + 1} ({Path(filename).name})" if isinstance(filename, str) else f"CT slice {k + 1}"
 
 
+def check_sources(source_datasets: Sequence, what: str = "a DICOM SEG") -> None:
+    """Refuse CT slices that cannot carry ``what``: an attribute it references missing or empty
+    (anonymisers blank UIDs), several frames, or slices of more than one series. Callers check
+    this before any long computation."""
+    series = None
+    for k, ds in enumerate(source_datasets):
+        for keyword, purpose in _SLICE_ATTRIBUTES.items():
+            if keyword not in ds or ds[keyword].is_empty:
+                raise DicomOutputError(f"{_source_name(ds, k)} has no {keyword} ({purpose}): "
+                                       f"{what} cannot be placed on it")
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise DicomOutputError(f"{_source_name(ds, k)} holds {ds.NumberOfFrames} frames; "
+                                   "a series of single-slice CT images is expected")
+        series = series or (ds.StudyInstanceUID, ds.SeriesInstanceUID)
+        if (ds.StudyInstanceUID, ds.SeriesInstanceUID) != series:
+            raise DicomOutputError(f"{_source_name(ds, k)} belongs to another series than CT slice 1; "
+                                   "the slices of one series are expected")
+
+
 def _check_sources(source_datasets: Sequence, shape: tuple[int, ...], what: str) -> None:
     """Refuse a grid that is not the CT series' own, slice for slice, or slices that cannot place it."""
     if len(shape) != 3:
@@ -64,22 +83,11 @@ def _check_sources(source_datasets: Sequence, shape: tuple[int, ...], what: str)
     if len(source_datasets) != shape[0]:
         raise DicomOutputError(f"the {what} has {shape[0]} slices but {len(source_datasets)} CT slices were "
                                "given: it must be on the CT series' own grid, one slice per image")
-    series = None
+    check_sources(source_datasets, f"the {what}")
     for k, ds in enumerate(source_datasets):
-        for keyword, purpose in _SLICE_ATTRIBUTES.items():
-            if keyword not in ds:
-                raise DicomOutputError(f"{_source_name(ds, k)} has no {keyword} ({purpose}): "
-                                       f"the {what} cannot be placed on it")
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-            raise DicomOutputError(f"{_source_name(ds, k)} holds {ds.NumberOfFrames} frames; "
-                                   "a series of single-slice CT images is expected")
         if (ds.Rows, ds.Columns) != shape[1:]:
             raise DicomOutputError(f"{_source_name(ds, k)} is {ds.Columns} x {ds.Rows} pixels but the {what} "
                                    f"is {shape[2]} x {shape[1]}: it must be on the CT's own grid")
-        series = series or (ds.StudyInstanceUID, ds.SeriesInstanceUID)
-        if (ds.StudyInstanceUID, ds.SeriesInstanceUID) != series:
-            raise DicomOutputError(f"{_source_name(ds, k)} belongs to another series than CT slice 1; "
-                                   "the slices of one series are expected")
 
 
 def _with_patient_and_study(source_datasets: Sequence) -> list:
