@@ -53,6 +53,8 @@ def test_segment_writes_the_centra_as_seg_on_the_ct_slices(tmp_path, ct_folder):
     assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [source.SeriesInstanceUID]
     assert seg.StudyInstanceUID == source.StudyInstanceUID
     assert [d.SegmentLabel for d in seg.SegmentSequence] == ["L3 centrum", "L2 centrum"]
+    family = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmFamilyCodeSequence[0]
+    assert family.CodeMeaning == "Morphological Operations"   # --method classical: no network
     masks = seg.get_pixels_by_source_instance(uids, combine_segments=False, assert_missing_frames_are_empty=True)
     np.testing.assert_array_equal(masks[..., 0], labels == 1)
     np.testing.assert_array_equal(masks[..., 1], labels == 2)

@@ -73,7 +73,8 @@ def _cmd_angles(args) -> int:
     xray = read_xray(args.image)
     height, width = xray.pixels.shape
     report = make_report(analyse(landmarks, height, not args.image_right_is_patient_right),
-                         args.image, (width, height), spacing_mm=xray.spacing_mm, spacing_source=xray.spacing_source)
+                         args.image, (width, height), spacing_mm=xray.spacing_mm,
+                         spacing_source=xray.spacing_source)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -302,7 +303,8 @@ def _cmd_segment(args) -> int:
     if args.dicom_seg:
         segments = [Segment(m.index, f"{m.level} centrum", None if m.level == "unnamed" else m.level)
                     for m in metrics]
-        write_segmentation(centra, source_slices, segments, args.dicom_seg)
+        write_segmentation(centra, source_slices, segments, args.dicom_seg,
+                           artificial_intelligence=args.method == "unet")
     result = {"ct": str(args.ct), "mask": str(args.out), "bodies": args.body_out, "dicom_seg": args.dicom_seg,
               "frame_of_seeds": args.frame, "vertebrae": [m.to_dict() for m in metrics]}
     if args.json:

@@ -106,13 +106,15 @@ def _with_patient_and_study(source_datasets: Sequence) -> list:
     return [header, *source_datasets[1:]]
 
 
-def _algorithm():
-    """SpineAnalysis, this version, an artificial-intelligence method (DICOM CID 7162)."""
+def _algorithm(artificial_intelligence: bool = True):
+    """SpineAnalysis, this version, and its method's family (DICOM CID 7162): a network, or the
+    classical thresholds and morphology."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    return hd.AlgorithmIdentificationSequence(name=MANUFACTURER, family=codes.DCM.ArtificialIntelligence,
-                                              version=__version__)
+    family = (codes.cid7162.ArtificialIntelligence if artificial_intelligence
+              else codes.cid7162.MorphologicalOperations)
+    return hd.AlgorithmIdentificationSequence(name=MANUFACTURER, family=family, version=__version__)
 
 
 def _region(level: str | None):
@@ -154,13 +156,15 @@ def _segmentation(source_datasets: Sequence, pixels: np.ndarray, kind: str, desc
 
 
 def write_segmentation(labels: np.ndarray, source_datasets: Sequence, segments: Sequence[Segment], path, *,
-                       series_description: str = "SpineAnalysis vertebral centra", protect: Sequence = ()) -> Path:
+                       series_description: str = "SpineAnalysis vertebral centra",
+                       artificial_intelligence: bool = True, protect: Sequence = ()) -> Path:
     """Save label volume ``labels`` (slices, rows, columns; 0 = background) as a BINARY DICOM SEG
     referencing the CT series it was drawn on: slice k of ``labels`` lies on ``source_datasets[k]``
     (pydicom headers of that series; pixel data is not needed).
 
     Each of ``segments`` becomes one SEG segment, coded as bone tissue in its vertebra; segments
-    with no voxel are left out. Every non-zero value must be named by a segment. Returns the path.
+    with no voxel are left out. Every non-zero value must be named by a segment;
+    ``artificial_intelligence`` False codes the method as morphological operations. Returns the path.
     """
     from pydicom.sr.codedict import codes
     import highdicom as hd
@@ -188,7 +192,7 @@ def write_segmentation(labels: np.ndarray, source_datasets: Sequence, segments: 
     numbers = np.zeros(len(counts), np.uint8 if len(present) < 256 else np.uint16)
     for number, segment in enumerate(present, start=1):
         numbers[segment.value] = number
-    algorithm = _algorithm()
+    algorithm = _algorithm(artificial_intelligence)
     descriptions = [hd.seg.SegmentDescription(number, segment.name, codes.SCT.Tissue, codes.SCT.Bone,
                                               hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm,
                                               anatomic_regions=[_region(segment.level)])
