@@ -159,6 +159,19 @@ SPACING_SOURCES = {
 }
 
 
+def _dcmread(path: Path, **options):
+    """pydicom's reading of ``path``, its failures said in a user's words."""
+    import pydicom   # here, not at the top: a PNG or JPEG run starts a second faster
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, **options)
+    except InvalidDicomError:
+        raise ImageReadError(f"{path} is not a DICOM file: it has no DICOM header") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"{path} is not a readable DICOM file ({exc})") from None
+
+
 def _display_values(ds, stored: np.ndarray, path: Path) -> np.ndarray:
     """What a viewer shows, bright = dense: modality LUT (rescale), then the VOI LUT or first
     window where the file has one, then MONOCHROME1 inverted; padding pixels (outside the
@@ -187,18 +200,13 @@ def _display_values(ds, stored: np.ndarray, path: Path) -> np.ndarray:
     return pixels
 
 
-def _read_dicom(path: Path, frame: int | None = None) -> tuple[np.ndarray, tuple[float, float] | None, str, str | None]:
+def _read_dicom(path: Path, frame: int | None = None
+                ) -> tuple[np.ndarray, tuple[float, float] | None, str, str | None]:
     """A CR/DX file as a viewer shows it (see ``_display_values``); a multi-frame file only with
     ``frame`` (1-based, as DICOM numbers frames)."""
-    import pydicom   # here, not at the top: a PNG or JPEG run starts a second faster
-    from pydicom.errors import InvalidDicomError
-
     from .dicom import stored_pixels
 
-    try:
-        ds = pydicom.dcmread(path, defer_size="1 MB")   # the pixel data is read only once its size is checked
-    except (InvalidDicomError, OSError, ValueError) as exc:
-        raise ImageReadError(f"{path} is not a readable DICOM file ({exc})") from None
+    ds = _dcmread(path, defer_size="1 MB")   # the pixel data is read only once its size is checked
     if "PixelData" not in ds:
         raise ImageReadError(f"{path} is a DICOM file without an image (modality {ds.get('Modality', '?')})")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -226,16 +234,10 @@ def _read_dicom(path: Path, frame: int | None = None) -> tuple[np.ndarray, tuple
 def read_dicom_header(path):
     """The pydicom header of radiograph ``path`` without its pixels, for outputs filed in its
     study; None when the file is not DICOM."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
     if not (_suffix(path) in DICOM_SUFFIXES or _is_dicom(path)):
         return None
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError) as exc:
-        raise ImageReadError(f"{path} is not a readable DICOM file ({exc})") from None
+    return _dcmread(path, stop_before_pixels=True)
 
 
 def read_xray(path, frame: int | None = None) -> XRay:
