@@ -63,7 +63,7 @@ def grid_points(image: sitk.Image) -> np.ndarray:
 
 
 def write_series(folder: Path, positions, *, syntax=ExplicitVRLittleEndian, series_uid=None, offset_hu=0,
-                 rescale=None, names=None, description="CT spine") -> tuple[str, np.ndarray]:
+                 rescale=None, names=None, description="CT spine", modality="CT") -> tuple[str, np.ndarray]:
     """One CT slice per file at LPS ``positions`` (IPPs), pixels sampled from the field there (plus
     ``offset_hu``); ``rescale`` gives (slope, intercept) per slice. Returns the series UID and the
     stored pixels (z, y, x) in the order written."""
@@ -74,7 +74,7 @@ def write_series(folder: Path, positions, *, syntax=ExplicitVRLittleEndian, seri
     for k, ipp in enumerate(positions):
         slope, intercept = rescale[k] if rescale else (1, -1024)
         pixels = np.round((field_hu(plane_points(ipp)) + offset_hu - intercept) / slope).astype(np.uint16)
-        ds = dataset(pixels, modality="CT", SeriesInstanceUID=series_uid, StudyInstanceUID="1.2.3.4",
+        ds = dataset(pixels, modality=modality, SeriesInstanceUID=series_uid, StudyInstanceUID="1.2.3.4",
                      SeriesDescription=description, InstanceNumber=k + 1, PixelSpacing=list(PIXEL_SPACING),
                      ImageOrientationPatient=[f"{v:.8f}" for v in (*ROW, *COL)],
                      ImagePositionPatient=[f"{v:.6f}" for v in ipp], RescaleSlope=slope, RescaleIntercept=intercept)
@@ -149,6 +149,12 @@ def test_two_series_are_listed_and_each_can_be_chosen(tmp_path):
     assert len(acquired_slices(tmp_path, second)) == 6
     with pytest.raises(ImageReadError, match=f"has no series 1.2.3.999; its series: {first} .*; {second} .*Topogram"):
         read_ct(tmp_path, "1.2.3.999")
+
+
+def test_the_only_ct_series_beside_other_modalities_is_taken(tmp_path):
+    uid, stored = write_series(tmp_path, even_positions(), description="CT spine")
+    write_series(tmp_path / "pet", even_positions(8), description="PET", modality="PT", offset_hu=300)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_ct(tmp_path)), stored.astype(np.int16) - 1024)
 
 
 def test_a_single_slice_scout_beside_the_volume_is_not_a_choice(tmp_path):

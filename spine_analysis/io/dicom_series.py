@@ -101,7 +101,8 @@ def list_series(folder) -> list[SeriesInfo]:
 
 
 def _choose(folder: Path, series_uid: str | None) -> list[tuple[Path, object]]:
-    """The files of the series the user named, else of the only volumetric series."""
+    """The files of the series the user named, else of the only volumetric series, else of the
+    only volumetric CT series."""
     series = _image_headers(folder)
     if not series:
         raise ImageReadError(f"{folder} holds no DICOM series")
@@ -112,6 +113,9 @@ def _choose(folder: Path, series_uid: str | None) -> list[tuple[Path, object]]:
                                  + "; ".join(info.line() for info in infos))
         return series[series_uid]
     candidates = [info for info in infos if info.volumetric] or infos
+    only_ct = [info for info in candidates if info.modality == "CT"]
+    if len(candidates) > 1 and len(only_ct) == 1:   # e.g. a CT beside a PET or MR series of the same study
+        return series[only_ct[0].uid]
     if len(candidates) > 1:
         raise ImageReadError(f"{folder} holds {len(candidates)} series: "
                              + "; ".join(info.line() for info in candidates) + "; choose one with --series UID")
