@@ -22,7 +22,7 @@ from spine_analysis import cli
 from spine_analysis.datasets import ct_dir
 from spine_analysis.errors import ImageReadError
 from spine_analysis.io.ct import read_ct
-from spine_analysis.io.dicom_series import acquired_slices, list_series
+from spine_analysis.io.dicom_series import list_series, read_acquired_series
 from spine_analysis.jobs import JobRunner
 
 ROWS, COLS, SLICES = 20, 24, 10
@@ -108,7 +108,7 @@ def test_plain_series_keeps_pixels_and_geometry(plain):
     assert image.GetPixelID() == sitk.sitkInt16
     assert_geometry(image, ORIGIN, STEP_MM, SLICES)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(image), hu)
-    headers = acquired_slices(folder)
+    headers = read_acquired_series(folder)[1]
     along = [np.array(ds.ImagePositionPatient, float) @ NORMAL for ds in headers]
     assert along == pytest.approx([p @ NORMAL for p in even_positions()], abs=1e-4)   # the volume's z order
     assert not any("PixelData" in ds for ds in headers)
@@ -146,7 +146,7 @@ def test_two_series_are_listed_and_each_can_be_chosen(tmp_path):
         [(first, 10, True), (second, 6, True), (scout, 1, False)]
     np.testing.assert_array_equal(sitk.GetArrayFromImage(read_ct(tmp_path, first)), stored.astype(np.int16) - 1024)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(read_ct(tmp_path, second)), stored_b.astype(np.int16) - 1024)
-    assert len(acquired_slices(tmp_path, second)) == 6
+    assert len(read_acquired_series(tmp_path, second)[1]) == 6
     with pytest.raises(ImageReadError, match=f"has no series 1.2.3.999; its series: {first} .*; {second} .*Topogram"):
         read_ct(tmp_path, "1.2.3.999")
 

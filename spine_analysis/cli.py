@@ -261,6 +261,23 @@ def _refuse_overwriting(out, inputs) -> None:
             raise SpineAnalysisError(f"refusing to overwrite the input {given}: choose another output")
 
 
+def _read_ct(path, series_uid, dicom_seg: bool):
+    """The CT, and with ``dicom_seg`` the slice headers a DICOM SEG of it will reference, checked
+    before any long computation so that a CT that cannot carry one fails at once."""
+    from .io.ct import read_ct
+    from .io.dicom_out import check_sources
+    from .io.dicom_series import read_acquired_series
+
+    if not dicom_seg:
+        return read_ct(path, series_uid), None
+    if not Path(path).is_dir():
+        raise SpineAnalysisError(f"{path}: --dicom-seg references the CT's DICOM slices: give the CT as a folder "
+                                 "of DICOM slices")
+    ct, slices = read_acquired_series(path, series_uid)
+    check_sources(slices)
+    return ct, slices
+
+
 def _cmd_segment(args) -> int:
     import SimpleITK as sitk
 
@@ -268,23 +285,16 @@ def _cmd_segment(args) -> int:
     from .ct.vertebral_body import DensityThresholds, segment_vertebrae
     from .io.atomic import atomic_output, write_json
     from .io.ct import read_ct
-    from .io.dicom_out import Segment, check_sources, write_segmentation
-    from .io.dicom_series import acquired_slices
+    from .io.dicom_out import Segment, write_segmentation
 
     outputs = [args.out] + [path for path in (args.json, args.body_out, args.dicom_seg) if path]
     for out in outputs:
         _refuse_overwriting(out, [args.ct, args.labels, args.centroids])
-    if args.dicom_seg and not Path(args.ct).is_dir():
-        raise SpineAnalysisError("--dicom-seg references the CT's DICOM slices: give the CT as a folder of "
-                                 "DICOM slices")
     for mask_path in (args.out, args.body_out):
         if mask_path and not str(mask_path).lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
             raise SpineAnalysisError(f"{mask_path}: masks are written as NIfTI (.nii.gz), NRRD or MHA; "
                                      "give one of those extensions")
-    source_slices = acquired_slices(args.ct, args.series) if args.dicom_seg else None
-    if source_slices:
-        check_sources(source_slices)
-    ct = read_ct(args.ct, args.series)
+    ct, source_slices = _read_ct(args.ct, args.series, args.dicom_seg)
     label_map = read_ct(args.labels) if args.labels else None
     centroids = read_verse_centroids(args.centroids, ct) if args.centroids else None
     model = None
@@ -381,18 +391,11 @@ def _fracture_case(args, ct_path: str, out_dir: Path, models) -> dict:
     from .ct.vertebral_body import check_ct_volume
     from .io.atomic import check_output_folder
     from .io.ct import read_ct
-    from .io.dicom_out import check_sources, write_fracture_probability
-    from .io.dicom_series import acquired_slices
+    from .io.dicom_out import write_fracture_probability
 
     protect = [ct_path, args.labels, args.centroids]
     check_output_folder(out_dir, OUTPUT_FILES + ((FRACTURE_SEG,) if args.dicom_seg else ()), protect)
-    if args.dicom_seg and not Path(ct_path).is_dir():
-        raise SpineAnalysisError(f"{ct_path}: --dicom-seg references the CT's DICOM slices: give the CT as a "
-                                 "folder of DICOM slices")
-    source_slices = acquired_slices(ct_path, args.series) if args.dicom_seg else None
-    if source_slices:
-        check_sources(source_slices)
-    ct = read_ct(ct_path, args.series)
+    ct, source_slices = _read_ct(ct_path, args.series, args.dicom_seg)
     label_map = read_ct(args.labels) if args.labels else None
     centroids = _fracture_centroids(args, ct)
     check_ct_volume(ct)

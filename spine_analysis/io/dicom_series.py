@@ -191,19 +191,6 @@ def _stack(folder: Path, files: list) -> _Stack:
     return _Stack(files, row, col, normal, (float(spacing[1]), float(spacing[0])), along, offsets, tilted, uneven)
 
 
-def acquired_slices(folder, series_uid: str | None = None) -> list:
-    """The slice headers of a series that ``read_ct`` reads without resampling, one per z plane of
-    its volume: what a DICOM SEG lies on. A tilted or unevenly spaced series is refused, as its
-    volume's planes are not the acquired slices."""
-    folder = Path(folder)
-    stack = _stack(folder, _choose(folder, series_uid))
-    if stack.tilted or stack.uneven:
-        raise ImageReadError(f"{folder}: this series is {'tilted' if stack.tilted else 'unevenly spaced'} and is "
-                             "resampled when read, so a DICOM SEG cannot lie on its acquired slices; "
-                             "use the NIfTI output instead")
-    return [ds for _, ds in stack.files]
-
-
 def _pixel_type(headers) -> type:
     """int16 when every slice's rescaled values are whole numbers within int16, else float32."""
     low, high = [], []
@@ -263,7 +250,24 @@ def read_dicom_series(folder, series_uid: str | None = None) -> sitk.Image:
     """The CT volume of one series of a DICOM folder, in HU, with its LPS geometry: origin at the
     first slice along the normal, spacing (columns, rows, slices), direction (row, column, normal)."""
     folder = Path(folder)
+    return _volume(folder, _stack(folder, _choose(folder, series_uid)))
+
+
+def read_acquired_series(folder, series_uid: str | None = None) -> tuple[sitk.Image, list]:
+    """The volume as ``read_dicom_series`` gives it and its slice headers (no pixel data), one per
+    z plane: what a DICOM SEG drawn on the volume lies on. A tilted or unevenly spaced series is
+    refused, as its volume's planes would not be the acquired slices."""
+    folder = Path(folder)
     stack = _stack(folder, _choose(folder, series_uid))
+    if stack.tilted or stack.uneven:
+        raise ImageReadError(f"{folder}: this series is {'tilted' if stack.tilted else 'unevenly spaced'} and is "
+                             "resampled when read, so a DICOM SEG cannot lie on its acquired slices; "
+                             "use the NIfTI output instead")
+    return _volume(folder, stack), [ds for _, ds in stack.files]
+
+
+def _volume(folder: Path, stack: _Stack) -> sitk.Image:
+    """The volume of a checked stack, resampled where it is tilted or unevenly spaced."""
     resample = stack.tilted or stack.uneven
     volume = _hu_slices(stack, np.float32 if resample else _pixel_type(ds for _, ds in stack.files))
     positions = stack.positions
