@@ -299,3 +299,18 @@ def test_cobb_refuses_dicom_sc_without_a_dicom_radiograph_before_detecting(tmp_p
     error = capsys.readouterr().err.splitlines()
     assert len(error) == 1 and "--dicom-sc" in error[0] and "DICOM radiograph" in error[0], error
     assert not (tmp_path / "out").exists()
+
+
+def test_cobb_refuses_dicom_sc_for_an_anonymised_radiograph_before_detecting(tmp_path, monkeypatch, capsys):
+    def detector(weights):
+        raise AssertionError("the model was loaded before --dicom-sc was refused")
+
+    monkeypatch.setattr(cli, "_detector", detector)
+    path, _ = radiograph(tmp_path)
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID = ""                          # blanked, as some anonymisers leave it
+    ds.save_as(path)
+    assert cli.main(["cobb", str(path), "--out-dir", str(tmp_path / "out"), "--dicom-sc"]) == 2
+    error = capsys.readouterr().err.splitlines()
+    assert len(error) == 1 and "has no StudyInstanceUID: the overlay cannot be filed in its study" in error[0], error
+    assert not (tmp_path / "out").exists()

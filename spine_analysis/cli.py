@@ -92,6 +92,7 @@ def _cmd_cobb(args) -> int:
     import time
 
     from .errors import NotSpineRadiographError
+    from .io.dicom_out import check_radiograph
     from .io.xray import read_dicom_header, read_xray
     from .xray.cobb import analyse
     from .xray.measure import measure_radiograph
@@ -115,6 +116,7 @@ def _cmd_cobb(args) -> int:
             if header is None:
                 raise SpineAnalysisError(f"{args.image} is not a DICOM file: --dicom-sc files the overlay in the "
                                          "radiograph's DICOM study, so it needs a DICOM radiograph")
+            check_radiograph(header)
         pixels, source, note = xray.pixels, args.image, None
         spacing, spacing_source = xray.spacing_mm, xray.spacing_source
         truth = None

@@ -234,6 +234,16 @@ def write_fracture_probability(probability: np.ndarray, source_datasets: Sequenc
     return _save(seg, path, _protected(source_datasets, protect))
 
 
+def check_radiograph(radiograph) -> None:
+    """Refuse a radiograph header (pydicom) whose study a capture cannot be filed in: a UID it
+    references missing or blank (anonymisers blank them). Callers check this before detection."""
+    source = getattr(radiograph, "filename", None)
+    name = Path(source).name if isinstance(source, str) else "the radiograph"
+    for keyword in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        if keyword not in radiograph or radiograph[keyword].is_empty:
+            raise DicomOutputError(f"{name} has no {keyword}: the overlay cannot be filed in its study")
+
+
 def write_overlay_capture(rgb: np.ndarray, radiograph, path, *, patient_right_on_image_left: bool = True,
                           protect: Sequence = ()) -> Path:
     """Save the Cobb overlay ``rgb`` (uint8, rows x columns x 3, as the report draws it) as a
@@ -251,11 +261,7 @@ def write_overlay_capture(rgb: np.ndarray, radiograph, path, *, patient_right_on
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected a uint8 RGB image (rows, columns, 3), got {rgb.dtype} {rgb.shape}")
-    source = getattr(radiograph, "filename", None)
-    name = Path(source).name if isinstance(source, str) else "the radiograph"
-    for keyword in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"):
-        if keyword not in radiograph:
-            raise DicomOutputError(f"{name} has no {keyword}: the overlay cannot be filed in its study")
+    check_radiograph(radiograph)
     capture = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=radiograph, pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8,
         coordinate_system="PATIENT", series_instance_uid=generate_uid(), series_number=SERIES_NUMBER,

@@ -225,8 +225,7 @@ def _read_dicom(path: Path, frame: int | None = None
     else:
         pixels = _display_values(ds, stored, path)
     for keyword in SPACING_SOURCES:
-        if ds.get(keyword):
-            spacing = ds.get(keyword)
+        if spacing := ds.get(keyword):
             return pixels, (float(spacing[0]), float(spacing[1])), photometric, keyword
     return pixels, None, photometric, None
 
