@@ -2,7 +2,7 @@ import enum
 import logging
 import os
 import shutil
-from typing import Union
+from typing import Optional, Union
 
 import vtk
 
@@ -81,7 +81,7 @@ class SpineAnalysisParameterNode:
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
-    vertebraLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]
+    vertebraLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
     seeds: vtkMRMLMarkupsFiducialNode
     method: SegmentationMethod = SegmentationMethod.UNET
     autoSegment: bool = True

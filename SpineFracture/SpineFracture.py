@@ -2,7 +2,7 @@ import html
 import logging
 import os
 import shutil
-from typing import Annotated, Union
+from typing import Annotated, Optional, Union
 
 import qt
 
@@ -82,7 +82,7 @@ class SpineFractureParameterNode:
 
     inputVolume: vtkMRMLScalarVolumeNode
     centroids: vtkMRMLMarkupsFiducialNode
-    vertebraLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]
+    vertebraLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
     weightsPath: str = ""
     autoRerun: bool = True
     results: vtkMRMLTableNode
