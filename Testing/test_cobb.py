@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from conftest import aasce_dir, requires_aasce
 
-from spine_analysis.xray.cobb import aasce_angles, analyse, clinical_curves, severity
+from spine_analysis.xray.cobb import aasce_angles, analyse, clinical_curves, extended_endplate, severity
 from spine_analysis.errors import LandmarkError
 from spine_analysis.io.aasce import read_aasce_folder
 from spine_analysis.xray.landmarks import SpineLandmarks
@@ -99,6 +99,12 @@ def test_small_wiggles_are_not_curves():
                                          (25, "moderate"), (40, "moderate"), (40.01, "severe")])
 def test_severity_bands(angle, band):
     assert severity(angle) == band
+
+
+def test_endplate_lines_are_drawn_past_both_ends_left_end_first():
+    # An endplate 40 px wide tilted down to the left: drawn its own width further at each end.
+    np.testing.assert_allclose(extended_endplate([(140, 210), (100, 220)]), [(60, 230), (180, 200)])
+    np.testing.assert_allclose(extended_endplate([(0, 0), (10, 0)], extension=0.5), [(-5, 0), (15, 0)])
 
 
 def test_malformed_landmarks_raise_clear_value_errors():

@@ -190,7 +190,10 @@ def lineName(curve, which):
 
 
 def updateEndplateLines(landmarksNode, result, ijkToRas):
-    """Two lines per curve of `result` (CobbResult); lines of curves that no longer exist are removed."""
+    """Two lines per curve of `result` (CobbResult), each an endplate extended across and beyond the spine (as the
+    report's overlay draws it), so the angle between them shows; lines of curves that no longer exist are removed."""
+    from spine_analysis.xray.cobb import extended_endplate
+
     lines = referencedNodes(landmarksNode, LINE_REFERENCE)
     needed = 2 * len(result.curves)
     while len(lines) < needed:
@@ -203,7 +206,7 @@ def updateEndplateLines(landmarksNode, result, ijkToRas):
                                       ("lower", lines[2 * index + 1], curve.lower_endplate)):
             with slicer.util.NodeModify(line):
                 line.SetName(lineName(curve, which))
-                slicer.util.updateMarkupsControlPointsFromArray(line, pixelsToRas(endplate, ijkToRas))
+                slicer.util.updateMarkupsControlPointsFromArray(line, pixelsToRas(extended_endplate(endplate), ijkToRas))
                 displayNode = line.GetDisplayNode()
                 if displayNode:
                     displayNode.SetSelectedColor(*color)

@@ -59,8 +59,10 @@ class SpineCobbTestCase(ScriptedLoadableModuleTest):
                 self.assertIn(f"{curve.name} {curve.angle_deg:.1f}°", line.GetName())
                 self.assertTrue(line.GetLocked())
                 self.assertFalse(line.GetMeasurement("length").GetEnabled())
-                np.testing.assert_allclose(
-                    outputs.rasToPixels(slicer.util.arrayFromMarkupsControlPoints(line), ijkToRas), endplate, atol=1e-4)
+                # Drawn across and beyond the spine: the endplate's own width again past each of its ends.
+                drawn = outputs.rasToPixels(slicer.util.arrayFromMarkupsControlPoints(line), ijkToRas)
+                left, right = sorted(np.asarray(endplate, dtype=float), key=lambda point: point[0])
+                np.testing.assert_allclose(drawn, [2 * left - right, 2 * right - left], atol=1e-4)
         tableNode = logic.tableNode(landmarksNode)
         self.assertEqual(tableNode.GetNumberOfRows(), len(expected.curves))
         self.assertEqual(self._tableColumn(tableNode, "curve"), [curve.name for curve in expected.curves])

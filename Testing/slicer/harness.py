@@ -51,7 +51,16 @@ def unavailableReason():
 
 # ----------------------------------------------------------------------------- qt and ctk stand-ins
 
-class _Inert:
+class _InertClass(type):
+    """Class-level names of a stand-in Qt class (enum values such as QSizePolicy.Preferred) are distinct flags."""
+
+    def __getattr__(cls, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return 1 << (sum(map(ord, name)) % 30)
+
+
+class _Inert(metaclass=_InertClass):
     """Anything widget code builds or calls: accepts every argument, attribute and call."""
 
     def __init__(self, *args, **kwargs):
@@ -64,6 +73,15 @@ class _Inert:
 
     def __call__(self, *args, **kwargs):
         return _Inert()
+
+    def __bool__(self):
+        return True
+
+    def __len__(self):  # an empty text or list
+        return 0
+
+    def __iter__(self):
+        return iter(())
 
 
 class _InertModule(types.ModuleType):
@@ -150,6 +168,40 @@ class QSettings:
 
     def remove(self, key):
         self._values.pop(key, None)
+
+
+class StandInWidget(_Inert):
+    """A widget of a module's .ui file: its class and name from the file, the attributes code sets kept (so a test
+    reads what a label shows or whether a button is enabled), no Qt behind it. Its parameterNodeWrapper property
+    is left unread: a test sets the parameter node's values as the GUI would."""
+
+    def __init__(self, className="QWidget", name="", children=()):
+        self.className, self.name, self.objectName = className, name, name
+        self.children_ = list(children)
+        self.text, self.enabled, self.visible, self.toolTip = "", True, True, ""
+
+    def property(self, name):
+        return None
+
+
+def _loadUI(path):
+    """slicer.util.loadUI without Qt: the .ui file is read (it must exist and parse) and its named widgets made."""
+    import xml.etree.ElementTree as ElementTree
+
+    if not os.path.isfile(path):
+        raise RuntimeError(f"Could not load UI file: file not found {path}")
+    root = ElementTree.parse(path).getroot().find("widget")
+    children = [StandInWidget(element.get("class"), element.get("name")) for element in root.iter("widget")
+                if element is not root and element.get("name")]
+    return StandInWidget(root.get("class"), root.get("name"), children)
+
+
+def _childWidgetVariables(widget):
+    """slicer.util.childWidgetVariables on a stand-in .ui widget: each named child as an attribute."""
+    ui = type("", (), {})()
+    for child in widget.children_:
+        setattr(ui, child.name, child)
+    return ui
 
 
 def _installPyTorchExtensionStandIn():
@@ -504,6 +556,7 @@ def start():
     slicer.__getattr__ = _qtWidgetClass  # qMRMLNodeComboBox and the other Qt widget classes, inert
     slicer.util.messageBox = _application.showMessageBox
     slicer.util.tempDirectory = _tempDirectory
+    slicer.util.loadUI, slicer.util.childWidgetVariables = _loadUI, _childWidgetVariables
     slicer.modules = types.SimpleNamespace()
     for name, module in _application.modules.items():
         setattr(slicer.modules, name.lower(), module)
@@ -544,6 +597,18 @@ def _pythonSlicerOnPath(folder):
     assert shutil.which("PythonSlicer") == str(launcher)
 
 
+def moduleWidget(name):
+    """The module's widget, set up as when its panel is first shown (`setup()`, then `enter()`), on stand-in
+    widgets: its handlers (onApplyButton...) run for real against the scene, the logic and the dialogs."""
+    import slicer
+
+    pythonModule = sys.modules[name]
+    widget = getattr(pythonModule, name + "Widget")(StandInWidget("qMRMLWidget", name))
+    widget.setup()
+    widget.enter()
+    return widget
+
+
 def loadProjectModule(name):
     """Import `name`.py from its folder and register it as Slicer's module factory does."""
     import slicer
@@ -554,3 +619,103 @@ def loadProjectModule(name):
     _application.modules[name] = parent
     setattr(slicer.modules, name.lower(), parent)
     return parent
+
+
+# ----------------------------------------------------------------------------- what tests compare
+
+def nodeFingerprint(node):
+    """What a user sees of a data node: class, name, attributes, references, transform, and a digest of its data
+    (voxels and geometry, control points, segments, table cells, mesh points). Equal before and after means unchanged."""
+    import hashlib
+
+    import numpy as np
+    import vtk
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    digest = hashlib.sha256()
+
+    def add(value):
+        digest.update(repr(value).encode())
+
+    def addArray(vtkArray):
+        if vtkArray is not None and vtkArray.GetNumberOfTuples():
+            digest.update(np.ascontiguousarray(vtk_to_numpy(vtkArray)).tobytes())
+
+    add((node.GetClassName(), node.GetName(), node.GetHideFromEditors()))
+    add(sorted((name, node.GetAttribute(name)) for name in node.GetAttributeNames() or ()))
+    references = []
+    for index in range(node.GetNumberOfNodeReferenceRoles()):
+        role = node.GetNthNodeReferenceRole(index)
+        references.append((role, [node.GetNthNodeReferenceID(role, i) for i in range(node.GetNumberOfNodeReferences(role))]))
+    add(sorted(references))
+    if node.IsA("vtkMRMLTransformableNode"):
+        add(node.GetTransformNodeID())
+    if node.IsA("vtkMRMLVolumeNode"):
+        matrix = vtk.vtkMatrix4x4()
+        node.GetIJKToRASMatrix(matrix)
+        add([matrix.GetElement(row, column) for row in range(4) for column in range(4)])
+        if node.GetImageData():
+            add(node.GetImageData().GetDimensions())
+            addArray(node.GetImageData().GetPointData().GetScalars())
+    elif node.IsA("vtkMRMLMarkupsNode"):
+        for index in range(node.GetNumberOfControlPoints()):
+            add((node.GetNthControlPointLabel(index), tuple(round(v, 6) for v in node.GetNthControlPointPosition(index))))
+    elif node.IsA("vtkMRMLSegmentationNode"):
+        segmentation = node.GetSegmentation()
+        for index in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(index)
+            segment = segmentation.GetSegment(segmentId)
+            add((segmentId, segment.GetName(), segment.GetColor()))
+            labelmap = segment.GetRepresentation(_binaryLabelmapName())
+            if labelmap is not None:
+                add(labelmap.GetExtent())
+                addArray(labelmap.GetPointData().GetScalars())
+    elif node.IsA("vtkMRMLTableNode"):
+        table = node.GetTable()
+        for column in range(table.GetNumberOfColumns()):
+            array = table.GetColumn(column)
+            add((array.GetName(), [array.GetVariantValue(row).ToString() for row in range(table.GetNumberOfRows())]))
+    elif node.IsA("vtkMRMLModelNode") and node.GetPolyData():
+        addArray(node.GetPolyData().GetPoints().GetData() if node.GetPolyData().GetPoints() else None)
+    return digest.hexdigest()
+
+
+def _binaryLabelmapName():
+    import slicer
+
+    return slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+
+
+def userNodes(scene):
+    """{node ID: fingerprint} of the scene's data nodes (not display, storage, singleton or parameter nodes)."""
+    nodes = {}
+    for index in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(index)
+        if node.GetSingletonTag() or not node.IsA("vtkMRMLStorableNode"):
+            continue
+        nodes[node.GetID()] = nodeFingerprint(node)
+    return nodes
+
+
+def saveAndReloadScene(folder):
+    """Save the scene as File > Save does (every data node's file, then the .mrml), close it, and load it again."""
+    import slicer
+
+    scene = _application.mrmlScene
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(index)
+        if node.IsA("vtkMRMLStorableNode") and not node.GetHideFromEditors() and node.GetSingletonTag() is None:
+            suffix = {"VolumeFile": ".nrrd", "SegmentationFile": ".seg.nrrd", "MarkupsFile": ".mrk.json",
+                      "TableFile": ".tsv"}.get(_application.coreIOManager().fileWriterFileType(node))
+            if suffix and not node.IsA("vtkMRMLModelNode"):
+                assert slicer.util.saveNode(node, str(folder / f"{node.GetID()}{suffix}")), node.GetName()
+    sceneFile = folder / "scene.mrml"
+    scene.SetRootDirectory(str(folder))
+    scene.SetURL(str(sceneFile))
+    assert scene.Commit(), f"could not write {sceneFile}"
+    scene.Clear()
+    scene.SetURL(str(sceneFile))
+    assert scene.Import(), f"could not read {sceneFile}"
+    return sceneFile

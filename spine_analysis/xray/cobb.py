@@ -98,6 +98,20 @@ def severity(angle_deg: float) -> str:
     return name
 
 
+#: How far a drawn endplate line reaches past each end, as a fraction of the endplate's width: the two
+#: lines of a curve then run beyond the spine, where the angle between them can be seen.
+ENDPLATE_LINE_EXTENSION = 1.0
+
+
+def extended_endplate(endplate, extension: float = ENDPLATE_LINE_EXTENSION) -> np.ndarray:
+    """The endplate segment ((x0, y0), (x1, y1)) lengthened by ``extension`` times its width at each end,
+    as drawn to show a Cobb angle; (2, 2) pixels, left end first."""
+    start, end = np.asarray(endplate, dtype=float).reshape(2, 2)
+    reach = extension * (end - start)
+    ends = np.array([start - reach, end + reach])
+    return ends[np.argsort(ends[:, 0], kind="stable")]
+
+
 def _line_angle(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Direction of the line start->end in degrees, folded into (-90, 90] (lines, not rays).
 

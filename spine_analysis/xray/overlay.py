@@ -14,14 +14,13 @@ from PIL import Image, ImageDraw, ImageFont
 from skimage.transform import downscale_local_mean
 
 from ..io.atomic import atomic_output
+from .cobb import extended_endplate
 from .landmarks import SpineLandmarks
 
 OUTLINE_COLOUR = (0, 190, 255)
 LANDMARK_COLOUR = (255, 220, 0)
 #: One colour per curve, in the order the curves' labels first appear.
 CURVE_COLOURS = ((255, 60, 60), (60, 220, 60), (235, 60, 235), (255, 140, 0), (150, 110, 255))
-#: Each endplate line is drawn this many of its own lengths further on each side, so the angle reads easily.
-LINE_EXTENSION = 1.0
 #: Longest side of the drawn picture: above any AASCE film (at most 2800 rows, drawn as they are)
 #: and enough to zoom in on a corner; larger radiographs gave 100 MB overlays that showed no more.
 MAX_SIDE_PX = 3072
@@ -119,9 +118,7 @@ def draw_overlay(image: np.ndarray, landmarks: SpineLandmarks,
     colours: dict[str, tuple[int, int, int]] = {}
     label_spots = []   # (label, left end, right end) of each curve's first line
     for start, end, label in endplate_lines:
-        start, end = np.asarray(start, dtype=float) / shrink, np.asarray(end, dtype=float) / shrink
-        reach = LINE_EXTENSION * (end - start)
-        ends = sorted([start - reach, end + reach], key=lambda point: point[0])
+        ends = extended_endplate(np.array([start, end], dtype=float) / shrink)
         if label not in colours:
             label_spots.append((label, *ends))
         colour = colours.setdefault(label, CURVE_COLOURS[len(colours) % len(CURVE_COLOURS)])
