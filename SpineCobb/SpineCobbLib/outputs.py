@@ -180,6 +180,7 @@ def _newLine(landmarksNode):
     displayNode.SetPointLabelsVisibility(False)
     displayNode.SetPropertiesLabelVisibility(True)
     displayNode.SetGlyphScale(1.0)
+    displayNode.SetLineThickness(0.6)  # of the glyph size: thick enough to read the angle at a glance
     landmarksNode.AddNodeReferenceID(LINE_REFERENCE, line.GetID())
     return line
 
