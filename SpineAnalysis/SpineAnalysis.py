@@ -72,7 +72,8 @@ class SegmentationMethod(enum.Enum):
 class SpineAnalysisParameterNode:
     """
     inputVolume - CT volume (Hounsfield units).
-    vertebraLabels - one label per vertebra (label map volume or segmentation); a label map also names seeded vertebrae.
+    vertebraLabels - one label per vertebra (label map volume in VerSe numbering, or segmentation); a label map also
+        names seeded vertebrae.
     seeds - seed points, one inside each vertebral body to segment.
     method - how seeded vertebrae are segmented.
     autoSegment - segment each seed as soon as it is placed.
@@ -99,6 +100,7 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
         self._queue = []            # (seeds node ID, control point ID, replace its own segments) to segment next
         self._progress = (0, 1)     # (jobs done, jobs in this run), for the progress bar
         self._observedSeeds = None
+        self._seedLabel = ""        # label of the seed being segmented, for its messages
         ParameterNodeWidgetMixin.__init__(self, parent)  # last: it may run setup()
 
     def setup(self) -> None:
@@ -212,8 +214,9 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
                 self._progress = (self._progress[0] + 1, self._progress[1])
                 continue
             labelMap = pn.vertebraLabels if pn.vertebraLabels and pn.vertebraLabels.IsA("vtkMRMLLabelMapVolumeNode") else None
+            self._seedLabel = seedsNode.GetNthControlPointLabel(index)
             # Before starting: a new engine process says "Loading the model…" while it starts.
-            self.ui.statusLabel.text = _("Segmenting at seed {label}...").format(label=seedsNode.GetNthControlPointLabel(index))
+            self.ui.statusLabel.text = _("Segmenting at seed {label}...").format(label=self._seedLabel)
             try:
                 if not pn.inputVolume:
                     raise ValueError(_("Select the CT volume first."))
@@ -223,7 +226,7 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
             except Exception as exc:
                 self._queue = []
                 self.setRunning(False)
-                self.reportError(_("Cannot segment seed {label}.").format(label=seedsNode.GetNthControlPointLabel(index)), exc)
+                self.reportError(_("Cannot segment seed {label}.").format(label=self._seedLabel), exc)
                 return
             self.setRunning(True)
             return
@@ -237,7 +240,7 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
             if isinstance(error, JobCancelled):
                 self.ui.statusLabel.text = _("Cancelled.")
             else:
-                self.reportError(_("Segmentation failed."), error)
+                self.reportError(_("Cannot segment seed {label}.").format(label=self._seedLabel), error)
             return
         segmentationNode, segmentId, metrics = outcome
         if self._parameterNode:
@@ -402,7 +405,23 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
             target = self._segmentationFor(ctVolume, segmentationNode)
             return target, self._importSeedMask(target, maskPath, metrics, number, seedKey, replaceSeedSegments), metrics
 
-        return self._run(job, finish, completedCallback, cleanup=lambda: shutil.rmtree(maskFolder, ignore_errors=True))
+        def cleanup():
+            shutil.rmtree(maskFolder, ignore_errors=True)
+
+        if completedCallback is None:
+            try:
+                return self._run(job, finish, None, cleanup=cleanup)
+            except JobFailed as error:
+                raise self._oneSeedFailure(error) from None
+        return self._run(job, finish, lambda value, error: completedCallback(value, self._oneSeedFailure(error)),
+                         cleanup=cleanup)
+
+    @staticmethod
+    def _oneSeedFailure(error):
+        """The engine's refusal without its seed number: each request holds one seed, numbered 1 whatever the user's."""
+        if isinstance(error, JobFailed):
+            return JobFailed(seeds.oneSeedMessage(str(error)), code=error.code)
+        return error
 
     def _segmentationFor(self, ctVolume, segmentationNode):
         """The given segmentation; else the module's output segmentation if made on this CT; else a new one,
@@ -418,21 +437,28 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
 
     @staticmethod
     def _importSeedMask(segmentationNode, maskPath, metrics, number, seedKey, replaceSeedSegments):
-        """Import the mask as the segment named after the vertebra; an existing segment is replaced only if the user
-        agrees (or agreed already, for the segments of this seed). Returns the segment ID, or None if kept."""
+        """Import the mask as the segment named after the vertebra. An existing segment of the same name, or one
+        holding most of the new centrum (the same vertebra, segmented before), is replaced only if the user agrees;
+        the segments of this seed also when the user agreed already (`replaceSeedSegments`).
+        Returns the segment ID, or None if kept."""
         name = seeds.segmentName(metrics.get("level"), number or seeds.freeNumber(centra.segmentNames(segmentationNode)))
-        fromSeed, sameName = centra.segmentsToReplace(segmentationNode, name, seedKey)
-        replaced = fromSeed + sameName
-        if sameName or (fromSeed and not replaceSeedSegments):
-            segmentation = segmentationNode.GetSegmentation()
-            names = ", ".join(f"'{segmentation.GetSegment(segmentId).GetName()}'" for segmentId in replaced)
-            if not slicer.util.confirmYesNoDisplay(
-                    _("Replace {names} in '{segmentation}' with the new segmentation of {name}?\n\n"
-                      "Choose No to keep the existing segment.").format(
-                        names=names, segmentation=segmentationNode.GetName(), name=name),
-                    windowTitle=_("Replace segment?")):
-                return None
-        segmentId = centra.importMask(segmentationNode, maskPath, name, seedKey, metrics, replaced)
+        maskNode = centra.loadMask(maskPath)
+        try:
+            fromSeed, sameName = centra.segmentsToReplace(segmentationNode, name, seedKey)
+            sameVertebra = centra.segmentsCovering(segmentationNode, maskNode, excluding=fromSeed + sameName)
+            replaced = fromSeed + sameName + sameVertebra
+            if sameName or sameVertebra or (fromSeed and not replaceSeedSegments):
+                segmentation = segmentationNode.GetSegmentation()
+                names = ", ".join(f"'{segmentation.GetSegment(segmentId).GetName()}'" for segmentId in replaced)
+                if not slicer.util.confirmYesNoDisplay(
+                        _("Replace {names} in '{segmentation}' with the new segmentation of {name}?\n\n"
+                          "Choose No to keep the existing segment.").format(
+                            names=names, segmentation=segmentationNode.GetName(), name=name),
+                        windowTitle=_("Replace segment?")):
+                    return None
+            segmentId = centra.importMask(segmentationNode, maskNode, name, seedKey, metrics, replaced)
+        finally:
+            centra.removeNode(maskNode)
         centra.updateMetricsTable(segmentationNode)
         return segmentId
 
@@ -536,6 +562,10 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
 
         ctImage = volumes.ctImageFromVolume(ctVolume)
         labelImage, labelNames = volumes.labelImageFromNode(vertebraLabels, ctImage, ctVolume)
+        if labelNames is None and vertebraLabels.IsA("vtkMRMLLabelMapVolumeNode"):
+            from spine_analysis.ct.levels import VERSE_LEVEL_NAMES
+
+            labelNames = VERSE_LEVEL_NAMES  # VerSe numbering, as the seeded centra are named from a label map
         metrics = bone_metrics(ctImage, labelImage, label_names=labelNames)
         if not metrics:
             raise ValueError(f"No vertebra labels found in '{vertebraLabels.GetName()}' inside the CT.")
@@ -551,6 +581,7 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         if not tableNode:
             tableNode = slicer.mrmlScene.AddNewNodeByClass(
                 "vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(f"{ctVolume.GetName()} vertebral body metrics"))
+            centra.placeBeside(tableNode, ctVolume)
         tables.updateTableFromRows(tableNode, rows, titles=self.TITLES, units=self.UNITS)
         seedName = next((str(row.get("name") or row.get("label")) for row in rows if seedLabel and row.get("label") == seedLabel), "")
         tableNode.SetAttribute(self.SEED_ATTRIBUTE, seedName)

@@ -468,7 +468,9 @@ class SpineCobbLogic(WarmEngineRunner, ScriptedLoadableModuleLogic, VTKObservati
         finally:
             self._writing = False
         self.observeLandmarks(node)
-        self.updateResults(node, full=True)
+        result = self.updateResults(node, full=True)
+        if self.resultsUpdatedCallback:  # a panel showing these landmarks summarised the old ones
+            self.resultsUpdatedCallback(node, result, None)
         return node
 
     def cobbResult(self, landmarksNode, landmarks=None):

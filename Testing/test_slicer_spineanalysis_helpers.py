@@ -68,3 +68,16 @@ def test_metrics_row_shows_percent_and_how_it_was_made():
     assert row["method"] == "U-Net"
     assert seeds.metricsRow("L1 centrum", dict(metrics, remeasured=True))["method"] == "U-Net, re-measured"
     assert seeds.metricsRow("x", dict(metrics, method="", remeasured=True))["method"] == "re-measured"
+
+
+def test_an_engine_refusal_of_the_only_seed_loses_the_engine_s_seed_number():
+    from spine_analysis.ct.vertebral_body import segment_vertebrae
+    from spine_analysis.errors import SpineAnalysisError
+
+    air = sitk.GetImageFromArray(np.full((20, 20, 20), -1000, dtype=np.int16))
+    with pytest.raises(SpineAnalysisError) as refused:  # the module sends each seed alone, as here
+        segment_vertebrae(air, [[10.0, 10.0, 10.0]], "lps", "classical")
+    message = seeds.oneSeedMessage(str(refused.value))
+    assert str(refused.value).startswith("seed 1: ") and message.startswith("The seed is in air")
+    assert seeds.oneSeedMessage("seeds 1 and 2 are in the same vertebra") == "Seeds 1 and 2 are in the same vertebra"
+    assert seeds.oneSeedMessage("") == ""

@@ -61,14 +61,25 @@ def segmentNames(segmentationNode):
     return [segmentation.GetSegment(segmentId).GetName() for segmentId in segmentIds(segmentationNode)]
 
 
+def placeBeside(node, other):
+    """Put `node` in the subject hierarchy folder (e.g. the DICOM study) that holds `other`."""
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+    otherItem = shNode.GetItemByDataNode(other)
+    parent = shNode.GetItemParent(otherItem) if otherItem else shNode.GetSceneItemID()
+    item = shNode.GetItemByDataNode(node)
+    if item:
+        shNode.SetItemParent(item, parent)
+    else:
+        shNode.CreateItem(parent, node)
+
+
 def newSegmentationNode(ctVolume):
     """A segmentation on the CT's geometry (which also references the CT), in the CT's study."""
     node = slicer.mrmlScene.AddNewNodeByClass(
         "vtkMRMLSegmentationNode", slicer.mrmlScene.GenerateUniqueName(f"{ctVolume.GetName()} centra"))
     node.CreateDefaultDisplayNodes()
     node.SetReferenceImageGeometryParameterFromVolumeNode(ctVolume)
-    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
-    shNode.SetItemParent(shNode.GetItemByDataNode(node), shNode.GetItemParent(shNode.GetItemByDataNode(ctVolume)))
+    placeBeside(node, ctVolume)
     return node
 
 
@@ -92,27 +103,54 @@ def segmentsFromSeeds(segmentationNode, seedKeys):
             if segmentTag(segmentation.GetSegment(segmentId), SEED_TAG) in seedKeys]
 
 
-def importMask(segmentationNode, maskPath, name, seedKey, metrics, replaceIds=()):
-    """Put the mask file (label 1, any grid) into the segment `name`: the first of `replaceIds` (whose other
-    segments are removed) or a new segment. Returns the segment ID."""
+def loadMask(maskPath):
+    """The engine's mask file (label 1 on the grid of the CT crop) as a hidden temporary label map node;
+    remove it with `removeNode` when done."""
+    return slicer.util.loadLabelVolume(
+        maskPath, {"name": slicer.mrmlScene.GenerateUniqueName("SpineAnalysis temporary mask"), "show": False})
+
+
+def removeNode(node):
+    for each in (node.GetDisplayNode(), node.GetStorageNode(), node):
+        if each:
+            slicer.mrmlScene.RemoveNode(each)
+
+
+def segmentsCovering(segmentationNode, maskNode, excluding=()):
+    """IDs of the segments (other than `excluding`) holding more than half of the voxels of `maskNode`: the same
+    vertebra, segmented before. The engine refuses two seeds of one request in one vertebra by the same rule."""
+    import numpy as np
+
+    mask = slicer.util.arrayFromVolume(maskNode) > 0
+    total = int(np.count_nonzero(mask))
+    covering = []
+    for segmentId in segmentIds(segmentationNode):
+        if not total or segmentId in excluding:
+            continue
+        try:
+            segment = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, maskNode)
+        except RuntimeError:  # an empty segment cannot be exported
+            continue
+        if np.count_nonzero(segment[mask]) * 2 > total:
+            covering.append(segmentId)
+    return covering
+
+
+def importMask(segmentationNode, maskNode, name, seedKey, metrics, replaceIds=()):
+    """Put the mask (label map node from `loadMask`) into the segment `name`: the first of `replaceIds` (whose
+    other segments are removed) or a new segment. Returns the segment ID."""
     segmentation = segmentationNode.GetSegmentation()
     segmentId = replaceIds[0] if replaceIds else segmentation.AddEmptySegment("", name)
-    labelmapNode = slicer.util.loadLabelVolume(
-        maskPath, {"name": slicer.mrmlScene.GenerateUniqueName("SpineAnalysis temporary mask"), "show": False})
     try:
         updatedIds = vtk.vtkStringArray()
         updatedIds.InsertNextValue(segmentId)
         if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(
-                labelmapNode, segmentationNode, updatedIds):
+                maskNode, segmentationNode, updatedIds):
             raise RuntimeError(f"The mask of {name} could not be imported into '{segmentationNode.GetName()}'.")
     except Exception:
         if not replaceIds:
             segmentation.RemoveSegment(segmentId)
         raise
-    finally:
-        for node in (labelmapNode.GetDisplayNode(), labelmapNode.GetStorageNode(), labelmapNode):
-            if node:
-                slicer.mrmlScene.RemoveNode(node)
     for other in replaceIds[1:]:
         segmentation.RemoveSegment(other)
     segmentationNode.CreateClosedSurfaceRepresentation()  # shown in 3D; only new or changed segments are converted
@@ -152,6 +190,7 @@ def metricsTable(segmentationNode, create=False):
             "vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(f"{segmentationNode.GetName()} metrics"))
         tableNode.SetLocked(True)  # rebuilt from the segments: edits in the table would be lost
         segmentationNode.SetNodeReferenceID(TABLE_REFERENCE, tableNode.GetID())
+        placeBeside(tableNode, segmentationNode)
     return tableNode
 
 

@@ -11,6 +11,8 @@ import numpy as np
 LEVEL_PATTERN = re.compile(r"^(C[1-7]|T([1-9]|1[0-3])|L[1-6])$")
 SEGMENT_NAME_PATTERN = re.compile(r"^\s*(?P<level>\S+)(\s+centrum)?\s*$", re.IGNORECASE)
 UNNAMED_NAME = "vertebra {number} centrum"
+#: How the engine names the only seed of a request in a refusal (spine_analysis.ct.vertebral_body.segment_vertebrae).
+ENGINE_SEED_NUMBER = re.compile(r"^seed 1: ")
 #: Half the side of the CT box sent to the engine: its 1 mm patch around the seed is at most 96 mm wide.
 CROP_HALF_WIDTH_MM = 64.0
 
@@ -47,6 +49,13 @@ def freeNumber(names):
     while UNNAMED_NAME.format(number=number) in names:
         number += 1
     return number
+
+
+def oneSeedMessage(text):
+    """An engine refusal of a request holding one seed, without the engine's number for it ("seed 1: the seed is in
+    air ..." -> "The seed is in air ..."): the module sends each seed alone, so that number is never the user's."""
+    text = ENGINE_SEED_NUMBER.sub("", str(text or ""), count=1)
+    return text[:1].upper() + text[1:]
 
 
 def cropBox(ijk, spacing, size, halfWidthMm=CROP_HALF_WIDTH_MM):

@@ -49,6 +49,8 @@ class ParameterNodeWidgetMixin:
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
     def cleanup(self) -> None:
+        # Detached from the parameter node first: a panel left connected is called back when the scene closes later.
+        self.setParameterNode(None)
         self.removeObservers()
 
     def enter(self) -> None:

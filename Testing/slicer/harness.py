@@ -422,6 +422,7 @@ class Application:
         self.moduleLogics["Colors"] = self._applicationLogic.GetColorLogic()
         self.modules = {name: StandInModule(name, (lambda logic=logic: logic)) for name, logic in self.moduleLogics.items()}
         self.mrmlScene.AddObserver(slicer.vtkMRMLScene.NodeAddedEvent, self._onNodeAdded)
+        self.mrmlScene.AddObserver(slicer.vtkMRMLScene.NodeAboutToBeRemovedEvent, self._onNodeAboutToBeRemoved)
         self._ioManager = IOManager(self)
         self._mainWindow = _InertModule("mainWindow").qSlicerMainWindow()
         self._mainWindow.objectName = "qSlicerMainWindow"
@@ -436,6 +437,16 @@ class Application:
         shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
         if shNode and not shNode.GetItemByDataNode(node):
             shNode.CreateItem(shNode.GetSceneItemID(), node)
+
+    @vtkCallData
+    def _onNodeAboutToBeRemoved(self, scene, event, node):
+        """A removed data node takes its subject hierarchy item with it, as in Slicer."""
+        import slicer
+
+        shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+        item = shNode.GetItemByDataNode(node) if shNode and node.IsA("vtkMRMLStorableNode") else 0
+        if item:
+            shNode.RemoveItem(item, False, False)
 
     # -- what slicer.util and module code ask of slicer.app
     def applicationLogic(self):

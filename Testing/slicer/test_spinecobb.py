@@ -295,7 +295,8 @@ def test_apply_asks_before_replacing_hand_edits_and_no_keeps_them(app, widget, r
     assert widget.ui.statusLabel.text == "Done."
     curves = widget.logic.cobbResult(landmarksNode).curves
     assert widget.ui.resultsLabel.text.count("°") == len(curves) > 0  # one summary line per curve
-    assert all(f"{curve.name}: <b>{curve.angle_deg:.1f}°</b>" in widget.ui.resultsLabel.text for curve in curves)
+    assert all(f"{curve.name}: <b>{curve.angle_deg:.1f}°</b>" in widget.ui.resultsLabel.text for curve in curves), \
+        widget.ui.resultsLabel.text
 
 
 def test_apply_on_a_photograph_shows_the_refusal_and_makes_no_nodes(app, widget, scene, tmp_path):
