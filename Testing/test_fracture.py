@@ -209,3 +209,44 @@ def test_vertebrae_cut_by_the_scans_edge_are_told_apart_from_whole_ones():
     maps = ProbabilityMaps(grid, body, np.zeros_like(body), 0.0)
     centroids = [Centroid(name, np.array([0.0, 0.0, z])) for name, z in (("L2", 30.0), ("L3", 0.0), ("L4", -30.0))]
     assert _cut_by_edge(maps, ct, centroids, FractureConfig()) == [True, False, True]
+
+
+def _whole_vertebrae(ct):
+    """The phantom's label map with each body's arch (a ring round the canal) and spinous process in its label,
+    as VerSe labels a whole vertebra: their centroid lies behind the body."""
+    from ct_phantom import CENTRES_Z_MM, voxel_points
+
+    labels = sitk.GetArrayFromImage(phantom_labels(ct))
+    x, y, z = voxel_points(ct.GetSize(), ct.GetSpacing(), ct.GetOrigin(), ct.GetDirection()).T
+    ring = np.hypot(x, y - 30)
+    for level, cz in zip((21, 22, 23), sorted(CENTRES_Z_MM, reverse=True)):
+        arch = (ring >= 9) & (ring <= 16) & (np.abs(z - cz) <= 12)
+        spinous = (np.abs(x) <= 3) & (y >= 44) & (y <= 58) & (np.abs(z - cz) <= 10)
+        labels[(arch | spinous).reshape(labels.shape) & (labels == 0)] = level
+    image = sitk.GetImageFromArray(labels)
+    image.CopyInformation(ct)
+    return image
+
+
+def test_label_map_centroids_are_the_bodies_and_named_points_keep_their_vertebra():
+    from ct_phantom import CENTRES_Z_MM
+    from spine_analysis.ct.fracture import _centroids_from_label_map, _labels_of_centroids
+
+    ct = phantom_ct(spacing=(1.0, 1.0, 1.0), size=(70, 130, 110), noise_hu=0.0)
+    labels = _whole_vertebrae(ct)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(labels)
+    assert stats.GetCentroid(22)[1] > 8.0   # the whole vertebra's centroid: behind the middle of the body
+
+    centroids, values = _centroids_from_label_map(labels)
+    assert [c.level for c in centroids] == ["L2", "L3", "L4"] and values == [21, 22, 23]
+    for centroid, cz in zip(centroids, sorted(CENTRES_Z_MM, reverse=True)):
+        np.testing.assert_allclose(centroid.lps, [0.0, 0.0, cz], atol=2.0)  # the arch's roots pull a little
+
+    # Points sent back (a re-run) belong to the vertebra they are named by, wherever they are; others to the
+    # label under them.
+    canal = Centroid("l3", np.array([0.0, 30.0, 0.0]))   # in the spinal canal: no label there
+    in_l2 = Centroid("vertebra 1", np.array([0.0, 0.0, 32.0]))
+    nowhere = Centroid("vertebra 9", np.array([0.0, -40.0, 0.0]))
+    not_in_map = Centroid("T12", np.array([0.0, 0.0, -32.0]))   # no T12 label: the one under it (L4)
+    assert _labels_of_centroids(labels, [canal, in_l2, nowhere, not_in_map]) == [22, 21, 0, 23]

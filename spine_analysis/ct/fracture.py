@@ -17,9 +17,10 @@ voxel classified as background, normal vertebral body or fractured vertebral bod
   assessed vertebra is pointed out in a note, not called (on held-out crops such groups at the
   scan's edges made 5 of 6 normal patients "fractured").
 
-Centroids come from the user (points named by level, a VerSe centroid file, a label map) or, when
-none are given, from the classifier's own body voxels (connected parts, numbered from the top:
-levels are then unnamed).
+Centroids come from the user (points named by level, a VerSe centroid file, a label map: the centroid
+of each vertebra's body) or, when none are given, from the classifier's own body voxels (connected
+parts, numbered from the top: levels are then unnamed). Given with a label map, a point named by a
+level is measured on that level's label wherever it was put.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ..errors import SpineAnalysisError
-from .body_labels import body_from_vertebra, without_tails
+from .body_labels import OPENING_MM, body_from_vertebra, without_tails
 from .fracture_model.config import FractureConfig
 from .genant import GenantResult, genant_grade, vertebral_heights
 from .levels import VERSE_LEVEL_NAMES
@@ -331,11 +332,38 @@ def _label_at(label_map: sitk.Image, point_lps: np.ndarray) -> int:
     return int(label_map[label_map.TransformPhysicalPointToIndex([float(v) for v in point_lps])])
 
 
+def _labels_of_centroids(label_map: sitk.Image, centroids: Sequence[Centroid]) -> list[int]:
+    """The label of each given centroid: the one of the level it is named by, when the label map holds that level,
+    else the one under it (0: none). A point named L2 stays L2's vertebra wherever it was moved to (into the spinal
+    canal, onto a disc), as its row says."""
+    present = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(label_map))}
+    numbers = {name.upper(): number for number, name in VERSE_LEVEL_NAMES.items() if number in present}
+    return [numbers.get(str(c.level).strip().upper()) or _label_at(label_map, c.lps) for c in centroids]
+
+
+def _body_centroid(label_map: sitk.Image, value: int, stats: sitk.LabelShapeStatisticsImageFilter) -> np.ndarray:
+    """The centroid of label ``value``'s vertebral body (LPS): the whole vertebra's centroid lies behind the body, in
+    the spinal canal, where the classifier's cube would hold only the back of the body. The vertebra's own centroid
+    when no body can be told apart (a vertebra cut by the scan's edge). Found on a 1 mm grid around the label's
+    bounding box (a margin of the opening's ball and more)."""
+    x, y, z, sx, sy, sz = stats.GetBoundingBox(value)
+    corners = np.array([label_map.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k)))
+                        for i in (x - 1, x + sx) for j in (y - 1, y + sy) for k in (z - 1, z + sz)])
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    grid = patch_grid((low + high) / 2, np.ceil(high - low).astype(int) + 2 * (OPENING_MM + 2), 1.0)
+    body = body_from_vertebra(sample_patch(label_map, grid, labels=True) == value)
+    if body is None:
+        return np.array(stats.GetCentroid(value))
+    z, y, x = np.nonzero(body)
+    return np.array(grid.TransformContinuousIndexToPhysicalPoint((float(x.mean()), float(y.mean()), float(z.mean()))))
+
+
 def _centroids_from_label_map(label_map: sitk.Image) -> tuple[list[Centroid], list[int]]:
+    """Each vertebra of the label map (VerSe numbering), at its body's centroid, from the top; and its label."""
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(sitk.Cast(label_map, sitk.sitkUInt16))
     values = [v for v in stats.GetLabels() if v in VERSE_LEVEL_NAMES and v != 26]
-    centroids = [Centroid(VERSE_LEVEL_NAMES[v], np.array(stats.GetCentroid(v))) for v in values]
+    centroids = [Centroid(VERSE_LEVEL_NAMES[v], _body_centroid(label_map, v, stats)) for v in values]
     order = np.argsort([-c.lps[2] for c in centroids])
     return [centroids[i] for i in order], [values[i] for i in order]
 
@@ -375,8 +403,8 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
         source = "label map (VerSe numbering)"
     else:
         source = ""
-    if label_map is not None and not label_values:   # centroids given too: each one's label is under it
-        label_values = [_label_at(label_map, c.lps) for c in centroids]
+    if label_map is not None and not label_values:   # centroids given too: the label of each one's level
+        label_values = _labels_of_centroids(label_map, centroids)
     reused = maps is not None
     if maps is None:
         maps = fracture_probabilities(ct, model, progress)
@@ -387,6 +415,8 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
                                      "volume in Hounsfield units?")
         source = ("unnamed: found by the classifier (connected parts of vertebral-body voxels), "
                   "numbered from the top")
+    # Assessed where the rows say they are (0.01 mm): those centroids sent back (a re-run) give the same answer.
+    centroids = [Centroid(c.level, np.round(np.asarray(c.lps, dtype=float), 2)) for c in centroids]
     started = time.perf_counter()
     probabilities = [vertebra_probability(maps, c.lps, config) for c in centroids]
     if all(p is None for p in probabilities):
