@@ -45,6 +45,28 @@ def _colorTableNames(labelmapNode, values):
     return names or None
 
 
+def _segmentsAsLabels(segmentationNode, referenceVolumeNode):
+    """Segment i of the segmentation as label i + 1 on the reference volume's grid (a later segment wins where
+    two overlap), exported once through a temporary label map that leaves no node behind."""
+    import vtk
+
+    segmentation = segmentationNode.GetSegmentation()
+    segmentIds = vtk.vtkStringArray()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segmentIds.InsertNextValue(segmentation.GetNthSegmentID(index))
+    labelmapNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__temp__")
+    try:
+        if not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
+                segmentationNode, segmentIds, labelmapNode, referenceVolumeNode):
+            raise ValueError(f"The segments of '{segmentationNode.GetName()}' could not be sampled on the CT's grid.")
+        return np.array(slicer.util.arrayFromVolume(labelmapNode), dtype=np.uint16)
+    finally:
+        displayNode = labelmapNode.GetDisplayNode()
+        for node in (displayNode.GetColorNode() if displayNode else None, displayNode, labelmapNode):
+            if node is not None and not node.GetSingletonTag():
+                slicer.mrmlScene.RemoveNode(node)
+
+
 def labelImageFromNode(labelsNode, referenceImage, referenceVolumeNode):
     """Vertebra labels for the CT `referenceImage` (SimpleITK) of `referenceVolumeNode`, and their names.
 
@@ -62,13 +84,9 @@ def labelImageFromNode(labelsNode, referenceImage, referenceVolumeNode):
         segmentation = labelsNode.GetSegmentation()
         if segmentation.GetNumberOfSegments() == 0:
             raise ValueError(f"Segmentation '{labelsNode.GetName()}' has no segments.")
-        labels = np.zeros(referenceImage.GetSize()[::-1], dtype=np.uint16)
-        names = {}
-        for index in range(segmentation.GetNumberOfSegments()):
-            segmentId = segmentation.GetNthSegmentID(index)
-            mask = slicer.util.arrayFromSegmentBinaryLabelmap(labelsNode, segmentId, referenceVolumeNode)
-            labels[mask > 0] = index + 1
-            names[index + 1] = segmentation.GetSegment(segmentId).GetName()
+        labels = _segmentsAsLabels(labelsNode, referenceVolumeNode)
+        names = {index + 1: segmentation.GetNthSegment(index).GetName()
+                 for index in range(segmentation.GetNumberOfSegments())}
         image = sitk.GetImageFromArray(labels)
         image.CopyInformation(referenceImage)
         return image, names

@@ -33,8 +33,9 @@ PROBABILITY_REFERENCE = "SpineFractureProbability"
 CENTROIDS_REFERENCE = "SpineFractureCentroids"
 LABELS_REFERENCE = "SpineFractureLabels"
 
-#: Blue (low) to red (high); the plain rainbow if that colour file is missing.
-COLOR_NODE_IDS = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt", "vtkMRMLColorTableNodeRainbow")
+#: Blue (low) to red (high); if Slicer's colour file is missing, the built-in rainbow that also ends in red
+#: (purple to red: the plain "Rainbow" runs red to purple, which would show low probabilities hot).
+COLOR_NODE_IDS = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt", "vtkMRMLColorTableNodeReverseRainbow")
 FRACTURED_COLOR = (1.0, 0.25, 0.2)
 OTHER_COLOR = (0.35, 0.85, 0.35)
 

@@ -52,12 +52,15 @@ def unavailableReason():
 # ----------------------------------------------------------------------------- qt and ctk stand-ins
 
 class _InertClass(type):
-    """Class-level names of a stand-in Qt class (enum values such as QSizePolicy.Preferred) are distinct flags."""
+    """Class-level names of a stand-in Qt class: enum values (QSizePolicy.Preferred) are distinct flags, static
+    functions (QApplication.setOverrideCursor) do nothing."""
 
     def __getattr__(cls, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        return 1 << (sum(map(ord, name)) % 30)
+        if name[0].isupper():
+            return 1 << (sum(map(ord, name)) % 30)
+        return _Inert()
 
 
 class _Inert(metaclass=_InertClass):
@@ -443,6 +446,8 @@ class Application:
         """A removed data node takes its subject hierarchy item with it, as in Slicer."""
         import slicer
 
+        if scene.IsClosing():
+            return
         shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
         item = shNode.GetItemByDataNode(node) if shNode and node.IsA("vtkMRMLStorableNode") else 0
         if item:
@@ -611,8 +616,6 @@ def _pythonSlicerOnPath(folder):
 def moduleWidget(name):
     """The module's widget, set up as when its panel is first shown (`setup()`, then `enter()`), on stand-in
     widgets: its handlers (onApplyButton...) run for real against the scene, the logic and the dialogs."""
-    import slicer
-
     pythonModule = sys.modules[name]
     widget = getattr(pythonModule, name + "Widget")(StandInWidget("qMRMLWidget", name))
     widget.setup()
@@ -706,6 +709,35 @@ def userNodes(scene):
             continue
         nodes[node.GetID()] = nodeFingerprint(node)
     return nodes
+
+
+def tableRows(tableNode):
+    """A table node as the user reads it: one dict per row, column name -> value (numbers as floats)."""
+    table = tableNode.GetTable()
+    rows = []
+    for row in range(table.GetNumberOfRows()):
+        values = {}
+        for column in range(table.GetNumberOfColumns()):
+            array = table.GetColumn(column)
+            value = array.GetVariantValue(row)
+            values[array.GetName()] = value.ToDouble() if array.IsNumeric() else value.ToString()
+        rows.append(values)
+    return rows
+
+
+def drag(pointsNode, index, ras, steps=3, whileDragging=None):
+    """Move control point `index` to `ras` as a mouse drag in a view does: the interaction widget's start event,
+    several moves (`whileDragging()` after each), its end event."""
+    import numpy as np
+    import slicer
+
+    start = np.array(pointsNode.GetNthControlPointPosition(index))
+    pointsNode.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointStartInteractionEvent)
+    for fraction in np.linspace(0, 1, steps + 1)[1:]:
+        pointsNode.SetNthControlPointPosition(index, *(start + fraction * (np.asarray(ras) - start)))
+        if whileDragging:
+            whileDragging()
+    pointsNode.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)
 
 
 def saveAndReloadScene(folder):

@@ -125,20 +125,6 @@ def segmentsByName(segmentationNode):
     return {segmentation.GetSegment(segmentId).GetName(): segmentId for segmentId in ids}
 
 
-def tableRows(tableNode):
-    """The table as the user reads it: one dict per row, column name -> value."""
-    table = tableNode.GetTable()
-    rows = []
-    for row in range(table.GetNumberOfRows()):
-        values = {}
-        for column in range(table.GetNumberOfColumns()):
-            array = table.GetColumn(column)
-            value = array.GetVariantValue(row)
-            values[array.GetName()] = value.ToDouble() if array.IsNumeric() else value.ToString()
-        rows.append(values)
-    return rows
-
-
 def metricsTableOf(segmentationNode):
     from SpineAnalysisLib import centra
 
@@ -236,7 +222,7 @@ def test_seeds_in_verse014_segment_each_vertebra_inside_its_label(app, widget, d
         inside = np.count_nonzero(data.labelArray[mask] == VERSE_LABELS[level]) / counts[level]
         assert inside >= 0.95, f"{level}: only {inside:.1%} of the segment lies in its VerSe label"
 
-    rows = tableRows(metricsTableOf(segmentationNode))
+    rows = harness.tableRows(metricsTableOf(segmentationNode))
     assert [row["segment"] for row in rows] == [f"{level} centrum" for level in levels]
     for row, level in zip(rows, levels):
         assert (row["level"], row["level_from"], row["method"]) == (level, "label map", "U-Net")
@@ -257,7 +243,7 @@ def test_remeasure_after_erasing_part_of_a_segment_updates_its_row(app, widget, 
         place(app, widget, data.centroids[level])
     segmentationNode = pn.outputSegmentation
     segments = segmentsByName(segmentationNode)
-    before = {row["segment"]: row for row in tableRows(metricsTableOf(segmentationNode))}
+    before = {row["segment"]: row for row in harness.tableRows(metricsTableOf(segmentationNode))}
 
     # Segment Editor's Erase on one half of L2: its first sagittal slices (k runs along R in this PIR scan, 2 mm).
     mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segments["L2 centrum"], data.ct)
@@ -273,7 +259,7 @@ def test_remeasure_after_erasing_part_of_a_segment_updates_its_row(app, widget, 
     assert app.errors() == []
     assert widget.ui.statusLabel.text == "2 segments re-measured."
 
-    after = {row["segment"]: row for row in tableRows(metricsTableOf(segmentationNode))}
+    after = {row["segment"]: row for row in harness.tableRows(metricsTableOf(segmentationNode))}
     assert list(after) == ["L2 centrum", "L4 centrum"]
     assert after["L2 centrum"]["volume_ml"] == pytest.approx(kept * data.voxelMl, rel=1e-3)
     assert after["L2 centrum"]["hu_mean"] == pytest.approx(float(data.ctArray[mask > 0].mean()), abs=0.5)
@@ -360,7 +346,7 @@ def test_seeding_a_segmented_vertebra_again_asks_before_replacing(app, widget, d
     assert centra.segmentTag(segment, centra.SEED_TAG) == thirdSeedKey
     metrics = jsonModule.loads(centra.segmentTag(segment, centra.METRICS_TAG))
     np.testing.assert_allclose(metrics["seed_lps"], thirdSeed * [-1, -1, 1], atol=0.01)
-    assert len(tableRows(tableNode)) == 1
+    assert len(harness.tableRows(tableNode)) == 1
 
 
 # ----------------------------------------------------------------------------- 6. the user's nodes
@@ -405,7 +391,7 @@ def test_process_measures_every_vertebra_of_a_label_map(app, logic, data):
 
     tableNode = logic.process(data.ct, data.labels, seedPoint=seedsNode)
 
-    rows = tableRows(tableNode)
+    rows = harness.tableRows(tableNode)
     assert [int(row["label"]) for row in rows] == list(VERSE_LABELS.values())
     assert [row["name"] for row in rows] == list(VERSE_LABELS)
     for row, label in zip(rows, VERSE_LABELS.values()):
@@ -420,7 +406,7 @@ def test_process_measures_every_vertebra_of_a_label_map(app, logic, data):
     segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
     slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(data.labels, segmentationNode)
     assert logic.process(data.ct, segmentationNode, tableNode=tableNode) is tableNode
-    segmentRows = tableRows(tableNode)
+    segmentRows = harness.tableRows(tableNode)
     assert len(segmentRows) == 5
     assert sorted(int(row["voxel_count"]) for row in segmentRows) == sorted(int(row["voxel_count"]) for row in rows)
 
@@ -464,7 +450,7 @@ def test_console_segment_at_seed_as_the_readme_shows(app, logic, data):
     mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, data.ct) > 0
     assert mask.sum() * data.voxelMl > 3.0
     assert np.count_nonzero(data.labelArray[mask] == VERSE_LABELS["L1"]) >= 0.95 * mask.sum()
-    assert [row["segment"] for row in tableRows(metricsTableOf(segmentationNode))] == \
+    assert [row["segment"] for row in harness.tableRows(metricsTableOf(segmentationNode))] == \
         ["vertebra 1 centrum", "L1 centrum"]
 
     with pytest.raises(JobFailed, match="^The seed is not inside a vertebral body"):

@@ -74,17 +74,6 @@ def _tableColumn(tableNode, name):
     return [column.GetValue(row) for row in range(tableNode.GetNumberOfRows())]
 
 
-def _drag(node, index, ras, steps=3):
-    """Move control point `index` to `ras` as a mouse drag in a view does: start, several moves, end."""
-    import slicer
-
-    start = np.array(node.GetNthControlPointPosition(index))
-    node.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointStartInteractionEvent)
-    for fraction in np.linspace(0, 1, steps + 1)[1:]:
-        node.SetNthControlPointPosition(index, *(start + fraction * (np.asarray(ras) - start)))
-    node.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)
-
-
 def test_parameter_node_survives_saving_and_reloading_the_scene(logic, radiograph, tmp_path):
     import slicer
 
@@ -169,7 +158,7 @@ def test_dragging_a_corner_moves_the_lines_at_once_and_the_table_and_checks_on_r
 
         # A corner dragged below the radiograph is named in the Check lines the panel shows.
         assert logic.qualityMessages(node) == []
-        _drag(node, 67, _rasOfPixel(volumeNode, (landmarks.flat[67][0], image.shape[0] + 40)))
+        harness.drag(node, 67, _rasOfPixel(volumeNode, (landmarks.flat[67][0], image.shape[0] + 40)))
         messages = logic.qualityMessages(node)
         assert any("L5" in message and "outside" in message for message in messages), messages
     finally:
@@ -209,7 +198,7 @@ def test_a_point_moved_from_the_python_console_updates_everything(logic, radiogr
 def test_applying_again_never_discards_hand_edits_unless_asked_to(app, logic, radiograph):
     volumeNode, _, landmarks = radiograph
     landmarksNode = logic.computeFromLandmarks(volumeNode, landmarks)
-    _drag(landmarksNode, 5, _rasOfPixel(volumeNode, landmarks.flat[5] + (6, 4)))
+    harness.drag(landmarksNode, 5, _rasOfPixel(volumeNode, landmarks.flat[5] + (6, 4)))
     edited = harness.nodeFingerprint(landmarksNode)
 
     with pytest.raises(ValueError, match="edited by hand") as refused:
@@ -225,7 +214,7 @@ def test_applying_again_never_discards_hand_edits_unless_asked_to(app, logic, ra
 def test_export_writes_the_report_the_readme_promises(logic, radiograph, tmp_path):
     volumeNode, _, landmarks = radiograph
     landmarksNode = logic.computeFromLandmarks(volumeNode, landmarks)
-    _drag(landmarksNode, 9, _rasOfPixel(volumeNode, landmarks.flat[9] + (0, 5)))
+    harness.drag(landmarksNode, 9, _rasOfPixel(volumeNode, landmarks.flat[9] + (0, 5)))
     folder = tmp_path / "export"
     logic.exportResults(landmarksNode, str(folder))
 
@@ -277,7 +266,7 @@ def test_apply_asks_before_replacing_hand_edits_and_no_keeps_them(app, widget, r
     landmarksNode = widget.logic.computeFromLandmarks(volumeNode, landmarks)
     widget._parameterNode.inputVolume = volumeNode
     widget._parameterNode.landmarks = landmarksNode
-    _drag(landmarksNode, 12, _rasOfPixel(volumeNode, landmarks.flat[12] + (5, 5)))
+    harness.drag(landmarksNode, 12, _rasOfPixel(volumeNode, landmarks.flat[12] + (5, 5)))
     edited = harness.nodeFingerprint(landmarksNode)
     assert widget.ui.applyButton.enabled
 
