@@ -407,11 +407,6 @@ class SpineFractureLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
                             tableNode.GetAttribute(outputs.WEIGHTS_ATTRIBUTE) or None, tableNode,
                             completedCallback, progressCallback, logCallback)
 
-    def process(self, ctVolume, vertebraLabels):
-        """Former entry point: fracture detection at the vertebrae of a label map or segmentation; returns the
-        results table (now with the classifier's opinion beside the Genant grade)."""
-        return self.detectFractures(ctVolume, labelNode=vertebraLabels)[1]
-
     def _detect(self, ctVolume, centroidNode, labelNode, weightsPath, tableNode,
                 completedCallback, progressCallback, logCallback):
         self._checkIdle()
@@ -526,8 +521,6 @@ class SpineFractureLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         remapped.CopyInformation(image)
         notes = [f"Left out (no level in the name): {', '.join(unnamed)}."] if unnamed else []
         return remapped, notes
-
-    # ------------------------------------------------------------------ jobs
 
 
 #

@@ -1,7 +1,7 @@
 """Shared inference helpers (spine_analysis.ml.inference)."""
 import torch
 
-from spine_analysis.ml.inference import pad_to_multiple, set_threads, sliding_window
+from spine_analysis.ml.inference import pad_to_multiple, sliding_window
 
 
 def test_padding_reaches_the_multiple_at_the_far_end_only():
@@ -26,12 +26,3 @@ def test_sliding_window_equals_the_whole_volume_pass_of_a_voxelwise_network():
         tiled = sliding_window(volume, net, (16, 16, 16), overlap=0.5, mode=mode)
         assert tiled.shape == whole.shape
         torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
-
-
-def test_threads_default_to_every_core():
-    before = torch.get_num_threads()
-    try:
-        assert set_threads(1) == 1 and torch.get_num_threads() == 1
-        assert set_threads() >= 1
-    finally:
-        torch.set_num_threads(before)

@@ -26,7 +26,6 @@ from ..io.atomic import atomic_output, write_json
 
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
-CARD_FILE = "MODEL_CARD.md"
 
 
 def settings_digest(config: dict) -> str:

@@ -1,28 +1,13 @@
-"""Inference helpers every network shares: threads and device, padding to the network's
-stride, and MONAI's sliding-window inference for volumes larger than a network's patch."""
+"""Inference helpers every network shares: padding to the network's stride, and MONAI's
+sliding-window inference for volumes larger than a network's patch."""
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from monai.inferers import SlidingWindowInferer
 from torch import nn
-
-
-def set_threads(threads: int | None = None) -> int:
-    """Use ``threads`` CPU threads (default: every core) for torch; returns the number set."""
-    threads = threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    return threads
-
-
-def choose_device(prefer: str | None = None) -> torch.device:
-    """``prefer`` if given ("cpu", "cuda"), else CUDA when available, else the CPU."""
-    if prefer:
-        return torch.device(prefer)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, dims: int = 2) -> torch.Tensor:
