@@ -4,7 +4,7 @@ import pytest
 import SimpleITK as sitk
 
 from spine_analysis.coords import (
-    LPS_TO_RAS, ijk_to_ras_from_sitk, ijk_to_ras_matrix, pixel_to_ras, ras_to_ijk, ras_to_pixel)
+    LPS_TO_RAS, flip_lps_ras, ijk_to_ras_from_sitk, ijk_to_ras_matrix, pixel_to_ras, ras_to_ijk, ras_to_pixel)
 
 POINTS_XY = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 20.0], [123.4, 567.8]])
 
@@ -85,3 +85,10 @@ def test_bad_shapes_are_refused():
         pixel_to_ras(np.zeros((4, 3)), np.eye(4))
     with pytest.raises(ValueError, match="positive"):
         ijk_to_ras_matrix((0.0, 1.0))
+
+
+def test_a_point_flips_between_lps_and_ras_and_back():
+    np.testing.assert_array_equal(flip_lps_ras((10.0, -20.0, 30.0)), [-10.0, 20.0, 30.0])
+    np.testing.assert_array_equal(flip_lps_ras(flip_lps_ras([1.5, 2.5, -3.5])), [1.5, 2.5, -3.5])
+    with pytest.raises(ValueError):
+        flip_lps_ras([1.0, 2.0])

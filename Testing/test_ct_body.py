@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from ct_phantom import MARROW_HU, phantom_ct, reference_centrum
 from spine_analysis.ct.body_labels import body_from_vertebra, centrum_from_body
 from spine_analysis.ct.body_model.evaluate import dice
-from spine_analysis.ct.levels import level_from_centroids, level_from_label_map, read_verse_centroids
+from spine_analysis.ct.levels import level_from_centroids, level_from_label_map, level_from_text, read_verse_centroids
 from spine_analysis.ct.patches import contains_point, patch_grid, patch_to_scan, sample_patch, to_lps
 from spine_analysis.ct.vertebral_body import (DensityThresholds, density_hint, measure_centrum,
                                               segment_vertebrae, segment_vertebral_body)
@@ -180,3 +180,11 @@ def test_level_from_label_map_needs_half_of_the_segment():
     labels = sitk.GetImageFromArray(np.array([[[0, 0, 21, 21]]], dtype=np.uint8))
     assert level_from_label_map(labels, np.array([[[False, True, True, True]]])) == "L2"
     assert level_from_label_map(labels, np.array([[[True, True, True, False]]])) is None
+
+
+@pytest.mark.parametrize("text, level", [
+    ("L1", "L1"), (" t12 ", "T12"), ("c7", "C7"), ("T13", "T13"), ("L6", "L6"),
+    ("Seeds-3", None), ("C8", None), ("L7", None), ("T0", None), ("L1 centrum", None), ("", None), (None, None),
+])
+def test_a_typed_text_is_a_level_only_when_it_names_one(text, level):
+    assert level_from_text(text) == level

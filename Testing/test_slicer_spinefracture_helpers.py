@@ -75,7 +75,6 @@ def test_two_points_with_one_name_are_refused():
 
 
 def test_the_engines_lps_centroids_are_shown_in_ras():
-    assert findings.lpsToRas((10.0, -20.0, 30.0)) == [-10.0, 20.0, 30.0]
     rows = [_row("L1", (10.0, -20.0, 30.0)), _row("L2", (None, None, None))]
     assert findings.rowCentroidRas(rows[0]) == [-10.0, 20.0, 30.0]
     assert findings.rowCentroidRas(rows[1]) is None

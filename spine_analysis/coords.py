@@ -16,6 +16,12 @@ import SimpleITK as sitk
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
+def flip_lps_ras(point) -> np.ndarray:
+    """A point (x, y, z) from LPS to RAS, or back (x and y change sign): SimpleITK and the engine speak LPS,
+    Slicer RAS."""
+    return (LPS_TO_RAS @ np.append(np.asarray(point, dtype=float).reshape(3), 1.0))[:3]
+
+
 def _embed_3d(values, fill: np.ndarray) -> np.ndarray:
     """Place 2D geometry (2-vector or 2x2 matrix) into the top-left of the 3D ``fill``."""
     values = np.asarray(values, dtype=float)

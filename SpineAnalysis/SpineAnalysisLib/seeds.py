@@ -7,8 +7,6 @@ import re
 
 import numpy as np
 
-#: C1-C7, T1-T13, L1-L6 (T13 and L6 exist as anatomical variants).
-LEVEL_PATTERN = re.compile(r"^(C[1-7]|T([1-9]|1[0-3])|L[1-6])$")
 SEGMENT_NAME_PATTERN = re.compile(r"^\s*(?P<level>\S+)(\s+centrum)?\s*$", re.IGNORECASE)
 UNNAMED_NAME = "vertebra {number} centrum"
 #: How the engine names the only seed of a request in a refusal (spine_analysis.ct.vertebral_body.segment_vertebrae).
@@ -28,8 +26,9 @@ UNITS = {"volume_ml": "mL", "hu_mean": "HU", "hu_median": "HU", "hu_std": "HU", 
 
 def levelFromText(text):
     """The level in a control point label the user typed ("L1", " t12 "), or None for anything else ("Seeds-3")."""
-    level = (text or "").strip().upper()
-    return level if LEVEL_PATTERN.match(level) else None
+    from spine_analysis.ct.levels import level_from_text
+
+    return level_from_text(text)
 
 
 def segmentName(level, number):

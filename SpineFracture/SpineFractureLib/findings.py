@@ -8,8 +8,6 @@ import re
 
 import numpy as np
 
-#: C1-C7, T1-T13, L1-L6 (T13 and L6 exist as anatomical variants).
-LEVEL_PATTERN = re.compile(r"^(C[1-7]|T([1-9]|1[0-3])|L[1-6])$")
 #: A level inside a longer name: "L1", "vertebrae_L1", "L1 vertebra", "T12 centrum"; not "C10", "TL1", "Segment_1".
 LEVEL_IN_NAME = re.compile(r"(?:^|[^A-Za-z0-9])(C[1-7]|T1[0-3]|T[1-9]|L[1-6])(?![0-9])", re.IGNORECASE)
 #: A point without a label is sent as "point <n>" (n counts from 1 in the point list).
@@ -46,8 +44,9 @@ ANSWER_KEYS = ("probability", "vertebrae", "patient")
 
 def levelFromText(text):
     """The level a point label is ("L1", " t12 "), or None for anything else ("F-1", "vertebra 3")."""
-    level = (text or "").strip().upper()
-    return level if LEVEL_PATTERN.match(level) else None
+    from spine_analysis.ct.levels import level_from_text
+
+    return level_from_text(text)
 
 
 def levelInName(name):
@@ -93,12 +92,6 @@ def remapLabels(labels, mapping):
 
 # ---------------------------------------------------------------------- request
 
-def lpsToRas(point):
-    """LPS (the engine's frame) to RAS (Slicer's), or back: x and y change sign."""
-    x, y, z = (float(v) for v in point)
-    return [-x, -y, z]
-
-
 def centroidsFromPoints(points):
     """The request's "centroids" from a point list's (label, RAS position) pairs, in list order.
 
@@ -139,7 +132,9 @@ def rowCentroidRas(row):
     point = [row.get(f"centroid_lps_{axis}") for axis in "xyz"]
     if any(value is None for value in point):
         return None
-    return lpsToRas(point)
+    from spine_analysis.coords import flip_lps_ras
+
+    return flip_lps_ras(point).tolist()
 
 
 def tableRow(row):

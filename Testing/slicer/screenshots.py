@@ -104,10 +104,11 @@ def _bodyCentroidsRas(folder, ctNode):
     """VerSe body centroids of verse014 as RAS points of the loaded CT, keyed by level."""
     import SimpleITK as sitk
 
+    from spine_analysis.coords import flip_lps_ras
     from spine_analysis.ct.levels import read_verse_centroids
 
     ct = sitk.ReadImage(str(folder / "sub-verse014_ct.nii.gz"))
-    return {level: np.array([-point[0], -point[1], point[2]])
+    return {level: flip_lps_ras(point)
             for level, point in read_verse_centroids(folder / "sub-verse014_seg-vb_ctd.json", ct).items()}
 
 

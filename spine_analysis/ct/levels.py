@@ -5,11 +5,13 @@ A level is only ever named from one of these or from the user's entry, never gue
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..coords import flip_lps_ras
 from ..errors import SpineAnalysisError
 
 #: VerSe vertebra numbering (also used by the VerSe 2019/2020 label maps).
@@ -21,8 +23,17 @@ VERSE_LEVEL_NAMES: dict[int, str] = {
     28: "T13",
 }
 
+#: The levels a user may type: C1-C7, T1-T13, L1-L6 (T13 and L6 exist as anatomical variants).
+LEVEL_PATTERN = re.compile(r"^(C[1-7]|T([1-9]|1[0-3])|L[1-6])$")
+
 #: A VerSe centroid farther than this from the seed does not name its vertebra (mm).
 CENTROID_REACH_MM = 20.0
+
+
+def level_from_text(text: str | None) -> str | None:
+    """The level a user typed ("L1", " t12 "), in capitals; None for anything else ("Seeds-3", "L1 centrum")."""
+    level = (text or "").strip().upper()
+    return level if LEVEL_PATTERN.match(level) else None
 
 
 def read_verse_centroids(path, ct: sitk.Image) -> dict[str, np.ndarray]:
@@ -90,9 +101,10 @@ def _centroids_from_markups(path: Path, data: dict) -> dict[str, np.ndarray]:
     centroids = {}
     try:
         for markup in data["markups"]:
-            flip = np.array([-1.0, -1.0, 1.0]) if markup.get("coordinateSystem", "LPS") == "RAS" else np.ones(3)
+            ras = markup.get("coordinateSystem", "LPS") == "RAS"
             for point in markup.get("controlPoints", []):
-                centroids[str(point["label"])] = np.array(point["position"], dtype=float) * flip
+                position = np.array(point["position"], dtype=float)
+                centroids[str(point["label"])] = flip_lps_ras(position) if ras else position
     except (KeyError, TypeError, ValueError) as exc:
         raise SpineAnalysisError(f"{path} is not a Slicer point list ({type(exc).__name__}: {exc})") from None
     if not centroids:

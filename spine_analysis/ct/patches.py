@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ..coords import flip_lps_ras
 from ..errors import SpineAnalysisError
 
 #: What a patch holds where it reaches past the scan: air.
@@ -28,7 +29,7 @@ def to_lps(point: Sequence[float], frame: str) -> np.ndarray:
     point = np.asarray(point, dtype=float)
     if point.shape != (3,) or not np.all(np.isfinite(point)):
         raise SpineAnalysisError(f"a point needs three finite coordinates, got {list(np.ravel(point))}")
-    return point * np.array([-1.0, -1.0, 1.0]) if frame == "ras" else point
+    return flip_lps_ras(point) if frame == "ras" else point
 
 
 def contains_point(image: sitk.Image, point_lps: np.ndarray) -> bool:
