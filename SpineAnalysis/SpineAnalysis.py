@@ -213,7 +213,8 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
             if index < 0:  # deleted while waiting
                 self._progress = (self._progress[0] + 1, self._progress[1])
                 continue
-            labelMap = pn.vertebraLabels if pn.vertebraLabels and pn.vertebraLabels.IsA("vtkMRMLLabelMapVolumeNode") else None
+            labelMap = (pn.vertebraLabels
+                        if pn.vertebraLabels and pn.vertebraLabels.IsA("vtkMRMLLabelMapVolumeNode") else None)
             self._seedLabel = seedsNode.GetNthControlPointLabel(index)
             # Before starting: a new engine process says "Loading the model…" while it starts.
             self.ui.statusLabel.text = _("Segmenting at seed {label}...").format(label=self._seedLabel)
@@ -324,7 +325,8 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
     }
     UNITS = {"volume_ml": "mL", "hu_mean": "HU", "hu_std": "HU", "hu_median": "HU", "hu_p05": "HU",
              "hu_p95": "HU", "hu_min": "HU", "hu_max": "HU"}
-    #: What the body U-Net needs (SpineCommonLib.dependencies has no name for it yet); the classical method needs nothing.
+    #: What the body U-Net needs (SpineCommonLib.dependencies has no name for it yet);
+    #: the classical method needs nothing.
     UNET_PACKAGES = ("torch", "monai")
 
     def __init__(self) -> None:
@@ -391,8 +393,8 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         start, stop = seeds.cropBox(ijk, ctImage.GetSpacing(), ctImage.GetSize())
         if labelsImage is not None:
             if labelsImage.GetSize() != ctImage.GetSize():
-                raise ValueError(f"The label map '{labelsNode.GetName()}' is not on the grid of '{ctVolume.GetName()}'; "
-                                 "resample it onto the CT first.")
+                raise ValueError(f"The label map '{labelsNode.GetName()}' is not on the grid of "
+                                 f"'{ctVolume.GetName()}'; resample it onto the CT first.")
             labelsImage = centra.cropImage(labelsImage, start, stop)
         process = self._engineProcess(progressCallback)
         maskFolder = slicer.util.tempDirectory(key="SpineAnalysisMask")
@@ -403,7 +405,9 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         def finish(result):
             metrics = result["vertebrae"][0]
             target = self._segmentationFor(ctVolume, segmentationNode)
-            return target, self._importSeedMask(target, maskPath, metrics, number, seedKey, replaceSeedSegments), metrics
+            return (target,
+                    self._importSeedMask(target, maskPath, metrics, number, seedKey, replaceSeedSegments),
+                    metrics)
 
         def cleanup():
             shutil.rmtree(maskFolder, ignore_errors=True)
@@ -441,7 +445,8 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         holding most of the new centrum (the same vertebra, segmented before), is replaced only if the user agrees;
         the segments of this seed also when the user agreed already (`replaceSeedSegments`).
         Returns the segment ID, or None if kept."""
-        name = seeds.segmentName(metrics.get("level"), number or seeds.freeNumber(centra.segmentNames(segmentationNode)))
+        name = seeds.segmentName(metrics.get("level"),
+                                 number or seeds.freeNumber(centra.segmentNames(segmentationNode)))
         maskNode = centra.loadMask(maskPath)
         try:
             fromSeed, sameName = centra.segmentsToReplace(segmentationNode, name, seedKey)
@@ -481,7 +486,8 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         labelImage, names = volumes.labelImageFromNode(segmentationNode, ctImage, ctVolume)
         box = seeds.labelBox(sitk.GetArrayViewFromImage(labelImage))
         if box is None:
-            raise ValueError(f"The segments of '{segmentationNode.GetName()}' have no voxel inside '{ctVolume.GetName()}'.")
+            raise ValueError(f"The segments of '{segmentationNode.GetName()}' have no voxel "
+                             f"inside '{ctVolume.GetName()}'.")
         levels = {label: seeds.levelFromSegmentName(name) for label, name in names.items()}
         labelSegmentIds = centra.segmentIds(segmentationNode)
         job = centra.measureCentraJob(centra.cropImage(ctImage, *box), centra.cropImage(labelImage, *box),
@@ -544,7 +550,8 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         import SimpleITK as sitk
         from spine_analysis.coords import ras_to_ijk
 
-        i, j, k = np.round(ras_to_ijk(np.asarray(positionRAS, dtype=float), volumes.ijkToRasMatrix(volumeNode))).astype(int)
+        i, j, k = np.round(ras_to_ijk(np.asarray(positionRAS, dtype=float),
+                                      volumes.ijkToRasMatrix(volumeNode))).astype(int)
         labels = sitk.GetArrayViewFromImage(labelImage)  # indexed (k, j, i)
         if 0 <= k < labels.shape[0] and 0 <= j < labels.shape[1] and 0 <= i < labels.shape[2]:
             return int(labels[k, j, i])
@@ -583,7 +590,8 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
                 "vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(f"{ctVolume.GetName()} vertebral body metrics"))
             centra.placeBeside(tableNode, ctVolume)
         tables.updateTableFromRows(tableNode, rows, titles=self.TITLES, units=self.UNITS)
-        seedName = next((str(row.get("name") or row.get("label")) for row in rows if seedLabel and row.get("label") == seedLabel), "")
+        seedName = next((str(row.get("name") or row.get("label"))
+                         for row in rows if seedLabel and row.get("label") == seedLabel), "")
         tableNode.SetAttribute(self.SEED_ATTRIBUTE, seedName)
         logging.info(f"SpineAnalysis: measured {len(rows)} vertebrae of {ctVolume.GetName()}")
         return tableNode

@@ -91,7 +91,8 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.setupModule(self.resourcePath("UI/SpineCobb.ui"), SpineCobbLogic())
 
         # Only landmark sets made by this module can be reviewed here.
-        self.ui.landmarksSelector.addAttribute("vtkMRMLMarkupsFiducialNode", outputs.ROLE_ATTRIBUTE, outputs.LANDMARKS_ROLE)
+        self.ui.landmarksSelector.addAttribute("vtkMRMLMarkupsFiducialNode", outputs.ROLE_ATTRIBUTE,
+                                               outputs.LANDMARKS_ROLE)
         self.ui.weightsLineEdit.placeholderText = _("bundled model, or ${variable}").format(variable=WEIGHTS_ENV)
 
         self.logic.resultsUpdatedCallback = self.onResultsUpdated
@@ -152,7 +153,9 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             self.ui.resultsLabel.text = _("Cannot measure: {error}").format(error=exc)
             return
         failure = self.logic.spineCheckFailure(landmarksNode)
-        lines = [_("{name}: <b>{angle:.1f}°</b> {upper}-{lower}, apex {apex}, convex to the patient's {side}, {severity}").format(
+        lines = [_(
+            "{name}: <b>{angle:.1f}°</b> {upper}-{lower}, apex {apex}, convex to the patient's {side}, {severity}"
+        ).format(
             name=curve.name, angle=curve.angle_deg, upper=curve.upper_end, lower=curve.lower_end, apex=curve.apex,
             side=curve.convexity, severity=detection.shownSeverity(curve.severity, failure)) for curve in result.curves]
         if not lines:
@@ -203,7 +206,8 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             replaceEdited = False
             if target and self.logic.isEdited(target):
                 if not slicer.util.confirmYesNoDisplay(
-                        _("The landmarks in '{name}' were corrected by hand. Replace them with a new automatic detection?\n\n"
+                        _("The landmarks in '{name}' were corrected by hand. "
+                          "Replace them with a new automatic detection?\n\n"
                           "Choose No to keep your corrections.").format(name=target.GetName()),
                         windowTitle=_("Replace edited landmarks?")):
                     return
@@ -256,8 +260,8 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
 
     def onBrowseWeights(self) -> None:
         path = qt.QFileDialog.getOpenFileName(
-            slicer.util.mainWindow(), _("Landmark model weights"), os.path.dirname(self._parameterNode.weightsPath or ""),
-            _("PyTorch weights (*.pt *.pth);;All files (*)"))
+            slicer.util.mainWindow(), _("Landmark model weights"),
+            os.path.dirname(self._parameterNode.weightsPath or ""), _("PyTorch weights (*.pt *.pth);;All files (*)"))
         if path:
             self._parameterNode.weightsPath = path
 
@@ -275,7 +279,8 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         landmarksNode = self._parameterNode.landmarks
         settings = qt.QSettings()
         folder = qt.QFileDialog.getExistingDirectory(
-            slicer.util.mainWindow(), _("Export the Cobb report into folder"), settings.value("SpineCobb/ExportFolder", ""))
+            slicer.util.mainWindow(), _("Export the Cobb report into folder"),
+            settings.value("SpineCobb/ExportFolder", ""))
         if not folder:
             return
         settings.setValue("SpineCobb/ExportFolder", folder)
@@ -329,9 +334,11 @@ class SpineCobbLogic(WarmEngineRunner, ScriptedLoadableModuleLogic, VTKObservati
             raise ValueError("Select a radiograph volume that holds image data.")
         array = slicer.util.arrayFromVolume(volumeNode)
         if array.ndim != 3:
-            raise ValueError(f"'{volumeNode.GetName()}' is a colour image; convert it to a grayscale (scalar) volume first.")
+            raise ValueError(f"'{volumeNode.GetName()}' is a colour image; "
+                             "convert it to a grayscale (scalar) volume first.")
         if array.shape[0] != 1:
-            raise ValueError(f"'{volumeNode.GetName()}' has {array.shape[0]} slices; a single 2D radiograph is expected.")
+            raise ValueError(f"'{volumeNode.GetName()}' has {array.shape[0]} slices; "
+                             "a single 2D radiograph is expected.")
         return array[0]
 
     @staticmethod
@@ -392,9 +399,11 @@ class SpineCobbLogic(WarmEngineRunner, ScriptedLoadableModuleLogic, VTKObservati
         """Detect the landmarks with the landmark model (in the engine process) and compute the Cobb angles.
 
         :param volumeNode: the radiograph (single-slice vtkMRMLScalarVolumeNode)
-        :param weightsPath: other model weights; default: the engine uses $SPINE_ANALYSIS_LANDMARK_WEIGHTS, else its bundled model
+        :param weightsPath: other model weights; default: the engine uses $SPINE_ANALYSIS_LANDMARK_WEIGHTS, else its
+            bundled model
         :param patientRightOnImageLeft: True for the standard display (patient's right on the image's left)
-        :param landmarksNode: landmark node to overwrite; default: the one this module made for this volume, or a new one
+        :param landmarksNode: landmark node to overwrite; default: the one this module made for this volume, or a
+            new one
         :param replaceEdited: allow replacing landmarks that were edited by hand (otherwise ValueError)
         :param force: measure the image even if it does not look like an AP spine radiograph (then no severity is
             stated); otherwise the engine refuses it: JobFailed with code "not_spine", and no node is made or changed

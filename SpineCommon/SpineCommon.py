@@ -87,7 +87,8 @@ for line in sys.stdin:
         tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
         rows = [{"label": 1, "name": "L1", "volume_ml": 2.5, "at_seed": True, "levels": ["T1", "T2"]},
                 {"label": 2, "name": None, "volume_ml": None, "at_seed": False, "levels": []}]
-        updateTableFromRows(tableNode, rows, columns=["curve"], titles={"volume_ml": "Volume"}, units={"volume_ml": "mL"})
+        updateTableFromRows(tableNode, rows, columns=["curve"], titles={"volume_ml": "Volume"},
+                            units={"volume_ml": "mL"})
         table = tableNode.GetTable()
 
         def values(name):
@@ -155,7 +156,8 @@ for line in sys.stdin:
             process.closeInput()
 
         self.delayDisplay("A process that ends without answering")
-        crashing = EngineProcess([pythonSlicer, "-c", "import sys; sys.stdin.readline(); print('crashed'); sys.exit(3)"])
+        crashing = EngineProcess([pythonSlicer, "-c",
+                                  "import sys; sys.stdin.readline(); print('crashed'); sys.exit(3)"])
         with self.assertRaises(JobFailed) as raised:
             EngineJob({"job": "echo"}, process=crashing).run()
         self.assertIn("exit code 3", str(raised.exception))

@@ -257,14 +257,17 @@ def test_rescale_slope_and_intercept_per_slice(tmp_path):
 def test_series_flag_and_job_key_reach_the_reader(tmp_path, capsys):
     first, _ = write_series(tmp_path, even_positions(), description="soft")
     second, _ = write_series(tmp_path, even_positions(6), description="bone", offset_hu=100)
-    segment = ["segment", str(tmp_path), "--seed", "0,0,0", "--method", "classical", "--out", str(tmp_path / "m.nii.gz")]
+    segment = ["segment", str(tmp_path), "--seed", "0,0,0", "--method", "classical",
+               "--out", str(tmp_path / "m.nii.gz")]
     assert cli.main(segment) == 2
     assert "holds 2 series" in capsys.readouterr().err
     assert cli.main(segment + ["--series", "1.2.3.999"]) == 2
     assert "has no series 1.2.3.999" in capsys.readouterr().err
-    assert cli.main(["fracture", str(tmp_path), str(tmp_path), "--series", first, "--out-dir", str(tmp_path / "f")]) == 2
+    assert cli.main(["fracture", str(tmp_path), str(tmp_path), "--series", first,
+                     "--out-dir", str(tmp_path / "f")]) == 2
     assert "--series belong to one CT" in capsys.readouterr().err
-    assert cli.build_parser().parse_args(["fracture", str(tmp_path), "--series", first, "--out-dir", "o"]).series == first
+    assert cli.build_parser().parse_args(
+        ["fracture", str(tmp_path), "--series", first, "--out-dir", "o"]).series == first
 
     for uid in (first, second):
         ct = read_ct(tmp_path, uid)

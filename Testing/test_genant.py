@@ -84,8 +84,8 @@ def test_bad_heights_are_rejected(heights, reference, name):
 # --- vertebral_heights on synthetic bodies ------------------------------------------------
 
 def _body(spacing, inside) -> sitk.Image:
-    """A 60 mm cube image, LPS axes, holding the body where ``inside(l, p, s)`` is true;
-    l, p, s are mm from the image centre towards left, posterior and superior."""
+    """A 60 mm cube image, LPS axes, holding the body where ``inside(left, p, s)`` is true;
+    left, p, s are mm from the image centre towards left, posterior and superior."""
     counts = [int(round(60 / s)) for s in spacing]
     s_mm, p_mm, l_mm = np.meshgrid(
         *[(np.arange(n) - (n - 1) / 2) * s for n, s in zip(counts[::-1], spacing[::-1])], indexing="ij")
@@ -122,21 +122,21 @@ STORAGES = {
 }
 
 
-def _box(l, p, s):
+def _box(left, p, s):
     """30 mm wide, 35 mm deep, 24 mm tall."""
-    return (np.abs(l) <= 15) & (np.abs(p) <= 17.5) & (np.abs(s) <= 12)
+    return (np.abs(left) <= 15) & (np.abs(p) <= 17.5) & (np.abs(s) <= 12)
 
 
-def _wedge(l, p, s):
+def _wedge(left, p, s):
     """40 mm deep, flat inferior endplate, 15 mm tall anteriorly rising to 30 mm posteriorly."""
     depth = (p + 20) / 40  # 0 at the anterior wall, 1 at the posterior wall
-    return (np.abs(l) <= 15) & (depth >= 0) & (depth <= 1) & (s >= -15) & (s <= -15 + 15 + 15 * depth)
+    return (np.abs(left) <= 15) & (depth >= 0) & (depth <= 1) & (s >= -15) & (s <= -15 + 15 + 15 * depth)
 
 
-def _tilted_box(l, p, s, degrees=20):
+def _tilted_box(left, p, s, degrees=20):
     """The box turned 20 degrees in the sagittal plane, like a vertebra in lordosis."""
     t = math.radians(degrees)
-    return _box(l, p * math.cos(t) + s * math.sin(t), -p * math.sin(t) + s * math.cos(t))
+    return _box(left, p * math.cos(t) + s * math.sin(t), -p * math.sin(t) + s * math.cos(t))
 
 
 def test_stored_as_keeps_the_object_in_place():
@@ -184,7 +184,7 @@ def test_heights_are_unpackable_and_named():
 
 
 def test_empty_and_2d_masks_are_rejected():
-    empty = _body((1.0, 1.0, 1.0), lambda l, p, s: l > 100)
+    empty = _body((1.0, 1.0, 1.0), lambda left, p, s: left > 100)
     with pytest.raises(SpineAnalysisError, match="empty"):
         vertebral_heights(empty)
     with pytest.raises(SpineAnalysisError, match="3D"):

@@ -139,7 +139,8 @@ def test_loading_refuses_mismatched_or_missing_models(tmp_path):
     save_model(LandmarkModel(LandmarkConfig(**TINY)), tmp_path, {})
     with pytest.raises(ModelError, match="no fitted shape models"):
         load_model(tmp_path)
-    (tmp_path / "config.json").write_text((tmp_path / "config.json").read_text().replace('"roi_size": 32', '"roi_size": 48'))
+    (tmp_path / "config.json").write_text(
+        (tmp_path / "config.json").read_text().replace('"roi_size": 32', '"roi_size": 48'))
     with pytest.raises(ModelError, match="settings were changed"):
         load_model(tmp_path)
 

@@ -8,12 +8,13 @@
 Accuracy (``--folds``: a ``train-fracture --folds K`` output's ``folds/`` folder; each fold's
 ``held_out.json`` names the scans its model never saw). For every labelled vertebra of a held-out
 scan (not cut by the scan's edge), a 1 mm crop of up to 128 x 128 x 160 mm around it (within the
-scan's volume) is cut from the CT and assessed as a patient four times: as it is (normal), and with that vertebra squeezed into a
-simulated fracture (``spine_analysis.ct.deformity``) of mild (22 %), moderate (32 %) and severe
-(47 %) height loss, the shape turning through wedge, biconcave and crush from one vertebra to the
-next. The labelled vertebrae in each crop are assessed at their body centres (``--centroid-noise``
-mm of Gaussian noise per axis, as the paper's 3 mm, default 0) with the body network measuring
-heights; and once more with no centroids at all (the classifier finds the vertebrae).
+scan's volume) is cut from the CT and assessed as a patient four times: as it is (normal), and
+with that vertebra squeezed into a simulated fracture (``spine_analysis.ct.deformity``) of mild
+(22 %), moderate (32 %) and severe (47 %) height loss, the shape turning through wedge, biconcave
+and crush from one vertebra to the next. The labelled vertebrae in each crop are assessed at their
+body centres (``--centroid-noise`` mm of Gaussian noise per axis, as the paper's 3 mm, default 0)
+with the body network measuring heights; and once more with no centroids at all (the classifier
+finds the vertebrae).
 
 Printed, per vertebra (positives: the simulated moderate and severe fractures; negatives: every
 unmodified vertebra of every crop) and per patient (positives: crops with a moderate or severe

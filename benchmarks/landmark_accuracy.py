@@ -101,7 +101,8 @@ def main() -> int:
           f"SMAPE {per_image[right].mean():.2f} %; shifted: SMAPE {per_image[~right].mean():.2f} %" if (~right).any()
           else f"\nlevels right in all {len(right)} images")
     print(f"median corner error where the levels are right: {np.median(np.array(corner_error)[right]):.3f} spacings")
-    print(f"framing flag (T1 or L5 far from where the training images have it): {framing_flagged} of {len(indices)} images")
+    print(f"framing flag (T1 or L5 far from where the training images have it): "
+          f"{framing_flagged} of {len(indices)} images")
     print(f"median detection time: {statistics.median(seconds):.3f} s per radiograph")
     return 0
 

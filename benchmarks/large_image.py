@@ -6,8 +6,9 @@ Each of the first N images (filenames.csv order) is upscaled F times (bicubic) i
 folder, never into the repository. Per image it prints the largest difference between the
 three AASCE angles detected on the original and on the upscaled image, and the peak resident
 memory and the wall time (start-up and model load included) of one full ``spine-analysis cobb``
-run (read, detect, report, overlay) on each size, every run in a fresh process; then the medians. The target of issue 15: a 4x
-upscaled radiograph gives the same angles (within 3°) in at most 1.5 GB.
+run (read, detect, report, overlay) on each size, every run in a fresh process; then the medians.
+The target of issue 15: a 4x upscaled radiograph gives the same angles (within 3°) in at most
+1.5 GB.
 """
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def main() -> int:
     print(f"median over {len(diffs)} images, upscaled {args.factor}x: largest angle difference "
           f"{statistics.median(diffs):.2f}° (max {max(diffs):.2f}°); one cobb run: "
           f"{statistics.median(small_mb):.0f} MB {statistics.median(small_s):.1f} s original, "
-          f"{statistics.median(large_mb):.0f} MB {statistics.median(large_s):.1f} s upscaled (max {max(large_mb):.0f} MB)")
+          f"{statistics.median(large_mb):.0f} MB {statistics.median(large_s):.1f} s upscaled "
+          f"(max {max(large_mb):.0f} MB)")
     within = sum(diff <= TARGET_DEG for diff in diffs)
     met = within == len(diffs) and max(large_mb) <= TARGET_MB
     print(f"target (within {TARGET_DEG:g}° in at most {TARGET_MB / 1024:g} GB): {'met' if met else 'NOT met'}, "

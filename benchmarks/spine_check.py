@@ -182,7 +182,8 @@ def summarise(records: list[dict]) -> list[str]:
         refused = [(name, check) for name, check in checks if not check.passed]
         reasons = Counter(check.code for _, check in refused)
         lines.append(f"{category:<18} {len(checks):4d} images, refused {len(refused):4d} "
-                     f"({100 * len(refused) / len(checks):5.1f} %)  " + ", ".join(f"{k} {v}" for k, v in reasons.items()))
+                     f"({100 * len(refused) / len(checks):5.1f} %)  "
+                     + ", ".join(f"{k} {v}" for k, v in reasons.items()))
         if category.startswith("AASCE"):
             lines += [f"    refused: {name}: {check.reason}" for name, check in refused]
     return lines

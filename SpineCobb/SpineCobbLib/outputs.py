@@ -111,7 +111,8 @@ def newLandmarksNode(volumeNode):
         "vtkMRMLMarkupsFiducialNode", slicer.mrmlScene.GenerateUniqueName(f"{volumeNode.GetName()} landmarks"))
     node.CreateDefaultDisplayNodes()
     displayNode = node.GetDisplayNode()
-    displayNode.SetPointLabelsVisibility(False)  # 68 labels would hide the image; the level names are shown beside the spine
+    # 68 labels would hide the image; the level names are shown beside the spine
+    displayNode.SetPointLabelsVisibility(False)
     displayNode.SetSelectedColor(*LANDMARK_COLOR)
     displayNode.SetColor(*LANDMARK_COLOR)
     displayNode.SetGlyphScale(1.5)
@@ -207,7 +208,8 @@ def updateEndplateLines(landmarksNode, result, ijkToRas):
                                       ("lower", lines[2 * index + 1], curve.lower_endplate)):
             with slicer.util.NodeModify(line):
                 line.SetName(lineName(curve, which))
-                slicer.util.updateMarkupsControlPointsFromArray(line, pixelsToRas(extended_endplate(endplate), ijkToRas))
+                slicer.util.updateMarkupsControlPointsFromArray(
+                    line, pixelsToRas(extended_endplate(endplate), ijkToRas))
                 displayNode = line.GetDisplayNode()
                 if displayNode:
                     displayNode.SetSelectedColor(*color)

@@ -55,7 +55,8 @@ class SpineCobbTestCase(ScriptedLoadableModuleTest):
         lines = logic.endplateLineNodes(landmarksNode)
         self.assertEqual(len(lines), 2 * len(expected.curves))
         for index, curve in enumerate(expected.curves):
-            for line, endplate in ((lines[2 * index], curve.upper_endplate), (lines[2 * index + 1], curve.lower_endplate)):
+            for line, endplate in ((lines[2 * index], curve.upper_endplate),
+                                   (lines[2 * index + 1], curve.lower_endplate)):
                 self.assertIn(f"{curve.name} {curve.angle_deg:.1f}°", line.GetName())
                 self.assertTrue(line.GetLocked())
                 self.assertFalse(line.GetMeasurement("length").GetEnabled())
@@ -88,7 +89,8 @@ class SpineCobbTestCase(ScriptedLoadableModuleTest):
         self.assertEqual(landmarksNode.GetNthControlPointLabel(0), f"{landmarks.levels[0]} superior-left")
         ijkToRas = outputs.ijkToRasMatrix(volumeNode)
         np.testing.assert_allclose(
-            outputs.rasToPixels(slicer.util.arrayFromMarkupsControlPoints(landmarksNode), ijkToRas), landmarks.flat, atol=1e-6)
+            outputs.rasToPixels(slicer.util.arrayFromMarkupsControlPoints(landmarksNode), ijkToRas),
+            landmarks.flat, atol=1e-6)
         expected = analyse(landmarks, image.shape[0], patient_right_on_image_left=True)
         self.assertTrue(expected.curves, "the synthetic case should have at least one curve")
         self._assertShowsResult(logic, landmarksNode, expected)
@@ -100,7 +102,8 @@ class SpineCobbTestCase(ScriptedLoadableModuleTest):
         level = landmarks.levels.index(main.upper_end)
         moved = landmarks.points.copy()
         moved[level, 0, 1] += 8.0  # superior-left corner of the upper end vertebra, 8 px down
-        expectedMoved = analyse(SpineLandmarks(moved, landmarks.first_level), image.shape[0], patient_right_on_image_left=True)
+        expectedMoved = analyse(SpineLandmarks(moved, landmarks.first_level), image.shape[0],
+                                patient_right_on_image_left=True)
         self.assertNotEqual([round(c.angle_deg, 3) for c in expectedMoved.curves],
                             [round(c.angle_deg, 3) for c in expected.curves])
         newPosition = outputs.pixelsToRas(moved[level, 0][np.newaxis], ijkToRas)[0]
@@ -128,7 +131,8 @@ class SpineCobbTestCase(ScriptedLoadableModuleTest):
         self.assertEqual(logic.qualityMessages(landmarksNode), [])
         below = landmarks.points.copy()
         below[-1, :, 1] += image.shape[0]  # the last vertebra pushed below the radiograph
-        logic.computeFromLandmarks(volumeNode, SpineLandmarks(below, landmarks.first_level), landmarksNode=landmarksNode)
+        logic.computeFromLandmarks(volumeNode, SpineLandmarks(below, landmarks.first_level),
+                                   landmarksNode=landmarksNode)
         messages = logic.qualityMessages(landmarksNode)
         self.assertTrue(any(landmarks.levels[-1] in message and "outside" in message for message in messages), messages)
         logic.computeFromLandmarks(volumeNode, landmarks, landmarksNode=landmarksNode)

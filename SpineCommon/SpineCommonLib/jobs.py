@@ -185,7 +185,8 @@ class EngineJob:
         self._timer.start()
 
     def cancel(self, notify=True):
-        """Stop the job by killing its process; the completed callback then gets a JobCancelled (unless not `notify`)."""
+        """Stop the job by killing its process; the completed callback then gets a JobCancelled
+        (unless not `notify`)."""
         self.cancelled = True
         if not notify:
             self._completedCallback = None

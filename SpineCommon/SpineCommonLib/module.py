@@ -15,7 +15,8 @@ def describeModule(parent, title, helpText, acknowledgement="", hidden=False):
     parent.dependencies = []
     parent.contributors = ["SpineAnalysis developers"]
     parent.hidden = hidden
-    parent.helpText = helpText.strip() + "\n" + _('See the <a href="{url}">documentation</a>.').format(url=DOCUMENTATION_URL)
+    parent.helpText = (helpText.strip() + "\n"
+                       + _('See the <a href="{url}">documentation</a>.').format(url=DOCUMENTATION_URL))
     parent.acknowledgementText = " ".join(text for text in (_(
         "Developed by the SpineAnalysis developers. Computation is done by the open-source "
         "<code>spine_analysis</code> Python package bundled with this extension. Not a medical device: "

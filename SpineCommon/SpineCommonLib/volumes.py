@@ -25,7 +25,8 @@ def ctImageFromVolume(volumeNode):
         raise ValueError("Select a CT volume that holds image data.")
     dimensions = volumeNode.GetImageData().GetDimensions()
     if min(dimensions) < 2:
-        raise ValueError(f"'{volumeNode.GetName()}' is a 2D image ({dimensions[0]} x {dimensions[1]}); a CT volume is expected.")
+        raise ValueError(f"'{volumeNode.GetName()}' is a 2D image ({dimensions[0]} x {dimensions[1]}); "
+                         "a CT volume is expected.")
     return sitkUtils.PullVolumeFromSlicer(volumeNode)
 
 

@@ -413,7 +413,8 @@ class Application:
         self.moduleLogics = {}
         self._applicationLogic.SetModuleLogic("Colors", self._applicationLogic.GetColorLogic())
         for name, className in (("Volumes", "vtkSlicerVolumesLogic"),
-                                ("Markups", "vtkSlicerMarkupsLogic"), ("Segmentations", "vtkSlicerSegmentationsModuleLogic"),
+                                ("Markups", "vtkSlicerMarkupsLogic"),
+                                ("Segmentations", "vtkSlicerSegmentationsModuleLogic"),
                                 ("Tables", "vtkSlicerTablesLogic"), ("Models", "vtkSlicerModelsLogic"),
                                 ("Transforms", "vtkSlicerTransformLogic"),
                                 ("SubjectHierarchy", "vtkSlicerSubjectHierarchyModuleLogic")):
@@ -423,7 +424,8 @@ class Application:
             self._applicationLogic.SetModuleLogic(name, logic)
             self.moduleLogics[name] = logic
         self.moduleLogics["Colors"] = self._applicationLogic.GetColorLogic()
-        self.modules = {name: StandInModule(name, (lambda logic=logic: logic)) for name, logic in self.moduleLogics.items()}
+        self.modules = {name: StandInModule(name, (lambda logic=logic: logic))
+                        for name, logic in self.moduleLogics.items()}
         self.mrmlScene.AddObserver(slicer.vtkMRMLScene.NodeAddedEvent, self._onNodeAdded)
         self.mrmlScene.AddObserver(slicer.vtkMRMLScene.NodeAboutToBeRemovedEvent, self._onNodeAboutToBeRemoved)
         self._ioManager = IOManager(self)
@@ -528,7 +530,8 @@ class Application:
             answer = QMessageBox.Cancel
         else:
             answer = QMessageBox.Ok
-        self.dialogs.append(Dialog(windowTitle or "", str(text), str(detailedText or ""), icon, standardButtons, answer))
+        self.dialogs.append(Dialog(windowTitle or "", str(text), str(detailedText or ""),
+                                   icon, standardButtons, answer))
         return answer
 
     def errors(self):
@@ -639,7 +642,8 @@ def loadProjectModule(name):
 
 def nodeFingerprint(node):
     """What a user sees of a data node: class, name, attributes, references, transform, and a digest of its data
-    (voxels and geometry, control points, segments, table cells, mesh points). Equal before and after means unchanged."""
+    (voxels and geometry, control points, segments, table cells, mesh points).
+    Equal before and after means unchanged."""
     import hashlib
 
     import numpy as np
@@ -660,7 +664,8 @@ def nodeFingerprint(node):
     references = []
     for index in range(node.GetNumberOfNodeReferenceRoles()):
         role = node.GetNthNodeReferenceRole(index)
-        references.append((role, [node.GetNthNodeReferenceID(role, i) for i in range(node.GetNumberOfNodeReferences(role))]))
+        references.append((role, [node.GetNthNodeReferenceID(role, i)
+                                  for i in range(node.GetNumberOfNodeReferences(role))]))
     add(sorted(references))
     if node.IsA("vtkMRMLTransformableNode"):
         add(node.GetTransformNodeID())
@@ -673,7 +678,8 @@ def nodeFingerprint(node):
             addArray(node.GetImageData().GetPointData().GetScalars())
     elif node.IsA("vtkMRMLMarkupsNode"):
         for index in range(node.GetNumberOfControlPoints()):
-            add((node.GetNthControlPointLabel(index), tuple(round(v, 6) for v in node.GetNthControlPointPosition(index))))
+            add((node.GetNthControlPointLabel(index),
+                 tuple(round(v, 6) for v in node.GetNthControlPointPosition(index))))
     elif node.IsA("vtkMRMLSegmentationNode"):
         segmentation = node.GetSegmentation()
         for index in range(segmentation.GetNumberOfSegments()):

@@ -9,7 +9,8 @@ SIZE = (400, 900)
 
 def _near(pixels, column, row, radius=2):
     """The pixels within `radius` of (column, row), as (n, 3) integers."""
-    return pixels[max(row - radius, 0):row + radius + 1, max(column - radius, 0):column + radius + 1].reshape(-1, 3).astype(int)
+    return pixels[max(row - radius, 0):row + radius + 1,
+                  max(column - radius, 0):column + radius + 1].reshape(-1, 3).astype(int)
 
 
 def test_cobb_lines_are_drawn_beyond_the_spine_in_their_curve_colour(app, scene, tmp_path):

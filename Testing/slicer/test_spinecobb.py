@@ -224,7 +224,8 @@ def test_export_writes_the_report_the_readme_promises(logic, radiograph, tmp_pat
     assert report["landmarks_edited"] is True
     table = logic.tableNode(landmarksNode)
     assert [curve["name"] for curve in report["curves"]] == _tableColumn(table, "curve")
-    np.testing.assert_allclose([curve["angle_deg"] for curve in report["curves"]], _tableColumn(table, "angle"), atol=0.05)
+    np.testing.assert_allclose([curve["angle_deg"] for curve in report["curves"]], _tableColumn(table, "angle"),
+                               atol=0.05)
 
 
 def test_an_image_that_is_not_a_spine_radiograph_is_refused_and_adds_nothing(app, logic, scene, tmp_path):

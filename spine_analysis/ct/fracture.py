@@ -228,7 +228,8 @@ def fracture_components(maps: ProbabilityMaps, config: FractureConfig) -> list[d
     return sorted(found, key=lambda c: -c["volume_ml"])
 
 
-def _body_mask_from_labels(ct: sitk.Image, label_map: sitk.Image, value: int, centroid: np.ndarray) -> sitk.Image | None:
+def _body_mask_from_labels(ct: sitk.Image, label_map: sitk.Image, value: int,
+                           centroid: np.ndarray) -> sitk.Image | None:
     """The body of label ``value`` (a whole vertebra, or a body alone) on a 1 mm grid at the centroid."""
     grid = patch_grid(centroid, LABEL_PATCH_XYZ, 1.0)
     vertebra = sample_patch(label_map, grid, labels=True) == value
@@ -308,7 +309,8 @@ def _cut_by_edge(maps: ProbabilityMaps, ct: sitk.Image, centroids: Sequence[Cent
     return cut
 
 
-def _call(probability: float | None, grade: GenantResult | None, config: FractureConfig) -> tuple[str, str, bool | None]:
+def _call(probability: float | None, grade: GenantResult | None,
+          config: FractureConfig) -> tuple[str, str, bool | None]:
     """(call, which opinion drove it, whether the two opinions agree)."""
     classifier = None if probability is None else probability >= config.fracture_threshold
     morphometry = None if grade is None else grade.grade >= config.genant_call_grade
@@ -390,7 +392,8 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
             raise SpineAnalysisError("no centroids given")
         for centroid in centroids:
             if not contains_point(ct, centroid.lps):
-                raise SpineAnalysisError(f"the centroid of {centroid.level} ({', '.join(f'{v:.1f}' for v in centroid.lps)}"
+                raise SpineAnalysisError(f"the centroid of {centroid.level} "
+                                         f"({', '.join(f'{v:.1f}' for v in centroid.lps)}"
                                          " mm, LPS) lies outside the CT volume")
         source = centroid_source or "given centroids"
     elif label_map is not None:
@@ -429,7 +432,8 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
     grades = _grades(centroids, measured)
     findings = []
     cut = _cut_by_edge(maps, ct, centroids, config)
-    for centroid, probability, grade, (_heights_mm, note), is_cut in zip(centroids, probabilities, grades, measured, cut):
+    for centroid, probability, grade, (_heights_mm, note), is_cut in zip(
+            centroids, probabilities, grades, measured, cut):
         call, basis, agree = _call(probability, grade, config)
         if is_cut:   # the classifier is unreliable on a part of a body (the paper's edge-vertebra errors)
             call, basis, agree = "not assessed", "its body is cut by the edge of the scan", None

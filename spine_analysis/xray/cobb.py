@@ -244,27 +244,27 @@ def clinical_curves(landmarks: SpineLandmarks, patient_right_on_image_left: bool
     n = len(pts)
     for a, b in zip(pivots[:-1], pivots[1:]):
         sign = np.sign(tilt[a] - tilt[b])
-        candidates = [(u, l) for u in range(max(0, a - 1), min(n, a + 2))
-                      for l in range(max(0, b - 1), min(n, b + 2)) if u < l]
+        candidates = [(upper, lower) for upper in range(max(0, a - 1), min(n, a + 2))
+                      for lower in range(max(0, b - 1), min(n, b + 2)) if upper < lower]
         # Largest angle; among equal angles the shortest curve (end vertebrae nearest the apex).
-        u, l = max(candidates, key=lambda ul: (round(sign * (superior[ul[0]] - inferior[ul[1]]), 6),
-                                               ul[0] - ul[1]))
-        angle = _between_lines(superior[u], inferior[l])
+        upper, lower = max(candidates, key=lambda ul: (round(sign * (superior[ul[0]] - inferior[ul[1]]), 6),
+                                                       ul[0] - ul[1]))
+        angle = _between_lines(superior[upper], inferior[lower])
         if angle < min_curve_deg:
             continue
-        axis = centres[l] - centres[u]
-        rel = centres[u:l + 1] - centres[u]
+        axis = centres[lower] - centres[upper]
+        rel = centres[upper:lower + 1] - centres[upper]
         side = (axis[0] * rel[:, 1] - axis[1] * rel[:, 0]) / np.linalg.norm(axis)
         k = int(np.argmax(np.abs(side)))
-        apex_index = u + k
+        apex_index = upper + k
         # side > 0: the apex lies to the image's left of the downward end-to-end line.
         image_side = "left" if side[k] > 0 else "right"
         patient_side = image_side if not patient_right_on_image_left else \
             {"left": "right", "right": "left"}[image_side]
         name, region = _region(levels[apex_index])
-        curves.append(CobbCurve(name, region, float(angle), levels[u], levels[l],
+        curves.append(CobbCurve(name, region, float(angle), levels[upper], levels[lower],
                                 levels[apex_index], patient_side, severity(angle),
-                                pts[u, [0, 1]].copy(), pts[l, [2, 3]].copy()))
+                                pts[upper, [0, 1]].copy(), pts[lower, [2, 3]].copy()))
     curves.sort(key=lambda c: -c.angle_deg)
     seen: dict[str, int] = {}
     named = []

@@ -192,7 +192,8 @@ def load_scans(root, log=print, keep_cut: bool = False) -> list[Scan]:
         scan = load_scan(name, ct_path, sources, skipped, keep_cut)
         if scan.vertebrae:
             scans.append(scan)
-            log(f"{name}: {', '.join(v.level + (' (cut by the edge)' if v.cut_by_edge else '') for v in scan.vertebrae)}")
+            log(f"{name}: "
+                f"{', '.join(v.level + (' (cut by the edge)' if v.cut_by_edge else '') for v in scan.vertebrae)}")
     for reason in skipped:
         log(f"left out: {reason}")
     if not scans:

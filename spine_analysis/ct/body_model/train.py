@@ -96,7 +96,8 @@ def training_sample(scan: Scan, vertebra: VertebraLabels, rng: np.random.Generat
     grid = patch_grid(seed, settings.crop_xyz, config.spacing_mm)
     transform = sitk.AffineTransform(3)
     transform.SetCenter([float(v) for v in seed])
-    transform.SetMatrix((random_rotation(rng, settings.rotation_deg) * rng.uniform(*settings.scale_range)).ravel().tolist())
+    transform.SetMatrix(
+        (random_rotation(rng, settings.rotation_deg) * rng.uniform(*settings.scale_range)).ravel().tolist())
 
     def resample(image, default):
         return sitk.GetArrayFromImage(sitk.Resample(image, grid, transform, sitk.sitkLinear, default,

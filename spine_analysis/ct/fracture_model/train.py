@@ -64,7 +64,8 @@ class TrainSettings:
     seed: int = 0
 
 
-def _labelled_crop(case: GradedScan, index: int, centre: np.ndarray, size_xyz) -> tuple[np.ndarray, np.ndarray, np.ndarray, sitk.Image]:
+def _labelled_crop(case: GradedScan, index: int, centre: np.ndarray,
+                   size_xyz) -> tuple[np.ndarray, np.ndarray, np.ndarray, sitk.Image]:
     """HU, class labels and the chosen vertebra's body on a 1 mm grid of ``size_xyz`` around ``centre``."""
     grid = patch_grid(centre, size_xyz, 1.0)
     hu = sample_patch(case.scan.ct, grid)

@@ -4,10 +4,10 @@ Step 1 finds vertebra centres on the whole radiograph (at a quarter of the worki
 resolution) as one heatmap; its peaks are given their levels T1–L5 by a dynamic programme
 that follows the spine from peak to peak with the spacing the mean training spine expects
 (a level per channel does not train on a CPU budget: telling T5 from T6 needs the whole
-column, which a local detector plus this ordering step supplies); step 2 crops a region around each found centre, aligned with the
-spine's local axis and scaled by the local vertebra spacing, and finds its 4 corners as
-heatmaps; step 2 runs in stages, each re-cropping around the centre of the corners the
-previous stage found. Both steps are held to a PCA shape model of the training spines:
+column, which a local detector plus this ordering step supplies); step 2 crops a region around each
+found centre, aligned with the spine's local axis and scaled by the local vertebra spacing, and
+finds its 4 corners as heatmaps; step 2 runs in stages, each re-cropping around the centre of the
+corners the previous stage found. Both steps are held to a PCA shape model of the training spines:
 a point whose heatmap is weak or that strays from the shape the others imply is replaced
 by the shape model's estimate (the shape constraint of Wang et al.).
 
