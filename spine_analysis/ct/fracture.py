@@ -424,7 +424,7 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
     probabilities = [vertebra_probability(maps, c.lps, config) for c in centroids]
     if all(p is None for p in probabilities):
         raise SpineAnalysisError("no vertebral body at any of the centroids: are they in this CT's space "
-                                 "(LPS; --frame ras for Slicer points), and is the spine in view?")
+                                 "(LPS millimetres; a Slicer point list says its own frame), and is the spine in view?")
     if body_model is None and not all(label_values or [0]):
         from .body_model.weights_io import load_model as load_body_model
         body_model = load_body_model()[0]
