@@ -9,25 +9,13 @@ observes, so a placed point goes through `onSeedPlaced` -> `segmentSeeds` -> `lo
 The CT is never copied into the repository: it is found with `spine_analysis.datasets.ct_dir()`
 ($SPINE_CT_DIR, else ../shared/datasets/ct-spine) and the tests that need it skip when it is absent.
 """
-import json
-
 import numpy as np
 import pytest
 
 import harness
-from spine_analysis.datasets import ct_dir
+from verse014 import CENTROIDS_FILE, CT_FILE, VERSE_LABELS, Verse014
 
-VERSE014 = ct_dir() / "verse014"
-CT_FILE = VERSE014 / "sub-verse014_ct.nii.gz"
-LABELS_FILE = VERSE014 / "sub-verse014_seg-vert_msk.nii.gz"
-CENTROIDS_FILE = VERSE014 / "sub-verse014_seg-vb_ctd.json"
-VERSE_LABELS = {"L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24}
 JOB_TIMEOUT_S = 180.0
-
-
-def needVerse014():
-    if not all(path.is_file() for path in (CT_FILE, LABELS_FILE, CENTROIDS_FILE)):
-        pytest.skip(f"the real CT sub-verse014 is not in {VERSE014} (set SPINE_CT_DIR to the ct-spine folder)")
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -61,45 +49,6 @@ def data(scene):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-class Verse014:
-    """sub-verse014 loaded with Slicer's own readers, and its body centroids in RAS."""
-
-    def __init__(self):
-        import slicer
-
-        needVerse014()
-        self.ct = slicer.util.loadVolume(str(CT_FILE))
-        self.labels = slicer.util.loadLabelVolume(str(LABELS_FILE))
-        self.ijkToRas = arrayFromIJKToRAS(self.ct)
-        # The centroids are voxel coordinates of the PIR-oriented scan; this file is stored PIR, so they are the
-        # CT's own (i, j, k) and Slicer's IJK-to-RAS places them.
-        entries = json.loads(CENTROIDS_FILE.read_text())
-        assert "".join(entries[0]["direction"]) == "PIR"
-        names = {label: name for name, label in VERSE_LABELS.items()}
-        self.centroids = {names[e["label"]]: (self.ijkToRas @ [e["X"], e["Y"], e["Z"], 1.0])[:3] for e in entries[1:]}
-        self.ctArray = slicer.util.arrayFromVolume(self.ct)
-        self.labelArray = slicer.util.arrayFromVolume(self.labels)
-        spacing = self.ct.GetSpacing()
-        self.voxelMl = spacing[0] * spacing[1] * spacing[2] / 1000.0
-
-    def labelAt(self, ras):
-        i, j, k = np.round(np.linalg.solve(self.ijkToRas, [*ras, 1.0])[:3]).astype(int)
-        return int(self.labelArray[k, j, i])
-
-    def huAt(self, ras):
-        i, j, k = np.round(np.linalg.solve(self.ijkToRas, [*ras, 1.0])[:3]).astype(int)
-        return int(self.ctArray[k, j, i])
-
-
-def arrayFromIJKToRAS(volumeNode):
-    import slicer
-    import vtk
-
-    matrix = vtk.vtkMatrix4x4()
-    volumeNode.GetIJKToRASMatrix(matrix)
-    return slicer.util.arrayFromVTKMatrix(matrix)
-
 
 def startModule(widget, data, labels=True):
     """The user picks the CT (and the label map) and creates the seed point list."""
@@ -195,12 +144,13 @@ def test_parameter_node_survives_saving_and_reloading_the_scene(app, scene, logi
 def test_seeds_in_verse014_segment_each_vertebra_inside_its_label(app, widget, data):
     import SimpleITK as sitk
     import slicer
+    from spine_analysis.coords import flip_lps_ras
     from spine_analysis.ct.levels import read_verse_centroids
 
     # Slicer's reader and the engine's reader of the centroid file agree on where the centroids are (RAS vs LPS).
     engineLps = read_verse_centroids(CENTROIDS_FILE, sitk.ReadImage(str(CT_FILE)))
     for level, ras in data.centroids.items():
-        np.testing.assert_allclose(engineLps[level] * [-1, -1, 1], ras, atol=0.05)
+        np.testing.assert_allclose(flip_lps_ras(engineLps[level]), ras, atol=0.05)
         assert data.labelAt(ras) == VERSE_LABELS[level], f"the {level} centroid is not in its label"
 
     pn = startModule(widget, data)

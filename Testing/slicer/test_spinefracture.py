@@ -12,20 +12,13 @@ One module logic (and so one engine process, its models loaded once) serves ever
 of their own. On two CPU cores a detection of this CT takes 25-35 s (the classifier 12-18 s, then the vertebrae);
 a re-run or a second detection of the same CT reuses the classifier's map and takes about 10 s.
 """
-import json
-
 import numpy as np
 import pytest
 
 import harness
-from spine_analysis.datasets import ct_dir
+from verse014 import VERSE_LABELS, Verse014, ijkToRasArray
 
-VERSE014 = ct_dir() / "verse014"
-CT_FILE = VERSE014 / "sub-verse014_ct.nii.gz"
-LABELS_FILE = VERSE014 / "sub-verse014_seg-vert_msk.nii.gz"
-CENTROIDS_FILE = VERSE014 / "sub-verse014_seg-vb_ctd.json"
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
-VERSE_LABELS = {"L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24}
 JOB_TIMEOUT_S = 240.0
 #: The centroid of a vertebra's body found in its label lies this close to the body centroid VerSe gives (mm).
 BODY_CENTROID_MM = 8.0
@@ -33,11 +26,6 @@ BODY_CENTROID_MM = 8.0
 MOVE_FORWARD_MM = 6.0
 #: What a test saw that a later one reads (the detection's rows), in this file's order.
 _observed = {}
-
-
-def needVerse014():
-    if not all(path.is_file() for path in (CT_FILE, LABELS_FILE, CENTROIDS_FILE)):
-        pytest.skip(f"the real CT sub-verse014 is not in {VERSE014} (set SPINE_CT_DIR to the ct-spine folder)")
 
 
 def needFractureModel():
@@ -79,43 +67,6 @@ def widget(scene, logic):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-class Verse014:
-    """sub-verse014 loaded with Slicer's own readers: the CT, its VerSe label map, and sampling in RAS."""
-
-    def __init__(self):
-        import slicer
-
-        needVerse014()
-        self.ct = slicer.util.loadVolume(str(CT_FILE))
-        self.labels = slicer.util.loadLabelVolume(str(LABELS_FILE))
-        self.ijkToRas = ijkToRasArray(self.ct)
-        assert np.allclose(ijkToRasArray(self.labels), self.ijkToRas, atol=1e-4), "the label map is on the CT's grid"
-        self.labelArray = slicer.util.arrayFromVolume(self.labels)  # (k, j, i)
-
-    def ijk(self, ras):
-        return np.round(np.linalg.solve(self.ijkToRas, [*ras, 1.0])[:3]).astype(int)
-
-    def labelAt(self, ras):
-        i, j, k = self.ijk(ras)
-        return int(self.labelArray[k, j, i])
-
-    def bodyCentroids(self):
-        """The VerSe body centroids of the data set (voxel coordinates of this PIR file) in RAS."""
-        entries = json.loads(CENTROIDS_FILE.read_text())
-        assert "".join(entries[0]["direction"]) == "PIR"
-        names = {label: level for level, label in VERSE_LABELS.items()}
-        return {names[e["label"]]: (self.ijkToRas @ [e["X"], e["Y"], e["Z"], 1.0])[:3] for e in entries[1:]}
-
-
-def ijkToRasArray(volumeNode):
-    import slicer
-    import vtk
-
-    matrix = vtk.vtkMatrix4x4()
-    volumeNode.GetIJKToRASMatrix(matrix)
-    return slicer.util.arrayFromVTKMatrix(matrix)
-
 
 def points(pointsNode):
     """{label: RAS position} of a point list."""
@@ -326,7 +277,7 @@ def checkVerse014Result(data, logic, results, levelSource):
     # The classifier's opinion: no vertebra reaches its fracture threshold.
     assert max(row["probability"] for row in rows) < 0.5
 
-    bodies = data.bodyCentroids()
+    bodies = data.centroids
     pointsNode = logic.centroidNode(results)
     assert pointsNode is not None and outputs.isModuleCentroids(pointsNode)
     assert pointsNode.GetNodeReference(outputs.CT_REFERENCE) is data.ct
@@ -523,7 +474,7 @@ def test_nodes_the_user_had_are_left_alone_and_a_second_detection_makes_new_node
     data = Verse014()
     userNodesOfAnotherStudy(slicer.mrmlScene)
     mine = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "my vertebrae")
-    for level, ras in data.bodyCentroids().items():
+    for level, ras in data.centroids.items():
         mine.AddControlPoint(*ras, level.lower())  # typed in lower case: still a level
     before = harness.userNodes(slicer.mrmlScene)
     looks = [(mine.GetNthControlPointSelected(i), mine.GetNthControlPointDescription(i)) for i in range(5)]
@@ -540,7 +491,7 @@ def test_nodes_the_user_had_are_left_alone_and_a_second_detection_makes_new_node
     assert logic.patient(first)["level_source"] == "points given"
     rows = harness.tableRows(first)
     assert [row["level"] for row in rows] == list(LEVELS)
-    for row, ras in zip(rows, data.bodyCentroids().values()):
+    for row, ras in zip(rows, data.centroids.values()):
         np.testing.assert_allclose([row["centroid_r"], row["centroid_a"], row["centroid_s"]], ras, atol=0.01)
     assert [(mine.GetNthControlPointSelected(i), mine.GetNthControlPointDescription(i)) for i in range(5)] == looks
     # Known answer: all five are Genant grade 0 (heights by the body network at the points), none fractured.
