@@ -179,9 +179,10 @@ def main(argv=None):
         parser.exit(2, f"screenshots: the VerSe CT verse014 is not in {args.ct_dir} (give --ct-dir)\n")
     app = harness.start()
     args.out.mkdir(parents=True, exist_ok=True)
-    for draw in (spineCobb, spineAnalysis, spineFracture):
+    spineCobb(app, args.out)
+    for draw in (spineAnalysis, spineFracture):
         app.resetScene()
-        draw(app, args.out) if draw is spineCobb else draw(app, args.out, args.ct_dir)
+        draw(app, args.out, args.ct_dir)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,22 @@ def needFractureModel():
         pytest.skip(f"the fracture model needs {', '.join(missing)}")
 
 
+def reopen(widget):
+    """The user opens the module after loading data (the panel picks the CT); its parameter node."""
+    widget.exit()
+    widget.enter()
+    return widget._parameterNode
+
+
+def openOnVerse014Labels(widget):
+    """verse014 loaded, the module opened on it with its VerSe label map: (Verse014, parameter node)."""
+    needFractureModel()
+    data = Verse014()
+    pn = reopen(widget)
+    pn.vertebraLabels = data.labels
+    return data, pn
+
+
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
@@ -309,9 +325,7 @@ def test_detection_on_verse014_with_its_label_map_shows_the_map_the_rows_the_poi
     needFractureModel()
     data = Verse014()
     before = harness.userNodes(slicer.mrmlScene)
-    widget.exit()
-    widget.enter()  # the user opens the module after loading: it picks the CT (never a label map)
-    pn = widget._parameterNode
+    pn = reopen(widget)  # it picks the CT (never a label map)
     assert pn.inputVolume is data.ct
     pn.vertebraLabels = data.labels
     assert widget.ui.applyButton.enabled and not widget.ui.rerunButton.enabled
@@ -395,12 +409,7 @@ def test_verse014_l1_is_graded_normal():
 def test_moving_a_centroid_reassesses_that_vertebra_in_the_same_table(app, widget, logic):
     import slicer
 
-    needFractureModel()
-    data = Verse014()
-    widget.exit()
-    widget.enter()
-    pn = widget._parameterNode
-    pn.vertebraLabels = data.labels
+    data, pn = openOnVerse014Labels(widget)
     applyAndWait(app, widget)
     results, pointsNode = pn.results, pn.centroids
     probability = logic.probabilityVolume(results)
@@ -478,9 +487,7 @@ def test_nodes_the_user_had_are_left_alone_and_a_second_detection_makes_new_node
         mine.AddControlPoint(*ras, level.lower())  # typed in lower case: still a level
     before = harness.userNodes(slicer.mrmlScene)
     looks = [(mine.GetNthControlPointSelected(i), mine.GetNthControlPointDescription(i)) for i in range(5)]
-    widget.exit()
-    widget.enter()
-    pn = widget._parameterNode
+    pn = reopen(widget)
     assert pn.inputVolume is data.ct and pn.centroids is None and pn.vertebraLabels is None
     pn.centroids = mine
 
@@ -583,9 +590,7 @@ def test_bad_input_gives_one_clear_message_and_no_nodes(app, widget, logic, case
         needFractureModel()
     data = Verse014()
     ct, labels, weights = make(data)
-    widget.exit()
-    widget.enter()
-    pn = widget._parameterNode
+    pn = reopen(widget)
     pn.inputVolume, pn.vertebraLabels, pn.weightsPath = ct, labels, weights or ""
     before = harness.userNodes(slicer.mrmlScene)
     allBefore = nodeIds(slicer.mrmlScene, "vtkMRMLNode")
@@ -681,12 +686,7 @@ def test_rerun_of_a_result_whose_inputs_were_deleted_says_what_is_missing(app, w
 def test_cancel_stops_the_detection_and_adds_nothing(app, widget, logic):
     import slicer
 
-    needFractureModel()
-    data = Verse014()
-    widget.exit()
-    widget.enter()
-    pn = widget._parameterNode
-    pn.vertebraLabels = data.labels
+    data, pn = openOnVerse014Labels(widget)
     before = nodeIds(slicer.mrmlScene, "vtkMRMLNode")
     widget.onApplyButton()
     assert logic.activeJob is not None and widget.ui.cancelButton.visible and not widget.ui.applyButton.enabled
