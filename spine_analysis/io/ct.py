@@ -1,6 +1,7 @@
 """Reading a CT volume (NIfTI, NRRD, MHA or a DICOM series folder) with its LPS geometry.
 
-A folder is read slice by slice by ``io.dicom_series``; a file by SimpleITK."""
+A folder is read slice by slice by ``io.dicom_series``; a file by SimpleITK, once ``io.integrity``
+has found it whole."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ import SimpleITK as sitk
 
 from ..errors import ImageReadError, sitk_reason
 from .dicom_series import read_dicom_series
+from .integrity import check_whole
 
 
 def read_ct(path, series_uid: str | None = None) -> sitk.Image:
@@ -23,6 +25,7 @@ def read_ct(path, series_uid: str | None = None) -> sitk.Image:
     elif series_uid is not None:
         raise ImageReadError(f"{path} is a file: a series UID only chooses among the series of a DICOM folder")
     else:
+        check_whole(path)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as exc:

@@ -19,6 +19,7 @@ one volume on a non-orthogonal or uneven grid:
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,7 +213,12 @@ def _hu_slices(stack: _Stack, dtype) -> np.ndarray:
     rows, cols = stack.files[0][1].Rows, stack.files[0][1].Columns
     volume = np.empty((len(stack.files), rows, cols), dtype=dtype)
     for k, (path, _) in enumerate(stack.files):
-        ds = dcmread(path)
+        with warnings.catch_warnings():   # a truncated file is refused below in one line, not warned about
+            warnings.simplefilter("ignore")
+            ds = dcmread(path)
+        if "PixelData" not in ds:
+            raise ImageReadError(f"{path} has no pixel data: the file is truncated (a copy or download that did "
+                                 "not finish?)")
         if int(ds.get("SamplesPerPixel", 1)) != 1:
             raise ImageReadError(f"{path} is a colour image; a CT in Hounsfield units is expected")
         pixels = stored_pixels(ds, path)

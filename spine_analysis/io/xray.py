@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageReadError, sitk_reason
+from .integrity import check_whole
 
 #: A radiograph narrower or shorter than this cannot show a spine (thumbnails, icons, masks).
 MIN_SIDE_PX = 64
@@ -114,8 +115,10 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, None, str, None]:
             if img.mode not in ("LA", "RGB", "RGBA"):
                 img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
             pixels = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError):
+    except UnidentifiedImageError:
         raise ImageReadError(f"{path} is not a readable image") from None
+    except (OSError, SyntaxError) as exc:   # Pillow's words, e.g. "image file is truncated"
+        raise ImageReadError(f"{path} is not a readable image ({exc})") from None
     grey = _grey_from_channels(pixels[..., None] if pixels.ndim == 2 else pixels, path)
     return grey, None, "RGB" if pixels.ndim == 3 and pixels.shape[2] >= 3 else "MONOCHROME2", None
 
@@ -137,6 +140,7 @@ def _read_sitk_2d(path: Path) -> tuple[np.ndarray, tuple[float, float], str, str
     if dimension not in (2, 3):
         raise ImageReadError(f"{path} has {dimension} dimensions; a 2D radiograph is expected")
     _check_size(path, size[0], size[1])
+    check_whole(path)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
