@@ -238,10 +238,7 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
         if error is not None:
             self._queue = []
             self.setRunning(False)
-            if isinstance(error, JobCancelled):
-                self.ui.statusLabel.text = _("Cancelled.")
-            else:
-                self.reportError(_("Cannot segment seed {label}.").format(label=self._seedLabel), error)
+            self._jobFailed(error, _("Cannot segment seed {label}.").format(label=self._seedLabel))
             return
         segmentationNode, segmentId, metrics = outcome
         if self._parameterNode:
@@ -257,46 +254,59 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 
     # ------------------------------------------------------------------ re-measure and existing labels
 
-    def onRemeasureButton(self) -> None:
-        pn = self._parameterNode
+    def _startJob(self, status, failure, start) -> None:
+        """`start()` starts a logic job in the background: shown running, or `failure` reported if it cannot."""
         self._progress = (0, 1)
-        self.ui.statusLabel.text = _("Re-measuring the segments...")
+        self.ui.statusLabel.text = status
         try:
-            self.logic.remeasure(pn.inputVolume, pn.outputSegmentation, completedCallback=self.onRemeasured,
-                                 progressCallback=self.onProgress)
+            start()
         except Exception as exc:
-            self.reportError(_("Cannot re-measure."), exc)
+            self.reportError(failure, exc)
             return
         self.setRunning(True)
 
-    def onRemeasured(self, vertebrae, error) -> None:
-        self.setRunning(False)
+    def _jobFailed(self, error, failure) -> bool:
+        """Show how a job ended without a result (cancelled, or `failure` and the error); False if it succeeded."""
         if isinstance(error, JobCancelled):
             self.ui.statusLabel.text = _("Cancelled.")
         elif error is not None:
-            self.reportError(_("Re-measuring failed."), error)
-        else:
+            self.reportError(failure, error)
+        return error is not None
+
+    def onRemeasureButton(self) -> None:
+        pn = self._parameterNode
+        self._startJob(_("Re-measuring the segments..."), _("Cannot re-measure."), lambda: self.logic.remeasure(
+            pn.inputVolume, pn.outputSegmentation, completedCallback=self.onRemeasured,
+            progressCallback=self.onProgress))
+
+    def onRemeasured(self, vertebrae, error) -> None:
+        self.setRunning(False)
+        if not self._jobFailed(error, _("Re-measuring failed.")):
             self.ui.statusLabel.text = _("{count} segments re-measured.").format(count=len(vertebrae))
             self._showMetrics()
 
     def onApplyButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to compute vertebral body metrics."), waitCursor=True):
-            dependencies.ensureDependencies(dependencies.CT_METRICS, requester=_("Spine Analysis"))
-            tableNode = self.logic.process(
-                self._parameterNode.inputVolume,
-                self._parameterNode.vertebraLabels,
-                seedPoint=self._parameterNode.seeds,
-                tableNode=self._parameterNode.metricsTable)
-            self._parameterNode.metricsTable = tableNode
-            rows = tableNode.GetNumberOfRows()
-            seedLabel = tableNode.GetAttribute(SpineAnalysisLogic.SEED_ATTRIBUTE)
-            message = _("{count} vertebrae measured.").format(count=rows)
-            if seedLabel:
-                message += " " + _("The last seed lies in {name}.").format(name=seedLabel)
-            elif self.logic.seedPositionInVolume(self._parameterNode.seeds, self._parameterNode.inputVolume):
-                message += " " + _("The last seed lies outside every vertebra.")
-            self.ui.statusLabel.text = message
-            tables.showTable(tableNode)
+        pn = self._parameterNode
+        self._startJob(_("Measuring the labelled vertebrae..."), _("Failed to compute vertebral body metrics."),
+                       lambda: self.logic.measureLabelMap(
+                           pn.inputVolume, pn.vertebraLabels, seedPoint=pn.seeds, tableNode=pn.metricsTable,
+                           completedCallback=self.onLabelMapMeasured, progressCallback=self.onProgress))
+
+    def onLabelMapMeasured(self, tableNode, error) -> None:
+        self.setRunning(False)
+        if self._jobFailed(error, _("Failed to compute vertebral body metrics.")):
+            return
+        pn = self._parameterNode
+        if pn:
+            pn.metricsTable = tableNode
+        message = _("{count} vertebrae measured.").format(count=tableNode.GetNumberOfRows())
+        seedLabel = tableNode.GetAttribute(SpineAnalysisLogic.SEED_ATTRIBUTE)
+        if seedLabel:
+            message += " " + _("The last seed lies in {name}.").format(name=seedLabel)
+        elif pn and self.logic.seedPositionInVolume(pn.seeds, pn.inputVolume):
+            message += " " + _("The last seed lies outside every vertebra.")
+        self.ui.statusLabel.text = message
+        tables.showTable(tableNode)
 
 
 #
@@ -311,23 +321,14 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         segmentId, metrics = logic.segmentAtSeed(ctVolumeNode, [x, y, z])   # RAS point inside a vertebral body
         segmentId, metrics = logic.segmentAtSeed(ctVolumeNode, [x, y, z], level="L1", method="classical")
         vertebrae = logic.remeasure(ctVolumeNode, segmentationNode)       # after editing its segments
-        table = logic.process(ctVolumeNode, labelMapOrSegmentationNode)   # metrics of existing labels
+        table = logic.measureLabelMap(ctVolumeNode, labelMapOrSegmentationNode)   # every labelled vertebra
 
-    Segmentation runs in an engine process that stays alive between jobs, one job at a time.
+    Segmentation and measuring run in an engine process that stays alive between jobs, one job at a time.
     """
 
     SEED_ATTRIBUTE = "SpineAnalysis.SeedVertebra"
-    SEED_COLUMN = "at_seed"
-    TITLES = {
-        "label": "Label", "name": "Vertebra", "voxel_count": "Voxels", "volume_ml": "Volume",
-        "hu_mean": "Mean", "hu_std": "SD", "hu_median": "Median", "hu_p05": "P5", "hu_p95": "P95",
-        "hu_min": "Min", "hu_max": "Max", SEED_COLUMN: "At seed",
-    }
-    UNITS = {"volume_ml": "mL", "hu_mean": "HU", "hu_std": "HU", "hu_median": "HU", "hu_p05": "HU",
-             "hu_p95": "HU", "hu_min": "HU", "hu_max": "HU"}
-    #: What the body U-Net needs (SpineCommonLib.dependencies has no name for it yet);
-    #: the classical method needs nothing.
-    UNET_PACKAGES = ("torch", "monai")
+    #: Segmentation methods -> the task (SpineCommonLib.dependencies) whose packages they need.
+    METHOD_TASKS = {"unet": dependencies.BODY_SEGMENTATION_UNET, "classical": dependencies.BODY_SEGMENTATION_CLASSICAL}
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -349,7 +350,9 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         :return: (segment ID, metrics dict); the segment ID is None when the user chose to keep an existing segment
             of the same name
         """
-        typedLevel = seeds.levelFromText(level) if level is not None else None
+        from spine_analysis.ct.levels import level_from_text
+
+        typedLevel = level_from_text(level) if level is not None else None
         if level is not None and typedLevel is None:
             raise ValueError(f"'{level}' is not a vertebra level (C1-C7, T1-T13, L1-L6).")
         segmentationNode, segmentId, metrics = self._segment(
@@ -365,9 +368,11 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         `replaceSeedSegments`: the segments this seed made before are replaced without asking (the user agreed).
         `completedCallback((segmentationNode, segment ID or None, metrics) or None, error or None)` follows.
         """
+        from spine_analysis.ct.levels import level_from_text
+
         position = [0.0, 0.0, 0.0]
         seedsNode.GetNthControlPointPositionWorld(index, position)
-        return self._segment(ctVolume, position, seeds.levelFromText(seedsNode.GetNthControlPointLabel(index)), method,
+        return self._segment(ctVolume, position, level_from_text(seedsNode.GetNthControlPointLabel(index)), method,
                              segmentationNode, labelsNode, index + 1,
                              self.seedKey(seedsNode, seedsNode.GetNthControlPointID(index)), replaceSeedSegments,
                              completedCallback, progressCallback)
@@ -386,15 +391,12 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         if method not in seeds.METHOD_LABELS:
             raise ValueError(f"Unknown method '{method}': use " + " or ".join(seeds.METHOD_LABELS))
         self._checkUntransformed(ctVolume, labelsNode, segmentationNode)
-        dependencies.ensureDependencies(self.UNET_PACKAGES if method == "unet" else dependencies.CT_METRICS,
-                                        requester=_("Spine Analysis"))
+        dependencies.ensureDependencies(self.METHOD_TASKS[method], requester=_("Spine Analysis"))
         ctImage, labelsImage = self._pulledImages(ctVolume, labelsNode)
         ijk = ras_to_ijk([float(v) for v in rasPoint], volumes.ijkToRasMatrix(ctVolume))
         start, stop = seeds.cropBox(ijk, ctImage.GetSpacing(), ctImage.GetSize())
         if labelsImage is not None:
-            if labelsImage.GetSize() != ctImage.GetSize():
-                raise ValueError(f"The label map '{labelsNode.GetName()}' is not on the grid of "
-                                 f"'{ctVolume.GetName()}'; resample it onto the CT first.")
+            self._checkOnCtGrid(labelsImage, ctImage, labelsNode, ctVolume)
             labelsImage = centra.cropImage(labelsImage, start, stop)
         process = self._engineProcess(progressCallback)
         maskFolder = slicer.util.tempDirectory(key="SpineAnalysisMask")
@@ -467,7 +469,7 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         centra.updateMetricsTable(segmentationNode)
         return segmentId
 
-    # ------------------------------------------------------------------ re-measure
+    # ------------------------------------------------------------------ measuring
 
     def remeasure(self, ctVolume, segmentationNode, completedCallback=None, progressCallback=None):
         """Measure every segment of `segmentationNode` on `ctVolume` again (e.g. after Segment Editor); the metrics
@@ -476,23 +478,12 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         Blocking when `completedCallback` is None: returns the engine's metrics dicts. Otherwise returns the running
         EngineJob and calls `completedCallback(metrics dicts or None, error or None)` when it ends.
         """
-        import SimpleITK as sitk
-
-        self._checkIdle()
         if not segmentationNode:
             raise ValueError("Select the segmentation to re-measure.")
-        self._checkUntransformed(ctVolume, segmentationNode)
-        ctImage = self._pulledImages(ctVolume)[0]
-        labelImage, names = volumes.labelImageFromNode(segmentationNode, ctImage, ctVolume)
-        box = seeds.labelBox(sitk.GetArrayViewFromImage(labelImage))
-        if box is None:
-            raise ValueError(f"The segments of '{segmentationNode.GetName()}' have no voxel "
-                             f"inside '{ctVolume.GetName()}'.")
-        levels = {label: seeds.levelFromSegmentName(name) for label, name in names.items()}
         labelSegmentIds = centra.segmentIds(segmentationNode)
-        job = centra.measureCentraJob(centra.cropImage(ctImage, *box), centra.cropImage(labelImage, *box),
-                                      {label: level for label, level in levels.items() if level},
-                                      process=self._engineProcess(progressCallback), progressCallback=progressCallback)
+        job, _labelImage, _named = self._measureJob(
+            ctVolume, segmentationNode, f"The segments of '{segmentationNode.GetName()}' have no voxel "
+                                        f"inside '{ctVolume.GetName()}'.", progressCallback)
 
         def finish(result):
             vertebrae = result.get("vertebrae", [])
@@ -501,6 +492,76 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
             return vertebrae
 
         return self._run(job, finish, completedCallback)
+
+    def measureLabelMap(self, ctVolume, vertebraLabels, seedPoint=None, tableNode=None, completedCallback=None,
+                        progressCallback=None):
+        """Measure every labelled vertebra as the seeded centra are measured (the engine's centrum metrics), one row
+        per label in a table of the same kind. Levels come from VerSe numbering (a label map without its own colour
+        table) or from the names of the segments or colours ("L1", "L1 centrum").
+
+        :param ctVolume: vtkMRMLScalarVolumeNode in Hounsfield units
+        :param vertebraLabels: vtkMRMLLabelMapVolumeNode (on the CT's grid) or vtkMRMLSegmentationNode
+        :param seedPoint: optional vtkMRMLMarkupsFiducialNode; its last point marks the vertebra of interest (column
+            "at_seed"; the table's attribute SEED_ATTRIBUTE names it)
+        :param tableNode: vtkMRMLTableNode to overwrite, or None for a new table
+        :return: blocking (no `completedCallback`): the table node. Otherwise the running EngineJob;
+            `completedCallback(table node or None, error or None)` follows on the main thread.
+        """
+        if not vertebraLabels:
+            raise ValueError("Select the vertebra label map or segmentation.")
+        dependencies.ensureDependencies(dependencies.MEASURING, requester=_("Spine Analysis"))
+        isLabelMap = vertebraLabels.IsA("vtkMRMLLabelMapVolumeNode")
+        job, labelImage, named = self._measureJob(
+            ctVolume, vertebraLabels, f"No vertebra labels found in '{vertebraLabels.GetName()}' inside the CT.",
+            progressCallback)
+        seedLabel = None
+        seedPosition = self.seedPositionInVolume(seedPoint, ctVolume)
+        if seedPosition is not None:
+            seedLabel = self.labelAtPosition(labelImage, ctVolume, seedPosition)
+
+        def finish(result):
+            rows = seeds.labelRows(result.get("vertebrae", []), named, "label map" if isLabelMap else "segment name",
+                                   seedLabel)
+            target = tableNode if tableNode is not None and tableNode.GetScene() else None
+            if target is None:
+                target = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(
+                    f"{ctVolume.GetName()} vertebral body metrics"))
+                centra.placeBeside(target, ctVolume)
+            centra.writeMetricsTable(target, rows)
+            target.SetAttribute(self.SEED_ATTRIBUTE, named[seedLabel][0] if seedLabel in named else "")
+            logging.info(f"SpineAnalysis: measured {len(rows)} vertebrae of {ctVolume.GetName()}")
+            return target
+
+        return self._run(job, finish, completedCallback)
+
+    def _measureJob(self, ctVolume, labelsNode, emptyMessage, progressCallback):
+        """The engine's measure_centra job of every label of `labelsNode` (label map or segmentation) on `ctVolume`,
+        both cropped to the labels' box; also the whole label image and its {value: (name, level)}.
+        Raises ValueError with `emptyMessage` when no label lies inside the CT."""
+        import numpy as np
+        import SimpleITK as sitk
+
+        self._checkIdle()
+        self._checkUntransformed(ctVolume, labelsNode)
+        ctImage = self._pulledImages(ctVolume)[0]
+        labelImage, names = volumes.labelImageFromNode(labelsNode, ctImage, ctVolume)
+        self._checkOnCtGrid(labelImage, ctImage, labelsNode, ctVolume)
+        labels = sitk.GetArrayViewFromImage(labelImage)
+        box = seeds.labelBox(labels)
+        if box is None:
+            raise ValueError(emptyMessage)
+        named = seeds.labelNames([int(value) for value in np.unique(labels) if value], names)
+        job = centra.measureCentraJob(centra.cropImage(ctImage, *box), centra.cropImage(labelImage, *box),
+                                      {value: level for value, (_name, level) in named.items() if level},
+                                      process=self._engineProcess(progressCallback), progressCallback=progressCallback)
+        return job, labelImage, named
+
+    @staticmethod
+    def _checkOnCtGrid(labelsImage, ctImage, labelsNode, ctVolume):
+        """A label map is sent on its own grid, which must be the CT's (the engine refuses any other offset)."""
+        if labelsImage.GetSize() != ctImage.GetSize():
+            raise ValueError(f"The label map '{labelsNode.GetName()}' is not on the grid of "
+                             f"'{ctVolume.GetName()}'; resample it onto the CT first.")
 
     # ------------------------------------------------------------------ jobs
 
@@ -524,7 +585,7 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         self._pulled = pulled
         return pulled[ctVolume.GetID()][1], (pulled[labelsNode.GetID()][1] if labelsNode else None)
 
-    # ------------------------------------------------------------------ metrics of existing labels
+    # ------------------------------------------------------------------ the seed among existing labels
 
     @staticmethod
     def seedPositionInVolume(seedPoint, volumeNode):
@@ -557,45 +618,6 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
             return int(labels[k, j, i])
         return 0
 
-    def process(self, ctVolume, vertebraLabels, seedPoint=None, tableNode=None):
-        """Measure every labelled vertebra; returns the table node (created if `tableNode` is None).
-
-        :param ctVolume: vtkMRMLScalarVolumeNode in Hounsfield units
-        :param vertebraLabels: vtkMRMLLabelMapVolumeNode or vtkMRMLSegmentationNode, one label per vertebra
-        :param seedPoint: optional vtkMRMLMarkupsFiducialNode; its last point marks the vertebra of interest
-        :param tableNode: vtkMRMLTableNode to overwrite, or None for a new table
-        """
-        from spine_analysis.ct.bone_metrics import bone_metrics
-
-        ctImage = volumes.ctImageFromVolume(ctVolume)
-        labelImage, labelNames = volumes.labelImageFromNode(vertebraLabels, ctImage, ctVolume)
-        if labelNames is None and vertebraLabels.IsA("vtkMRMLLabelMapVolumeNode"):
-            from spine_analysis.ct.levels import VERSE_LEVEL_NAMES
-
-            labelNames = VERSE_LEVEL_NAMES  # VerSe numbering, as the seeded centra are named from a label map
-        metrics = bone_metrics(ctImage, labelImage, label_names=labelNames)
-        if not metrics:
-            raise ValueError(f"No vertebra labels found in '{vertebraLabels.GetName()}' inside the CT.")
-        rows = [metric.to_dict() for metric in metrics]
-
-        seedLabel = 0
-        seedPosition = self.seedPositionInVolume(seedPoint, ctVolume)
-        if seedPosition is not None:
-            seedLabel = self.labelAtPosition(labelImage, ctVolume, seedPosition)
-            for row in rows:
-                row[self.SEED_COLUMN] = row.get("label") == seedLabel
-
-        if not tableNode:
-            tableNode = slicer.mrmlScene.AddNewNodeByClass(
-                "vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(f"{ctVolume.GetName()} vertebral body metrics"))
-            centra.placeBeside(tableNode, ctVolume)
-        tables.updateTableFromRows(tableNode, rows, titles=self.TITLES, units=self.UNITS)
-        seedName = next((str(row.get("name") or row.get("label"))
-                         for row in rows if seedLabel and row.get("label") == seedLabel), "")
-        tableNode.SetAttribute(self.SEED_ATTRIBUTE, seedName)
-        logging.info(f"SpineAnalysis: measured {len(rows)} vertebrae of {ctVolume.GetName()}")
-        return tableNode
-
 
 #
 # SpineAnalysisTest
@@ -603,7 +625,7 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
 
 
 class SpineAnalysisTest(ScriptedLoadableModuleTest):
-    """Bone metrics of tiny synthetic CTs: box-shaped "vertebrae" of known intensity."""
+    """Centrum metrics of tiny synthetic CTs: box-shaped "vertebrae" of known intensity (runs the engine process)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -619,10 +641,10 @@ class SpineAnalysisTest(ScriptedLoadableModuleTest):
 
         ct = np.full((24, 30, 32), -1000, dtype=np.int16)  # (k, j, i): air
         labels = np.zeros(ct.shape, dtype=np.uint8)
-        ct[4:10, 8:20, 8:24] = 300   # vertebra 1: 6 x 12 x 16 voxels of 300 HU
-        labels[4:10, 8:20, 8:24] = 1
-        ct[14:20, 8:20, 8:24] = 150  # vertebra 2: 150 HU
-        labels[14:20, 8:20, 8:24] = 2
+        ct[4:10, 8:20, 8:24] = 300   # L1 (VerSe label 20): 6 x 12 x 16 voxels of 300 HU
+        labels[4:10, 8:20, 8:24] = 20
+        ct[14:20, 8:20, 8:24] = 150  # L2 (21): 150 HU
+        labels[14:20, 8:20, 8:24] = 21
         ijkToRAS = np.array([[-0.8, 0, 0, 12.0], [0, -0.7, 0, -30.0], [0, 0, 1.5, 100.0], [0, 0, 0, 1]])
         ctNode = slicer.util.addVolumeFromArray(ct, ijkToRAS=ijkToRAS, name="SyntheticCT")
         labelNode = slicer.util.addVolumeFromArray(labels, ijkToRAS=ijkToRAS, name="SyntheticVertebrae",
@@ -637,36 +659,40 @@ class SpineAnalysisTest(ScriptedLoadableModuleTest):
         return [column.GetValue(row) for row in range(table.GetNumberOfRows())]
 
     def test_LabelMapAndSegmentation(self):
+        """The engine's centrum metrics of every label (runs the engine process)."""
         import numpy as np
 
-        self.delayDisplay("Bone metrics from a label map")
+        self.delayDisplay("Centrum metrics of every vertebra of a label map")
         ctNode, labelNode, voxels, voxelVolumeMl, ijkToRAS = self._syntheticCase()
         logic = SpineAnalysisLogic()
 
-        # Seed point in the centre of vertebra 2 (voxel i=16, j=14, k=17).
+        # Seed point in the centre of L2 (voxel i=16, j=14, k=17).
         seedRAS = (ijkToRAS @ np.array([16, 14, 17, 1.0]))[:3]
         seedNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seed")
         seedNode.AddControlPoint(seedRAS)
 
-        tableNode = logic.process(ctNode, labelNode, seedPoint=seedNode)
-        self.assertEqual(tableNode.GetNumberOfRows(), 2)
-        self.assertEqual([int(v) for v in self._column(tableNode, "label")], [1, 2])
-        self.assertEqual([int(v) for v in self._column(tableNode, "voxel_count")], [voxels, voxels])
-        np.testing.assert_allclose(self._column(tableNode, "hu_mean"), [300.0, 150.0], atol=1e-3)
-        np.testing.assert_allclose(self._column(tableNode, "hu_std"), [0.0, 0.0], atol=1e-3)
-        np.testing.assert_allclose(self._column(tableNode, "volume_ml"), [voxels * voxelVolumeMl] * 2, rtol=1e-3)
-        self.assertEqual(self._column(tableNode, SpineAnalysisLogic.SEED_COLUMN), ["no", "yes"])
-        self.assertTrue(tableNode.GetAttribute(SpineAnalysisLogic.SEED_ATTRIBUTE))
+        try:
+            tableNode = logic.measureLabelMap(ctNode, labelNode, seedPoint=seedNode)
+            self.assertEqual(tableNode.GetNumberOfRows(), 2)
+            self.assertEqual(self._column(tableNode, "segment"), ["L1", "L2"])
+            self.assertEqual(self._column(tableNode, "level"), ["L1", "L2"])
+            self.assertEqual(self._column(tableNode, "level_from"), ["label map", "label map"])
+            np.testing.assert_allclose(self._column(tableNode, "hu_mean"), [300.0, 150.0], atol=1e-3)
+            np.testing.assert_allclose(self._column(tableNode, "hu_std"), [0.0, 0.0], atol=1e-3)
+            np.testing.assert_allclose(self._column(tableNode, "volume_ml"), [voxels * voxelVolumeMl] * 2, rtol=1e-3)
+            self.assertEqual(self._column(tableNode, seeds.AT_SEED_COLUMN), ["no", "yes"])
+            self.assertEqual(tableNode.GetAttribute(SpineAnalysisLogic.SEED_ATTRIBUTE), "L2")
 
-        self.delayDisplay("Same metrics from a segmentation, written into the same table")
-        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "SyntheticSegmentation")
-        slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelNode, segmentationNode)
-        sameTable = logic.process(ctNode, segmentationNode, tableNode=tableNode)
-        self.assertIs(sameTable, tableNode)
-        self.assertEqual(tableNode.GetNumberOfRows(), 2)
-        self.assertEqual([int(v) for v in self._column(tableNode, "voxel_count")], [voxels, voxels])
-        np.testing.assert_allclose(sorted(self._column(tableNode, "hu_mean")), [150.0, 300.0], atol=1e-3)
-
+            self.delayDisplay("Same metrics from a segmentation, written into the same table")
+            segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "SyntheticSegmentation")
+            slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelNode, segmentationNode)
+            sameTable = logic.measureLabelMap(ctNode, segmentationNode, tableNode=tableNode)
+            self.assertIs(sameTable, tableNode)
+            self.assertEqual(tableNode.GetNumberOfRows(), 2)
+            np.testing.assert_allclose(self._column(tableNode, "volume_ml"), [voxels * voxelVolumeMl] * 2, rtol=1e-3)
+            np.testing.assert_allclose(sorted(self._column(tableNode, "hu_mean")), [150.0, 300.0], atol=1e-3)
+        finally:
+            logic.shutdown()
         self.delayDisplay("Test passed")
 
     def test_SegmentAtSeed(self):

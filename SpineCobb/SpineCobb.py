@@ -215,7 +215,7 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             dependencies.ensureDependencies(dependencies.LANDMARK_DETECTION, requester=_("Spine Cobb Angle"))
             self.ui.logTextEdit.clear()
             self.ui.statusLabel.text = _("Detecting landmarks...")
-            self.logic.process(
+            self.logic.detectAndMeasure(
                 volumeNode,
                 weightsPath=pn.weightsPath or None,
                 patientRightOnImageLeft=pn.patientRightOnImageLeft,
@@ -298,13 +298,13 @@ class SpineCobbLogic(WarmEngineRunner, ScriptedLoadableModuleLogic, VTKObservati
     """Landmarks and Cobb angles of a radiograph volume; usable without the GUI:
 
         logic = slicer.util.getModuleLogic("SpineCobb")
-        landmarksNode = logic.process(volumeNode)                        # landmark model, blocking
-        landmarksNode = logic.process(volumeNode, force=True)            # also if it does not look like a spine
+        landmarksNode = logic.detectAndMeasure(volumeNode)              # landmark model, blocking
+        landmarksNode = logic.detectAndMeasure(volumeNode, force=True)  # also if it does not look like a spine
         landmarksNode = logic.computeFromLandmarks(volumeNode, landmarks)  # known SpineLandmarks (pixels)
-        result = logic.cobbResult(landmarksNode)                         # spine_analysis CobbResult
-        messages = logic.qualityMessages(landmarksNode)                  # what looks implausible, if anything
+        result = logic.cobbResult(landmarksNode)                        # spine_analysis CobbResult
+        messages = logic.qualityMessages(landmarksNode)                 # what looks implausible, if anything
         logic.exportResults(landmarksNode, "/path/to/folder")
-        logic.shutdown()                                                 # end the engine process
+        logic.shutdown()                                                # end the engine process
 
     The landmark model runs in an engine process that stays alive between detections (one at a time), so only
     the first waits for the model to load. Edits of the landmarks (dragging a point) are observed: the endplate
@@ -393,7 +393,7 @@ class SpineCobbLogic(WarmEngineRunner, ScriptedLoadableModuleLogic, VTKObservati
 
     # ------------------------------------------------------------------ processing
 
-    def process(self, volumeNode, weightsPath=None, patientRightOnImageLeft=True, landmarksNode=None,
+    def detectAndMeasure(self, volumeNode, weightsPath=None, patientRightOnImageLeft=True, landmarksNode=None,
                 replaceEdited=False, force=False, waitForCompletion=True, logCallback=None, progressCallback=None,
                 completedCallback=None):
         """Detect the landmarks with the landmark model (in the engine process) and compute the Cobb angles.

@@ -310,9 +310,6 @@ class SpineFractureLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
     to a temporary file while the CT is unchanged.
     """
 
-    #: What the fracture classifier and the body network (heights without labels) need.
-    FRACTURE_PACKAGES = ("torch", "monai")
-
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.initJobs("Spine Fracture")
@@ -421,7 +418,7 @@ class SpineFractureLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
             raise ValueError(f"Fracture model folder not found: {weightsPath}")
         points = outputs.definedPoints(centroidNode) if centroidNode else []
         centroids = findings.centroidsFromPoints(points) if points else None
-        dependencies.ensureDependencies(self.FRACTURE_PACKAGES, requester=_("Spine Fracture"))
+        dependencies.ensureDependencies(dependencies.FRACTURE_DETECTION, requester=_("Spine Fracture"))
         labelsImage, notes = self._labelsImage(labelNode, ctVolume) if labelNode else (None, [])
         ctPath = self._ctPath(ctVolume)
         outDir = slicer.util.tempDirectory(key="SpineFractureResult")
@@ -573,6 +570,7 @@ class SpineFractureTest(ScriptedLoadableModuleTest):
     def test_ImportResult(self):
         import numpy as np
         import SimpleITK as sitk
+        from spine_analysis.coords import flip_lps_ras
 
         self.delayDisplay("An engine answer becomes a probability overlay, a results table and a point list")
         ctNode, _labels, centres = self._syntheticSpine()
@@ -586,8 +584,8 @@ class SpineFractureTest(ScriptedLoadableModuleTest):
         sitk.WriteImage(probabilityImage, path)
 
         def row(level, probabilityValue, grade, call, basis, agree):
-            r, a, s = centres[level]
-            return {"level": level, "centroid_lps_x": -r, "centroid_lps_y": -a, "centroid_lps_z": s,
+            x, y, z = flip_lps_ras(centres[level])
+            return {"level": level, "centroid_lps_x": x, "centroid_lps_y": y, "centroid_lps_z": z,
                     "probability": probabilityValue, "genant_grade": grade,
                     "genant_label": "moderate" if grade else "normal",
                     "deformity": "wedge" if grade else None, "height_loss_pct": 30.0 if grade else 2.0,
@@ -642,9 +640,7 @@ class SpineFractureTest(ScriptedLoadableModuleTest):
 
     def test_DetectFractures(self):
         """The engine's fracture job on the synthetic spine (runs the engine process; needs the fracture model)."""
-        import importlib.util
-
-        if any(importlib.util.find_spec(name) is None for name in SpineFractureLogic.FRACTURE_PACKAGES):
+        if dependencies.missingForTask(dependencies.FRACTURE_DETECTION):
             self.delayDisplay("PyTorch or MONAI missing: the engine run is skipped")
             return
         self.delayDisplay("Fracture detection at the vertebrae of a label map")
@@ -675,7 +671,8 @@ class SpineFractureTest(ScriptedLoadableModuleTest):
             sameVolume, sameTable, _patient = logic.rerun(tableNode)
             self.assertEqual(sameTable.GetID(), tableNode.GetID())
             self.assertEqual(sameVolume.GetID(), probabilityVolume.GetID())
-            self.assertAlmostEqual(-logic.vertebraRows(tableNode)[1]["centroid_lps_x"], position[0] + 1.0, delta=0.05)
+            self.assertAlmostEqual(findings.rowCentroidRas(logic.vertebraRows(tableNode)[1])[0], position[0] + 1.0,
+                                   delta=0.05)
 
             self.delayDisplay("A centroid outside the CT is refused with the engine's message")
             pointsNode.SetNthControlPointPosition(1, 500.0, 0.0, 0.0)

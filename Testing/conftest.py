@@ -18,11 +18,13 @@ requires_aasce = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def app():
-    """slicer.app of the harness, set up once per test process; skips when Slicer's core is not here."""
+    """slicer.app of the harness, set up once per test process; skips when Slicer's core is not here. At the end
+    of the session its engine processes end and its temporary folder is removed."""
     reason = harness.unavailableReason()
     if reason:
         pytest.skip(f"Slicer's MRML is not available: {reason}")
-    return harness.start()
+    yield harness.start()
+    harness.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ from SpineAnalysisLib import seeds  # noqa: E402
     ("Seeds-3", None), ("C8", None), ("L7", None), ("T0", None), ("L1 centrum", None), ("", None), (None, None),
 ])
 def test_only_a_typed_level_names_a_seed(text, level):
-    assert seeds.levelFromText(text) == level
+    from spine_analysis.ct.levels import level_from_text  # what the module reads a seed's label with
+
+    assert level_from_text(text) == level
 
 
 def test_segment_names_and_their_levels():
@@ -81,3 +83,27 @@ def test_an_engine_refusal_of_the_only_seed_loses_the_engine_s_seed_number():
     assert str(refused.value).startswith("seed 1: ") and message.startswith("The seed is in air")
     assert seeds.oneSeedMessage("seeds 1 and 2 are in the same vertebra") == "Seeds 1 and 2 are in the same vertebra"
     assert seeds.oneSeedMessage("") == ""
+
+
+def test_a_users_labels_are_named_by_verse_numbers_else_by_their_names():
+    assert seeds.labelNames([20, 21, 26, 50]) == {20: ("L1", "L1"), 21: ("L2", "L2"), 26: ("sacrum", "sacrum"),
+                                                  50: ("label 50", None)}
+    named = seeds.labelNames([1, 2, 3], {1: "L1 centrum", 2: "my vertebra"})
+    assert named == {1: ("L1 centrum", "L1"), 2: ("my vertebra", None), 3: ("label 3", None)}
+
+
+def test_rows_of_a_users_labels_are_centrum_rows_in_label_order():
+    def measured(index, level, levelFrom):
+        return {"index": index, "level": level, "level_from": levelFrom, "volume_ml": 1.5, "hu_mean": 150.0,
+                "hu_median": 140.0, "hu_std": 20.0, "lytic_share": 0.25, "sclerotic_share": 0.0,
+                "density_hint": "hint", "method": ""}
+
+    named = {20: ("L1", "L1"), 50: ("label 50", None)}
+    rows = seeds.labelRows([measured(50, "unnamed", "not given"), measured(20, "L1", "entered")], named,
+                           "label map", seedLabel=50)
+    assert [list(row) for row in rows] == [seeds.COLUMNS + [seeds.AT_SEED_COLUMN]] * 2
+    assert [(row["segment"], row["level"], row["level_from"], row["at_seed"]) for row in rows] == \
+        [("L1", "L1", "label map", False), ("label 50", "unnamed", "not given", True)]
+    assert rows[0]["lytic_percent"] == 25.0 and rows[0]["method"] == ""
+    assert seeds.AT_SEED_COLUMN not in seeds.labelRows([measured(20, "L1", "entered")], named, "label map")[0]
+    assert set(seeds.TITLES) == set(seeds.COLUMNS) | {seeds.AT_SEED_COLUMN}

@@ -24,7 +24,9 @@ def _row(level, lps, probability=0.1, grade=0, call="normal", **extra):
     ("F-1", None), ("vertebra 3", None), ("C8", None), ("L7", None), ("", None), (None, None),
 ])
 def test_a_point_label_is_a_level_only_when_it_names_one(text, level):
-    assert findings.levelFromText(text) == level
+    from spine_analysis.ct.levels import level_from_text  # what the module reads a point label with
+
+    assert level_from_text(text) == level
 
 
 @pytest.mark.parametrize("name, level", [
@@ -61,7 +63,7 @@ def test_the_request_sends_ras_points_named_by_level():
                          {"level": "vertebra 2", "point": [4.0, 5.0, 6.0]},
                          {"level": "point 3", "point": [7.0, 8.0, 9.0]}]
     request = findings.fractureRequest("/tmp/ct.nrrd", "/tmp/out", centroids, weightsPath="")
-    assert request == {"job": "fracture", "ct": "/tmp/ct.nrrd", "centroids": centroids, "frame": "ras",
+    assert request == {"job": "fracture", "ct": "/tmp/ct.nrrd", "centroids": centroids, "coordinate_system": "ras",
                        "labels": None, "weights": None, "out_dir": "/tmp/out"}
     # no points: the engine uses the label map or finds the vertebrae
     assert findings.fractureRequest("/tmp/ct.nrrd", "/tmp/out", [], "/tmp/labels.nrrd")["centroids"] is None

@@ -33,7 +33,7 @@ def vertebralBodyJob(ctImage, seedRas, level, method, labelsImage, maskPath, **j
     images = {"ct": ctImage}
     if labelsImage is not None:
         images["labels"] = labelsImage
-    return EngineJob({"job": "vertebral_body", "seeds": [[float(v) for v in seedRas]], "frame": "ras",
+    return EngineJob({"job": "vertebral_body", "seeds": [[float(v) for v in seedRas]], "coordinate_system": "ras",
                       "method": method, "levels": [level], "labels": None, "weights": None, "out": maskPath},
                      images=images, **jobOptions)
 
@@ -194,6 +194,12 @@ def metricsTable(segmentationNode, create=False):
     return tableNode
 
 
+def writeMetricsTable(tableNode, rows):
+    """Centrum metrics rows (`seeds.metricsRow`) into `tableNode`: the one table kind of the module, for the
+    seeded centra and for a user's vertebra labels. Returns the table node."""
+    return tables.updateTableFromRows(tableNode, rows, columns=seeds.COLUMNS, titles=seeds.TITLES, units=seeds.UNITS)
+
+
 def updateMetricsTable(segmentationNode):
     """One row per segment that has metrics, in segment order. Returns the table node."""
     segmentation = segmentationNode.GetSegmentation()
@@ -203,5 +209,4 @@ def updateMetricsTable(segmentationNode):
         text = segmentTag(segment, METRICS_TAG)
         if text:
             rows.append(seeds.metricsRow(segment.GetName(), json.loads(text)))
-    return tables.updateTableFromRows(metricsTable(segmentationNode, create=True), rows, columns=seeds.COLUMNS,
-                                      titles=seeds.TITLES, units=seeds.UNITS)
+    return writeMetricsTable(metricsTable(segmentationNode, create=True), rows)

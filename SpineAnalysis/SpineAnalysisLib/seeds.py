@@ -1,5 +1,6 @@
 """What a seed and a centrum segment mean, without Slicer (tested by Testing/test_slicer_spineanalysis_helpers.py):
-the level a user typed, the segment's name, the CT box sent to the engine, and the table row of its metrics.
+the level a user typed, the segment's name, the CT box sent to the engine, the names and levels of a user's vertebra
+labels, and the table row of the metrics the engine measured.
 
 A level is only ever what the user typed or what a label map says (the engine decides the latter); never a guess.
 """
@@ -19,16 +20,12 @@ COLUMNS = ["segment", "level", "level_from", "volume_ml", "hu_mean", "hu_median"
            "lytic_percent", "sclerotic_percent", "density_hint", "method"]
 TITLES = {"segment": "Segment", "level": "Level", "level_from": "Level from", "volume_ml": "Centrum volume",
           "hu_mean": "Mean", "hu_median": "Median", "hu_std": "SD", "lytic_percent": "Lytic",
-          "sclerotic_percent": "Sclerotic", "density_hint": "Density hint", "method": "Method"}
+          "sclerotic_percent": "Sclerotic", "density_hint": "Density hint", "method": "Method",
+          "at_seed": "At seed"}
+#: Added to the rows of a user's labels measured with a seed: whether the vertebra holds the seed.
+AT_SEED_COLUMN = "at_seed"
 UNITS = {"volume_ml": "mL", "hu_mean": "HU", "hu_median": "HU", "hu_std": "HU", "lytic_percent": "%",
          "sclerotic_percent": "%"}
-
-
-def levelFromText(text):
-    """The level in a control point label the user typed ("L1", " t12 "), or None for anything else ("Seeds-3")."""
-    from spine_analysis.ct.levels import level_from_text
-
-    return level_from_text(text)
 
 
 def segmentName(level, number):
@@ -38,8 +35,10 @@ def segmentName(level, number):
 
 def levelFromSegmentName(name):
     """The level a segment's name gives ("L1 centrum" or "L1" -> "L1"); None for unnamed or other segments."""
+    from spine_analysis.ct.levels import level_from_text
+
     match = SEGMENT_NAME_PATTERN.match(name or "")
-    return levelFromText(match.group("level")) if match else None
+    return level_from_text(match.group("level")) if match else None
 
 
 def freeNumber(names):
@@ -98,3 +97,35 @@ def metricsRow(segment, metrics):
         "density_hint": metrics.get("density_hint"),
         "method": method,
     }
+
+
+def labelNames(values, names=None):
+    """{label value: (name, level or None)} of a user's vertebra labels. `names` ({value: name}: the segments of a
+    segmentation, or the label map's own colour table) name them, a level when a name is one ("L1", "L1 centrum");
+    without names the values are VerSe numbers (20 = L1). A label named by neither is "label <value>"."""
+    from spine_analysis.ct.levels import VERSE_LEVEL_NAMES
+
+    named = {}
+    for value in values:
+        if names is None:
+            level = VERSE_LEVEL_NAMES.get(int(value))
+            named[int(value)] = (level or f"label {value}", level)
+        else:
+            name = names.get(int(value)) or f"label {value}"
+            named[int(value)] = (name, levelFromSegmentName(name))
+    return named
+
+
+def labelRows(vertebrae, named, levelFrom, seedLabel=None):
+    """Table rows (`metricsRow`) of the engine's measure_centra answer for a user's labels, in label order: each
+    named as `named` ({value: (name, level)}, see `labelNames`) says, a level it gives coming from `levelFrom` (e.g.
+    "label map"). With `seedLabel` (the label holding a seed, 0 for none) each row says whether it holds the seed."""
+    rows = []
+    for metrics in sorted(vertebrae, key=lambda each: int(each["index"])):
+        value = int(metrics["index"])
+        name, level = named.get(value, (f"label {value}", None))
+        row = metricsRow(name, dict(metrics, level_from=levelFrom) if level else metrics)
+        if seedLabel is not None:
+            row[AT_SEED_COLUMN] = value == seedLabel
+        rows.append(row)
+    return rows

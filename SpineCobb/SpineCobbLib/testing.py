@@ -181,7 +181,7 @@ class SpineCobbTestCase(ScriptedLoadableModuleTest):
     def test_DetectionEndToEnd(self):
         from SpineCommonLib.jobs import JobFailed
 
-        if dependencies.missingPackages(["torch", "monai", "skimage"]):
+        if dependencies.missingForTask(dependencies.LANDMARK_DETECTION):
             self.delayDisplay("Landmark model not tested: torch, monai or scikit-image is not installed")
             return
         volumeNode, image, landmarks = self._syntheticRadiograph()
@@ -189,7 +189,7 @@ class SpineCobbTestCase(ScriptedLoadableModuleTest):
         try:
             self.delayDisplay("Landmark detection by the engine in a separate process (blocking)")
             try:
-                landmarksNode = logic.process(volumeNode, waitForCompletion=True)
+                landmarksNode = logic.detectAndMeasure(volumeNode, waitForCompletion=True)
             except JobFailed as error:
                 # The synthetic radiograph may not pass the engine's spine check: the refusal is one line, and
                 # nothing is added to the scene; measured anyway, no severity is stated.
@@ -197,7 +197,7 @@ class SpineCobbTestCase(ScriptedLoadableModuleTest):
                 self.assertNotIn("\n", str(error))
                 self.assertIsNone(logic.findLandmarksNode(volumeNode))
                 self.delayDisplay(f"The engine refused the synthetic radiograph: {error}")
-                landmarksNode = logic.process(volumeNode, force=True, waitForCompletion=True)
+                landmarksNode = logic.detectAndMeasure(volumeNode, force=True, waitForCompletion=True)
                 self.assertTrue(logic.spineCheckFailure(landmarksNode))
             self.assertEqual(landmarksNode.GetNumberOfControlPoints(), 68)
             self.assertTrue(landmarksNode.GetFixedNumberOfControlPoints())
@@ -207,7 +207,7 @@ class SpineCobbTestCase(ScriptedLoadableModuleTest):
 
             self.delayDisplay("A second detection runs on the warm engine")
             engine = logic._engineProcess()
-            logic.process(volumeNode, force=True, waitForCompletion=True)
+            logic.detectAndMeasure(volumeNode, force=True, waitForCompletion=True)
             self.assertIs(logic._engineProcess(), engine)
         finally:
             logic.shutdown()

@@ -18,10 +18,21 @@ PIP_REQUIREMENTS = {
 }
 MINIMUM_TORCH_VERSION = "2.1"
 
-#: What each task needs besides numpy, SimpleITK and Pillow.
-LANDMARK_DETECTION = ("torch", "monai", "skimage", "pydicom")
-#: Bone metrics and Genant grading need nothing Slicer does not ship; the CT network will add to this.
-CT_METRICS = ()
+#: The tasks of the extension's modules.
+LANDMARK_DETECTION = "landmark detection"
+BODY_SEGMENTATION_UNET = "body segmentation (U-Net)"
+BODY_SEGMENTATION_CLASSICAL = "body segmentation (classical)"
+MEASURING = "measuring centra"
+FRACTURE_DETECTION = "fracture detection"
+#: What each task needs besides numpy, SimpleITK and Pillow: the one list the modules check.
+TASK_PACKAGES = {
+    LANDMARK_DETECTION: ("torch", "monai", "skimage", "pydicom"),
+    BODY_SEGMENTATION_UNET: ("torch", "monai"),
+    BODY_SEGMENTATION_CLASSICAL: (),
+    MEASURING: (),
+    # The fracture classifier, and the body network that finds the vertebrae without labels.
+    FRACTURE_DETECTION: ("torch", "monai"),
+}
 
 _satisfied = set()
 
@@ -35,12 +46,18 @@ def missingPackages(names):
     return [name for name in names if importlib.util.find_spec(name) is None]
 
 
-def ensureDependencies(names, requester="SpineAnalysis"):
-    """Make sure the packages in `names` (see LANDMARK_DETECTION, CT_METRICS) can be imported.
+def missingForTask(task):
+    """The packages `task` (a key of TASK_PACKAGES) needs that cannot be imported."""
+    return missingPackages(TASK_PACKAGES[task])
+
+
+def ensureDependencies(task, requester="SpineAnalysis"):
+    """Make sure the packages `task` (a key of TASK_PACKAGES, e.g. FRACTURE_DETECTION) needs can be imported.
 
     Asks the user before installing anything. Raises DependencyError if a package is missing and
     cannot be installed, or if the user declines.
     """
+    names = TASK_PACKAGES[task]
     key = tuple(sorted(names))
     if key in _satisfied:
         return

@@ -8,8 +8,8 @@ import re
 
 import numpy as np
 
-#: A level inside a longer name: "L1", "vertebrae_L1", "L1 vertebra", "T12 centrum"; not "C10", "TL1", "Segment_1".
-LEVEL_IN_NAME = re.compile(r"(?:^|[^A-Za-z0-9])(C[1-7]|T1[0-3]|T[1-9]|L[1-6])(?![0-9])", re.IGNORECASE)
+#: What separates the words of a segment or colour name ("vertebrae_L1", "L1 vertebra").
+NAME_SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
 #: A point without a label is sent as "point <n>" (n counts from 1 in the point list).
 UNNAMED_POINT = "point {number}"
 #: Below this fracture probability the overlay is transparent: the CT stays readable.
@@ -42,17 +42,13 @@ ANSWER_KEYS = ("probability", "vertebrae", "patient")
 
 # ---------------------------------------------------------------------- level names
 
-def levelFromText(text):
-    """The level a point label is ("L1", " t12 "), or None for anything else ("F-1", "vertebra 3")."""
+def levelInName(name):
+    """The level that is a word of a segment or colour name ("vertebrae_L1" -> "L1"; not "C10", "TL1", "Segment_1"),
+    or None."""
     from spine_analysis.ct.levels import level_from_text
 
-    return level_from_text(text)
-
-
-def levelInName(name):
-    """The level named inside a segment or colour name ("vertebrae_L1" -> "L1"), or None."""
-    match = LEVEL_IN_NAME.search(name or "")
-    return match.group(1).upper() if match else None
+    return next((level for word in NAME_SEPARATORS.split(name or "") for level in [level_from_text(word)] if level),
+                None)
 
 
 def verseNumber(level):
@@ -97,10 +93,12 @@ def centroidsFromPoints(points):
 
     A label that is a level is sent in capitals ("l1" -> "L1"); any other label ("vertebra 3") as typed; an empty
     one as "point <n>". Raises ValueError when two points have the same name (a row must belong to one point)."""
+    from spine_analysis.ct.levels import level_from_text
+
     centroids, seen = [], {}
     for number, (label, position) in enumerate(points, start=1):
         text = (label or "").strip()
-        name = levelFromText(text) or text or UNNAMED_POINT.format(number=number)
+        name = level_from_text(text) or text or UNNAMED_POINT.format(number=number)
         key = name.casefold()
         if key in seen:
             raise ValueError(f"Points {seen[key]} and {number} are both named '{name}': rename one of them.")
@@ -112,8 +110,8 @@ def centroidsFromPoints(points):
 def fractureRequest(ctPath, outDir, centroids=None, labelsPath=None, weightsPath=None):
     """The engine's fracture job. No centroids (None or empty): the engine takes the label map's vertebrae, or finds
     them itself. Points are RAS."""
-    return {"job": "fracture", "ct": ctPath, "centroids": list(centroids) if centroids else None, "frame": "ras",
-            "labels": labelsPath or None, "weights": weightsPath or None, "out_dir": outDir}
+    return {"job": "fracture", "ct": ctPath, "centroids": list(centroids) if centroids else None,
+            "coordinate_system": "ras", "labels": labelsPath or None, "weights": weightsPath or None, "out_dir": outDir}
 
 
 def checkAnswer(result):
@@ -175,7 +173,9 @@ def rowIndexForLevel(rows, level):
 def rowForPoint(rows, label, ras, reachMm=POINT_REACH_MM):
     """Index of the row a control point belongs to: the row named like its label; else the row whose centroid is
     nearest, if within `reachMm`; else None."""
-    named = rowIndexForLevel(rows, levelFromText(label) or label)
+    from spine_analysis.ct.levels import level_from_text
+
+    named = rowIndexForLevel(rows, level_from_text(label) or label)
     if named is not None:
         return named
     best, bestDistance = None, float(reachMm)

@@ -567,6 +567,7 @@ def start():
 
     work = Path(tempfile.mkdtemp(prefix="SpineAnalysisSlicerTests-"))
     _application = Application(work / "temp")
+    _application.workFolder = work  # the temporary path and the PythonSlicer launcher; stop() removes it
     os.makedirs(_application.temporaryPath)
     slicer.app = _application
     slicer.mrmlScene = _application.mrmlScene
@@ -587,6 +588,23 @@ def start():
         loadProjectModule(name)
     logging.getLogger().setLevel(logging.INFO)
     return _application
+
+
+def stop():
+    """Undo what start() left outside this process, as quitting Slicer does: the project modules' engine
+    processes end and the application's folder (its temporary path, the PythonSlicer launcher) is removed.
+    Call it once, when the process is done with the application."""
+    if _application is None:
+        return
+    for name in PROJECT_MODULES:
+        module = _application.modules.get(name)
+        logic = module._logic if module is not None else None
+        if logic is not None and hasattr(logic, "shutdown"):
+            logic.shutdown()
+    launcherFolder = str(_application.workFolder / "bin")
+    os.environ["PATH"] = os.pathsep.join(folder for folder in os.environ.get("PATH", "").split(os.pathsep)
+                                         if folder != launcherFolder)
+    shutil.rmtree(_application.workFolder, ignore_errors=True)
 
 
 def _qtWidgetClass(name):
@@ -624,6 +642,23 @@ def moduleWidget(name):
     widget.setup()
     widget.enter()
     return widget
+
+
+def moduleLogicFixture(name):
+    """A pytest fixture (scope "module") for a test file: the module `name`'s logic, as slicer.util.getModuleLogic
+    gives it; its engine stays warm for the whole file and is shut down after it. Use as
+    `logic = harness.moduleLogicFixture("SpineAnalysis")`."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def logic(app):
+        import slicer
+
+        moduleLogic = slicer.util.getModuleLogic(name)
+        yield moduleLogic
+        moduleLogic.shutdown()
+
+    return logic
 
 
 def loadProjectModule(name):

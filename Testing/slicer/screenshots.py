@@ -76,7 +76,7 @@ def spineCobb(app, out):
     volumeNode = slicer.util.loadVolume(str(path), {"name": "synthetic radiograph"})
     logic = slicer.util.getModuleLogic("SpineCobb")
     try:
-        landmarksNode = logic.process(volumeNode)
+        landmarksNode = logic.detectAndMeasure(volumeNode)
         curves = logic.cobbResult(landmarksNode).curves
     finally:
         logic.shutdown()
@@ -178,11 +178,14 @@ def main(argv=None):
     if not (args.ct_dir / "verse014").is_dir():
         parser.exit(2, f"screenshots: the VerSe CT verse014 is not in {args.ct_dir} (give --ct-dir)\n")
     app = harness.start()
-    args.out.mkdir(parents=True, exist_ok=True)
-    spineCobb(app, args.out)
-    for draw in (spineAnalysis, spineFracture):
-        app.resetScene()
-        draw(app, args.out, args.ct_dir)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        spineCobb(app, args.out)
+        for draw in (spineAnalysis, spineFracture):
+            app.resetScene()
+            draw(app, args.out, args.ct_dir)
+    finally:
+        harness.stop()
 
 
 if __name__ == "__main__":

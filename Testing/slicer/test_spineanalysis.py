@@ -20,14 +20,7 @@ JOB_TIMEOUT_S = 180.0
 
 # ----------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def logic(app):
-    """The module's logic, as slicer.util.getModuleLogic gives it; its engine stays warm for the whole file."""
-    import slicer
-
-    moduleLogic = slicer.util.getModuleLogic("SpineAnalysis")
-    yield moduleLogic
-    moduleLogic.shutdown()
+logic = harness.moduleLogicFixture("SpineAnalysis")
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +257,7 @@ def test_seeding_a_segmented_vertebra_again_asks_before_replacing(app, widget, d
 
     import qt
     from SpineAnalysisLib import centra
+    from spine_analysis.coords import flip_lps_ras
 
     pn = startModule(widget, data, labels=named)
     name = "L2 centrum" if named else "vertebra 1 centrum"
@@ -295,7 +289,7 @@ def test_seeding_a_segmented_vertebra_again_asks_before_replacing(app, widget, d
     thirdSeedKey = widget.logic.seedKey(seedsNode, seedsNode.GetNthControlPointID(2))
     assert centra.segmentTag(segment, centra.SEED_TAG) == thirdSeedKey
     metrics = jsonModule.loads(centra.segmentTag(segment, centra.METRICS_TAG))
-    np.testing.assert_allclose(metrics["seed_lps"], thirdSeed * [-1, -1, 1], atol=0.01)
+    np.testing.assert_allclose(metrics["seed_lps"], flip_lps_ras(thirdSeed), atol=0.01)
     assert len(harness.tableRows(tableNode)) == 1
 
 
@@ -321,7 +315,9 @@ def test_segmenting_and_measuring_leave_the_users_nodes_alone(app, widget, data)
     widget.onRemeasureButton()
     assert app.processEventsUntil(lambda: widget.logic.activeJob is None, JOB_TIMEOUT_S)
     widget.onApplyButton()
+    assert app.processEventsUntil(lambda: widget.logic.activeJob is None, JOB_TIMEOUT_S)
     assert app.errors() == []
+    assert widget.ui.statusLabel.text == "5 vertebrae measured. The last seed lies in L3."
     assert list(segmentsByName(pn.outputSegmentation)) == ["L1 centrum", "L3 centrum"]
     assert pn.metricsTable is not None
 
@@ -333,32 +329,98 @@ def test_segmenting_and_measuring_leave_the_users_nodes_alone(app, widget, data)
 
 # ----------------------------------------------------------------------------- 7. metrics of a label map
 
-def test_process_measures_every_vertebra_of_a_label_map(app, logic, data):
+def test_measure_label_map_measures_every_vertebra_as_the_centra_are(app, logic, data):
     import slicer
+    from SpineAnalysisLib import seeds
 
     seedsNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seed")
     seedsNode.AddControlPoint(list(data.centroids["L3"]))
 
-    tableNode = logic.process(data.ct, data.labels, seedPoint=seedsNode)
+    tableNode = logic.measureLabelMap(data.ct, data.labels, seedPoint=seedsNode)
 
     rows = harness.tableRows(tableNode)
-    assert [int(row["label"]) for row in rows] == list(VERSE_LABELS.values())
-    assert [row["name"] for row in rows] == list(VERSE_LABELS)
+    assert [tableNode.GetColumnName(index) for index in range(tableNode.GetNumberOfColumns())] == \
+        seeds.COLUMNS + [seeds.AT_SEED_COLUMN]  # the table of the seeded centra, and where the seed is
+    assert [row["segment"] for row in rows] == list(VERSE_LABELS)
+    assert [(row["level"], row["level_from"], row["method"]) for row in rows] == \
+        [(level, "label map", "") for level in VERSE_LABELS]
     for row, label in zip(rows, VERSE_LABELS.values()):
-        inside = data.labelArray == label
-        assert int(row["voxel_count"]) == int(inside.sum())
-        assert row["volume_ml"] == pytest.approx(inside.sum() * data.voxelMl, rel=1e-6)
-        assert row["hu_mean"] == pytest.approx(float(data.ctArray[inside].mean()), abs=0.01)
+        hu = data.ctArray[data.labelArray == label].astype(float)
+        assert row["volume_ml"] == pytest.approx(hu.size * data.voxelMl, rel=1e-6)
+        assert row["hu_mean"] == pytest.approx(hu.mean(), abs=0.01)
+        assert row["hu_median"] == pytest.approx(np.median(hu), abs=0.01)
+        assert row["hu_std"] == pytest.approx(hu.std(ddof=1), abs=0.01)
+        assert row["lytic_percent"] == pytest.approx(100.0 * np.mean(hu < 0), abs=1e-6)
+        assert row["sclerotic_percent"] == pytest.approx(100.0 * np.mean(hu > 400), abs=1e-6)
+        assert row["density_hint"].startswith("screening hint, not a diagnosis")
     assert [row["at_seed"] for row in rows] == ["no", "no", "yes", "no", "no"]
     assert tableNode.GetAttribute(logic.SEED_ATTRIBUTE) == "L3"
 
     # The same vertebrae as segments (named by their segments) into the same table.
     segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
     slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(data.labels, segmentationNode)
-    assert logic.process(data.ct, segmentationNode, tableNode=tableNode) is tableNode
+    assert logic.measureLabelMap(data.ct, segmentationNode, tableNode=tableNode) is tableNode
     segmentRows = harness.tableRows(tableNode)
     assert len(segmentRows) == 5
-    assert sorted(int(row["voxel_count"]) for row in segmentRows) == sorted(int(row["voxel_count"]) for row in rows)
+    assert sorted(row["volume_ml"] for row in segmentRows) == pytest.approx(sorted(row["volume_ml"] for row in rows))
+    assert sorted(row["hu_mean"] for row in segmentRows) == pytest.approx(sorted(row["hu_mean"] for row in rows))
+
+
+def test_measure_label_map_gives_the_engines_centrum_metrics_of_a_hand_built_ct(app, scene, logic):
+    """Known values: L1 holds 12 voxels of 100 HU, 6 lytic ones of -20 HU and 6 sclerotic ones of 500 HU; L2 is 90 HU
+    throughout; label 50 is no VerSe number. As a segmentation, the segment names give the levels."""
+    import slicer
+
+    ct = np.full((10, 8, 12), -1000, np.int16)  # (k, j, i)
+    labels = np.zeros(ct.shape, np.uint8)
+    ct[1:3, 2:5, 2:6] = 100
+    ct[1, 2:5, 2:4] = -20
+    ct[2, 2:5, 4:6] = 500
+    labels[1:3, 2:5, 2:6] = 20   # L1: 2 x 3 x 4 voxels
+    ct[5:7, 2:5, 2:6] = 90
+    labels[5:7, 2:5, 2:6] = 21   # L2
+    ct[8, 2:5, 2:6] = 250
+    labels[8, 2:5, 2:6] = 50     # not a VerSe number
+    ijkToRas = np.array([[-0.8, 0, 0, 12.0], [0, -0.7, 0, -30.0], [0, 0, 1.5, 100.0], [0, 0, 0, 1]])
+    voxelMl = 0.8 * 0.7 * 1.5 / 1000.0
+    ctNode = slicer.util.addVolumeFromArray(ct, ijkToRAS=ijkToRas, name="Hand-built CT")
+    labelNode = slicer.util.addVolumeFromArray(labels, ijkToRAS=ijkToRas, name="Hand-built labels",
+                                               nodeClassName="vtkMRMLLabelMapVolumeNode")
+    seedsNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seed")
+    seedsNode.AddControlPoint(list((ijkToRas @ [3, 3, 5.5, 1.0])[:3]))  # inside L2
+
+    rows = harness.tableRows(logic.measureLabelMap(ctNode, labelNode, seedPoint=seedsNode))
+
+    l1 = np.array([100.0] * 12 + [-20.0] * 6 + [500.0] * 6)
+    assert [row["segment"] for row in rows] == ["L1", "L2", "label 50"]
+    assert [(row["level"], row["level_from"]) for row in rows] == \
+        [("L1", "label map"), ("L2", "label map"), ("unnamed", "not given")]
+    assert [row["volume_ml"] for row in rows] == pytest.approx([24 * voxelMl, 24 * voxelMl, 12 * voxelMl])
+    assert [row["hu_mean"] for row in rows] == pytest.approx([170.0, 90.0, 250.0])
+    assert [row["hu_median"] for row in rows] == pytest.approx([100.0, 90.0, 250.0])
+    assert [row["hu_std"] for row in rows] == pytest.approx([l1.std(ddof=1), 0.0, 0.0])
+    assert [row["lytic_percent"] for row in rows] == pytest.approx([25.0, 0.0, 0.0])
+    assert [row["sclerotic_percent"] for row in rows] == pytest.approx([25.0, 0.0, 0.0])
+    assert [row["density_hint"] for row in rows] == [
+        "screening hint, not a diagnosis: above 160 HU: bone density likely normal; confirm with DXA",
+        "screening hint, not a diagnosis (thresholds were set on L1): at most 110 HU: osteoporosis likely; "
+        "confirm with DXA",
+        "screening hint, not a diagnosis (thresholds were set on L1): above 160 HU: bone density likely normal; "
+        "confirm with DXA"]
+    assert [row["at_seed"] for row in rows] == ["no", "yes", "no"]
+
+    segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Hand-built segments")
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(ctNode)
+    for name, value in (("L1 centrum", 20), ("my vertebra", 21)):
+        segmentId = segmentationNode.GetSegmentation().AddEmptySegment("", name)
+        slicer.util.updateSegmentBinaryLabelmapFromArray((labels == value).astype(np.uint8), segmentationNode,
+                                                         segmentId, ctNode)
+    rows = harness.tableRows(logic.measureLabelMap(ctNode, segmentationNode))
+    assert [(row["segment"], row["level"], row["level_from"]) for row in rows] == \
+        [("L1 centrum", "L1", "segment name"), ("my vertebra", "unnamed", "not given")]
+    assert [row["hu_mean"] for row in rows] == pytest.approx([170.0, 90.0])
+    assert [row["lytic_percent"] for row in rows] == pytest.approx([25.0, 0.0])
+    assert app.errors() == []
 
 
 # ----------------------------------------------------------------------------- where the results go
@@ -377,7 +439,7 @@ def test_results_go_into_the_study_of_the_ct(app, widget, logic, data):
     assert app.errors() == []
     assert shParent(pn.outputSegmentation) == study
     assert shParent(metricsTableOf(pn.outputSegmentation)) == study
-    assert shParent(logic.process(data.ct, data.labels)) == study
+    assert shParent(logic.measureLabelMap(data.ct, data.labels)) == study
 
 
 # ----------------------------------------------------------------------------- the console

@@ -12,14 +12,7 @@ import harness
 SPACING_MM = 0.15
 
 
-@pytest.fixture(scope="module")
-def logic(app):
-    """The module's logic, as slicer.util.getModuleLogic gives it; its engine stays warm across the tests."""
-    import slicer
-
-    moduleLogic = slicer.util.getModuleLogic("SpineCobb")
-    yield moduleLogic
-    moduleLogic.shutdown()
+logic = harness.moduleLogicFixture("SpineCobb")
 
 
 def _loadRadiograph(folder, image, name="radiograph"):
@@ -107,7 +100,7 @@ def test_detection_puts_68_corners_on_the_drawn_vertebrae_and_keeps_other_nodes(
     _userNodesOfAnotherStudy(app.mrmlScene)
     mine = harness.userNodes(app.mrmlScene)
 
-    landmarksNode = logic.process(volumeNode)
+    landmarksNode = logic.detectAndMeasure(volumeNode)
 
     assert landmarksNode.GetNumberOfControlPoints() == 68
     assert landmarksNode.GetFixedNumberOfControlPoints()  # drags move corners; none can be added or lost
@@ -202,12 +195,12 @@ def test_applying_again_never_discards_hand_edits_unless_asked_to(app, logic, ra
     edited = harness.nodeFingerprint(landmarksNode)
 
     with pytest.raises(ValueError, match="edited by hand") as refused:
-        logic.process(volumeNode)
+        logic.detectAndMeasure(volumeNode)
     assert "\n" not in str(refused.value)
     assert harness.nodeFingerprint(landmarksNode) == edited
     assert logic.activeJob is None  # nothing was started
 
-    replaced = logic.process(volumeNode, replaceEdited=True)
+    replaced = logic.detectAndMeasure(volumeNode, replaceEdited=True)
     assert replaced.GetID() == landmarksNode.GetID() and not logic.isEdited(replaced)
 
 
@@ -239,7 +232,7 @@ def test_an_image_that_is_not_a_spine_radiograph_is_refused_and_adds_nothing(app
     before = harness.userNodes(scene)
 
     with pytest.raises(JobFailed) as refused:
-        logic.process(volumeNode)
+        logic.detectAndMeasure(volumeNode)
     assert detection.isRefusal(refused.value)
     assert "\n" not in str(refused.value) and "spine" in str(refused.value)
     assert harness.userNodes(scene) == before  # no landmarks, lines or table were made; nothing changed

@@ -29,11 +29,9 @@ _observed = {}
 
 
 def needFractureModel():
-    import importlib.util
+    from SpineCommonLib import dependencies
 
-    from SpineFracture import SpineFractureLogic
-
-    missing = [name for name in SpineFractureLogic.FRACTURE_PACKAGES if importlib.util.find_spec(name) is None]
+    missing = dependencies.missingForTask(dependencies.FRACTURE_DETECTION)
     if missing:
         pytest.skip(f"the fracture model needs {', '.join(missing)}")
 
@@ -56,14 +54,7 @@ def openOnVerse014Labels(widget):
 
 # ----------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def logic(app):
-    """The module's logic, as slicer.util.getModuleLogic gives it; its engine stays warm for the whole file."""
-    import slicer
-
-    moduleLogic = slicer.util.getModuleLogic("SpineFracture")
-    yield moduleLogic
-    moduleLogic.shutdown()
+logic = harness.moduleLogicFixture("SpineFracture")
 
 
 @pytest.fixture
