@@ -18,8 +18,10 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 
 from ..errors import ModelError
 from ..io.atomic import atomic_output, write_json
@@ -115,16 +117,40 @@ class BundleConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def load_network(bundle: Bundle, config_class, make_network, what: str):
-    """The network of a loaded bundle, in eval mode: its config parsed by ``config_class``, built by
-    ``make_network(config)``, its weights loaded. Raises ``ModelError`` when either does not fit."""
-    try:
-        config = config_class.from_dict(bundle.config)
-    except TypeError as exc:
-        raise ModelError(f"{bundle.folder} does not hold a {what} config: {exc}") from None
-    network = make_network(config)
-    try:
-        network.load_state_dict(bundle.state)
-    except RuntimeError as exc:
-        raise ModelError(f"the weights in {bundle.folder} do not fit the network of its config: {exc}") from None
-    return network.eval()
+@dataclass(frozen=True)
+class NetworkBundle:
+    """One network's model folder: where it is found and what it holds. A network's ``weights_io``
+    declares one, so every network is saved and loaded the same way.
+
+    ``what`` names the model in messages; ``environment_variable`` names another folder than
+    ``shipped``; ``network_class(config)`` builds the network from its ``config_class``."""
+
+    what: str
+    weights_file: str
+    environment_variable: str
+    shipped: Path
+    config_class: type
+    network_class: Callable[..., nn.Module]
+
+    def folder(self, path=None) -> Path:
+        """The folder to use: ``path``, else ``$environment_variable``, else the shipped one."""
+        return resolve_bundle_dir(path, self.environment_variable, self.shipped)
+
+    def save(self, network: nn.Module, folder, metadata: dict) -> Path:
+        """Write the network's config, weights and ``metadata`` into ``folder``; each file complete or absent."""
+        return save_bundle(folder, network.config.to_dict(), network.state_dict(), metadata, self.weights_file)
+
+    def load(self, path=None) -> tuple[nn.Module, Bundle]:
+        """The network of folder ``path`` (see ``folder``) in eval mode on the CPU, with its bundle.
+        Raises ``ModelError`` when the folder, its config or its weights do not fit this network."""
+        bundle = load_bundle(self.folder(path), self.weights_file, self.what)
+        try:
+            config = self.config_class.from_dict(bundle.config)
+        except TypeError as exc:
+            raise ModelError(f"{bundle.folder} does not hold a {self.what} config: {exc}") from None
+        network = self.network_class(config)
+        try:
+            network.load_state_dict(bundle.state)
+        except RuntimeError as exc:
+            raise ModelError(f"the weights in {bundle.folder} do not fit the network of its config: {exc}") from None
+        return network.eval(), bundle

@@ -2,23 +2,12 @@
 read and written through ``spine_analysis.ml.bundle``."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from ...ml.bundle import Bundle, load_bundle, load_network, resolve_bundle_dir, save_bundle
+from ...ml.bundle import NetworkBundle
 from . import SHIPPED_DIR, WEIGHTS_ENV
 from .config import BodyConfig
 from .model import BodyNet
 
-WEIGHTS_FILE = "body.pt"
-
-
-def save_model(model: BodyNet, folder, metadata: dict) -> Path:
-    """Write the network's config, weights and ``metadata`` into ``folder``; each file complete or absent."""
-    return save_bundle(folder, model.config.to_dict(), model.state_dict(), metadata, WEIGHTS_FILE)
-
-
-def load_model(path=None) -> tuple[BodyNet, Bundle]:
-    """The body network of folder ``path`` (else $SPINE_ANALYSIS_BODY_WEIGHTS, else the shipped
-    one), in eval mode on the CPU, with its bundle."""
-    bundle = load_bundle(resolve_bundle_dir(path, WEIGHTS_ENV, SHIPPED_DIR), WEIGHTS_FILE, "body model")
-    return load_network(bundle, BodyConfig, BodyNet, "body model"), bundle
+BODY_MODEL = NetworkBundle("body model", "body.pt", WEIGHTS_ENV, SHIPPED_DIR, BodyConfig, BodyNet)
+#: ``save_model(network, folder, metadata)``; ``load_model(path=None) -> (network, bundle)``, path
+#: else $SPINE_ANALYSIS_BODY_WEIGHTS else the shipped folder.
+save_model, load_model = BODY_MODEL.save, BODY_MODEL.load
