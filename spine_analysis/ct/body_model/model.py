@@ -8,26 +8,17 @@ still selects the right one.
 from __future__ import annotations
 
 import numpy as np
-import torch
-from monai.networks.nets import UNet
-from torch import nn
 
+from ...ml.unet import ConfiguredUNet
 from .config import BodyConfig
 
 BACKGROUND, SHELL, CENTRUM = 0, 1, 2
 
 
-class BodyNet(nn.Module):
-    """MONAI's 3D U-Net (2 input channels, 3 classes) with its config."""
+class BodyNet(ConfiguredUNet):
+    """The body U-Net (``BodyConfig``): HU and the seed channel in, the three classes out."""
 
-    def __init__(self, config: BodyConfig):
-        super().__init__()
-        self.config = config
-        self.unet = UNet(spatial_dims=3, in_channels=2, out_channels=3, channels=config.channels,
-                         strides=config.strides, num_res_units=config.res_units)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unet(x)
+    in_channels, out_channels = 2, 3
 
 
 def seed_channel(shape_zyx, seed_zyx, sigma_vox: float) -> np.ndarray:

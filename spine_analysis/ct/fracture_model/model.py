@@ -7,26 +7,17 @@ A fixed HU scaling replaces the paper's per-image z-score, so that a scan's fiel
 from __future__ import annotations
 
 import numpy as np
-import torch
-from monai.networks.nets import UNet
-from torch import nn
 
+from ...ml.unet import ConfiguredUNet
 from .config import FractureConfig
 
 BACKGROUND, NORMAL, FRACTURED = 0, 1, 2
 
 
-class FractureNet(nn.Module):
-    """MONAI's 3D U-Net (1 input channel, 3 classes) with its config."""
+class FractureNet(ConfiguredUNet):
+    """The fracture U-Net (``FractureConfig``): scaled HU in, the three classes out."""
 
-    def __init__(self, config: FractureConfig):
-        super().__init__()
-        self.config = config
-        self.unet = UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=config.channels,
-                         strides=config.strides, num_res_units=config.res_units)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unet(x)
+    in_channels, out_channels = 1, 3
 
 
 def network_input(hu: np.ndarray, config: FractureConfig) -> np.ndarray:
