@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import SpineAnalysisError
-from ..body_model.data import Scan, load_scans
+from ..scans import Scan, load_scans
 from ..levels import VERSE_LEVEL_NAMES
 
 _LEVEL_LABELS = {name: label for label, name in VERSE_LEVEL_NAMES.items()}
