@@ -3,11 +3,14 @@ after every epoch (rerunning the same command resumes), and a loss history.
 
 A network's own training module supplies what differs: its phases, each a set of parameters
 to optimise, a number of epochs and a function that yields the loss of each batch of an epoch
-(sampling, augmentation and the loss itself live there).
+(sampling, augmentation and the loss itself live there). ``train_network`` is the whole run for
+a network trained in one phase on random samples (the CT networks): loop, metadata, model folder.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -17,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..io.atomic import atomic_output
+from .bundle import BundleConfig, NetworkBundle
 
 
 def cosine_lr(epoch: int, epochs: int, initial: float, final_fraction: float) -> float:
@@ -130,3 +134,42 @@ def sampled_batches(loop: TrainingLoop, items: Sequence, make_sample: Callable, 
             targets = torch.from_numpy(np.stack([s[1] for s in samples]))[:, None]
             yield loss_fn(loop.model(inputs), targets)
     return epoch
+
+
+@dataclass
+class RunSettings:
+    """What every run of ``train_network`` sets; a network's ``TrainSettings`` adds its sampling and
+    augmentation (network shapes live in its config)."""
+
+    epochs: int = 40
+    batches_per_epoch: int = 50
+    batch_size: int = 2
+    learning_rate: float = 2e-3
+    final_lr_fraction: float = 0.05
+    seed: int = 0
+
+
+def train_network(network: NetworkBundle, config: BundleConfig, settings: RunSettings, out, phase: str,
+                  items: Sequence, make_sample: Callable, loss_fn: Callable, identity: dict, described: dict,
+                  command: str = "", log: Callable[[str], object] = print) -> dict:
+    """Train ``network.network_class(config)`` in one phase named ``phase`` on random samples of
+    ``items`` (``sampled_batches``); writes the model folder ``out`` and returns its metadata.
+
+    A checkpoint is kept in ``out`` after every epoch: rerunning the same command resumes, when
+    config, settings and ``identity`` (what the items are, as plain data) are unchanged.
+    ``described`` (what it was trained on) goes into the metadata."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = {"config": config.to_dict(), "settings": asdict(settings), **identity}
+    loop = TrainingLoop(lambda: network.network_class(config), fingerprint, settings.seed, settings.learning_rate,
+                        settings.final_lr_fraction, out / "checkpoint.pt", log)
+    batches = sampled_batches(loop, items, make_sample, settings.batch_size, settings.batches_per_epoch, loss_fn)
+    started = time.perf_counter()
+    history = loop.run([Phase(phase, loop.model, settings.epochs, batches)])
+    metadata = {
+        "trained": date.today().isoformat(), "command": command,
+        "training_minutes": round((time.perf_counter() - started) / 60, 1),
+        **described, "settings": asdict(settings), "history": history,
+    }
+    network.save(loop.model, out, metadata)
+    return metadata

@@ -14,34 +14,27 @@ The loop itself (seeding, schedule, checkpoint per epoch, resume) is ``spine_ana
 """
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
-from datetime import date
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 from monai.losses import DiceCELoss
 
-from ...ml.training import Phase, TrainingLoop, sampled_batches
+from ...ml.training import RunSettings, train_network
 from ..augment import coarsen_z, random_rotation
 from ..patches import OUTSIDE_HU, patch_grid
 from .config import BodyConfig
 from .data import Scan, VertebraLabels
-from .model import CENTRUM, SHELL, BodyNet, network_input
-from .weights_io import save_model
+from .model import CENTRUM, SHELL, network_input
+from .weights_io import BODY_MODEL
 
 
 @dataclass
-class TrainSettings:
-    """Optimisation and augmentation settings (network shapes live in ``BodyConfig``)."""
+class TrainSettings(RunSettings):
+    """The run's settings and the body network's sampling and augmentation (shapes: ``BodyConfig``)."""
 
-    epochs: int = 40
     batches_per_epoch: int = 60
-    batch_size: int = 2
     crop_xyz: tuple[int, int, int] = (80, 80, 48)
-    learning_rate: float = 2e-3
-    final_lr_fraction: float = 0.05
     seed_offset_mm: float = 9.0
     rotation_deg: float = 12.0
     scale_range: tuple[float, float] = (0.9, 1.1)
@@ -51,7 +44,6 @@ class TrainSettings:
     coarse_slice_mm: tuple[float, float] = (2.0, 3.5)
     masked_chance: float = 0.15
     negative_chance: float = 0.15      # seeds in a disc or soft tissue, where the answer is "no body"
-    seed: int = 0
 
 
 def _seed_in_body(vertebra: VertebraLabels, rng: np.random.Generator, reach_mm: float) -> np.ndarray:
@@ -123,24 +115,11 @@ def train_body(scans: list[Scan], out, settings: TrainSettings, config: BodyConf
 
     A checkpoint is kept in ``out`` after every epoch: rerunning the same command resumes."""
     config = config or BodyConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     vertebrae = [(scan, vertebra) for scan in scans for vertebra in scan.vertebrae]
-    fingerprint = {"config": config.to_dict(), "settings": asdict(settings),
-                   "vertebrae": [f"{s.name} {v.level}" for s, v in vertebrae]}
-    loop = TrainingLoop(lambda: BodyNet(config), fingerprint, settings.seed, settings.learning_rate,
-                        settings.final_lr_fraction, out / "checkpoint.pt", log)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
-    batches = sampled_batches(loop, vertebrae, lambda item, rng: training_sample(*item, rng, config, settings),
-                              settings.batch_size, settings.batches_per_epoch, loss_fn)
-
-    started = time.perf_counter()
-    history = loop.run([Phase("body", loop.model, settings.epochs, batches)])
-    metadata = {
-        "trained": date.today().isoformat(), "command": command,
-        "training_minutes": round((time.perf_counter() - started) / 60, 1),
-        "training_vertebrae": [{"scan": s.name, "level": v.level, "labels": v.source} for s, v in vertebrae],
-        "settings": asdict(settings), "history": history,
-    }
-    save_model(loop.model, out, metadata)
-    return metadata
+    return train_network(BODY_MODEL, config, settings, out, "body", vertebrae,
+                         lambda item, rng: training_sample(*item, rng, config, settings),
+                         DiceCELoss(to_onehot_y=True, softmax=True, batch=True),
+                         {"vertebrae": [f"{s.name} {v.level}" for s, v in vertebrae]},
+                         {"training_vertebrae": [{"scan": s.name, "level": v.level, "labels": v.source}
+                                                 for s, v in vertebrae]},
+                         command, log)

@@ -15,23 +15,20 @@ The loop itself (seeding, schedule, checkpoint per epoch, resume) is ``spine_ana
 """
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
-from datetime import date
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 from monai.losses import DiceCELoss
 
-from ...ml.training import Phase, TrainingLoop, sampled_batches
+from ...ml.training import RunSettings, train_network
 from ..augment import coarsen_z, random_rotation
 from ..deformity import SHAPES, Deformity, compress
 from ..patches import OUTSIDE_HU, patch_grid, sample_patch
 from .config import FractureConfig
 from .data import GradedScan
-from .model import FRACTURED, NORMAL, FractureNet, network_input
-from .weights_io import save_model
+from .model import FRACTURED, NORMAL, network_input
+from .weights_io import FRACTURE_MODEL
 
 #: The labelled crop is this much larger than the training crop, so rotations never reach past it.
 MARGIN_VOX = 16
@@ -40,15 +37,11 @@ NEIGHBOUR_REACH_MM = 90.0
 
 
 @dataclass
-class TrainSettings:
-    """Optimisation, simulation and augmentation settings (network shapes live in ``FractureConfig``)."""
+class TrainSettings(RunSettings):
+    """The run's settings and the fracture network's sampling, simulation and augmentation (shapes:
+    ``FractureConfig``)."""
 
-    epochs: int = 40
-    batches_per_epoch: int = 50
-    batch_size: int = 2
     crop_xyz: tuple[int, int, int] = (72, 72, 88)
-    learning_rate: float = 2e-3
-    final_lr_fraction: float = 0.05
     centre_jitter_mm: float = 12.0
     fracture_chance: float = 0.5
     loss_range: tuple[float, float] = (0.2, 0.55)
@@ -61,7 +54,6 @@ class TrainSettings:
     noise_hu: float = 20.0
     coarse_chance: float = 0.3
     coarse_slice_mm: tuple[float, float] = (2.0, 3.5)
-    seed: int = 0
 
 
 def _labelled_crop(case: GradedScan, index: int, centre: np.ndarray,
@@ -131,25 +123,13 @@ def train_fracture(cases: list[GradedScan], out, settings: TrainSettings, config
 
     A checkpoint is kept in ``out`` after every epoch: rerunning the same command resumes."""
     config = config or FractureConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     vertebrae = [(case, k) for case in cases for k, v in enumerate(case.scan.vertebrae) if not v.cut_by_edge]
-    fingerprint = {"config": config.to_dict(), "settings": asdict(settings),
-                   "vertebrae": [f"{c.scan.name} {c.scan.vertebrae[k].level} {c.grades[k]}" for c, k in vertebrae]}
-    loop = TrainingLoop(lambda: FractureNet(config), fingerprint, settings.seed, settings.learning_rate,
-                        settings.final_lr_fraction, out / "checkpoint.pt", log)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
-    batches = sampled_batches(loop, vertebrae, lambda item, rng: training_sample(*item, rng, config, settings),
-                              settings.batch_size, settings.batches_per_epoch, loss_fn)
-
-    started = time.perf_counter()
-    history = loop.run([Phase("fracture", loop.model, settings.epochs, batches)])
-    metadata = {
-        "trained": date.today().isoformat(), "command": command,
-        "training_minutes": round((time.perf_counter() - started) / 60, 1),
-        "training_vertebrae": [{"scan": c.scan.name, "level": c.scan.vertebrae[k].level,
-                                "grade": c.grades[k], "labels": c.scan.vertebrae[k].source} for c, k in vertebrae],
-        "settings": asdict(settings), "history": history,
-    }
-    save_model(loop.model, out, metadata)
-    return metadata
+    return train_network(FRACTURE_MODEL, config, settings, out, "fracture", vertebrae,
+                         lambda item, rng: training_sample(*item, rng, config, settings),
+                         DiceCELoss(to_onehot_y=True, softmax=True, batch=True),
+                         {"vertebrae": [f"{c.scan.name} {c.scan.vertebrae[k].level} {c.grades[k]}"
+                                        for c, k in vertebrae]},
+                         {"training_vertebrae": [{"scan": c.scan.name, "level": c.scan.vertebrae[k].level,
+                                                  "grade": c.grades[k], "labels": c.scan.vertebrae[k].source}
+                                                 for c, k in vertebrae]},
+                         command, log)
