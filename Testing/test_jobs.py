@@ -115,7 +115,7 @@ def test_vertebral_body_job_writes_the_mask_and_measure_centra_re_measures_it(tm
 
     ct_path, out = tmp_path / "ct.nrrd", tmp_path / "mask.nrrd"
     sitk.WriteImage(phantom_ct(oblique_deg=10), str(ct_path))
-    request = {"job": "vertebral_body", "ct": str(ct_path), "seeds": [[0, 0, 0]], "frame": "ras",
+    request = {"job": "vertebral_body", "ct": str(ct_path), "seeds": [[0, 0, 0]], "coordinate_system": "ras",
                "method": "classical", "levels": ["L3"], "out": str(out)}
     runner, answers = jobs.JobRunner(), []
     runner.handle(request, answers.append)
@@ -123,7 +123,7 @@ def test_vertebral_body_job_writes_the_mask_and_measure_centra_re_measures_it(tm
     vertebra = answers[-1]["vertebrae"][0]
     assert vertebra["level"] == "L3" and abs(vertebra["hu_mean"] - MARROW_HU) < 15
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
-    assert set(np.unique(mask)) == {0, 1}
+    assert set(np.unique(mask)) == {0, 1} and answers[-1]["model"] == "classical"
 
     answers.clear()
     runner.handle({"job": "measure_centra", "ct": str(ct_path), "labels": str(out), "names": {"1": "L3"}},
@@ -155,9 +155,20 @@ def test_fracture_job_writes_its_outputs_and_moved_centroids_reuse_the_classifie
     monkeypatch.setattr(fracture, "fracture_probabilities", lambda *a, **k: calls.append(a))
     answers.clear()
     moved = [{"level": "L3", "point": [0, 0, 2]}, {"level": "L2", "point": [0, 0, 32]}]   # RAS
-    runner.handle({**request, "labels": None, "centroids": moved, "frame": "ras"}, answers.append)
+    runner.handle({**request, "labels": None, "centroids": moved, "coordinate_system": "ras"}, answers.append)
     assert answers[-1]["status"] == "done", answers[-1]
     assert calls == [] and [r["level"] for r in answers[-1]["vertebrae"]] == ["L2", "L3"]
     answers.clear()
     runner.handle({**request, "labels": None, "centroids": [{"level": "L1", "point": [0, 0, 900]}]}, answers.append)
     assert answers[-1]["status"] == "error" and "outside the CT volume" in answers[-1]["message"]
+
+
+@pytest.mark.parametrize("job", ["vertebral_body", "fracture"])
+def test_a_ct_job_sending_frame_is_told_to_send_coordinate_system(tmp_path, job):
+    """"frame" is the cobb job's frame number; the CT jobs' points say their "coordinate_system"."""
+    request = {"job": job, "ct": str(tmp_path / "ct.nrrd"), "seeds": [[0, 0, 0]], "frame": "ras",
+               "out": str(tmp_path / "m.nrrd"), "out_dir": str(tmp_path / "o")}
+    answers = _answers(json.dumps(request))
+    assert len(answers) == 1 and answers[0]["status"] == "error"
+    assert "'coordinate_system'" in answers[0]["message"] and "\n" not in answers[0]["message"]
+    assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,7 @@ Jobs (``"job"`` in the request; a request with an ``"image"`` and no job is a ``
   given). An image that does not look like an AP spine radiograph is answered with the
   error code ``not_spine`` unless ``force`` is true; then it is measured, ``"forced": true``,
   and no severity is stated.
-- ``vertebral_body``: ``{"ct": PATH, "seeds": [[x, y, z], ...], "frame": "ras" or "lps",
+- ``vertebral_body``: ``{"ct": PATH, "seeds": [[x, y, z], ...], "coordinate_system": "ras" or "lps",
   "method": "unet" or "classical", "levels": [name or null, ...], "labels": PATH or null,
   "weights": PATH or null, "out": PATH, "lytic_below_hu": v, "sclerotic_above_hu": v}`` ->
   writes the mask (label k for seed k, on the CT's grid) to ``out`` and answers ``{"mask": out,
@@ -25,14 +25,16 @@ Jobs (``"job"`` in the request; a request with an ``"image"`` and no job is a ``
   "lytic_below_hu": v, "sclerotic_above_hu": v}`` -> ``{"vertebrae": [CentrumMetrics.to_dict(), ...]}``
   for every label of an edited label map.
 - ``fracture``: ``{"ct": PATH, "centroids": [{"level": name, "point": [x, y, z]}, ...] or null,
-  "frame": "ras" or "lps" (of those points), "labels": PATH or null, "weights": PATH or null,
+  "coordinate_system": "ras" or "lps" (of those points), "labels": PATH or null, "weights": PATH or null,
   "out_dir": PATH}`` -> writes ``ct.fracture.OUTPUT_FILES`` into ``out_dir`` and answers
   ``{"probability": PATH, "vertebrae": [VertebraFinding.row(), ...], "patient": {...},
   "level_source": text, "model": version text, "seconds": {...}}``. The classifier's
   probabilities of the last CT are kept: moved centroids are assessed again without it.
 
 Every CT job also takes ``"series": UID or null``: the series to read from a DICOM folder holding
-several (without it such a folder is refused with the list of its series).
+several (without it such a folder is refused with the list of its series). The CT jobs run through
+``ct.study``, as the command line's ``segment`` and ``fracture`` do. ``"coordinate_system"`` defaults
+to ``"lps"``; ``"frame"`` is only the cobb job's frame number, and a CT job sending it is refused.
 
 The last CT read stays in memory: a front end sending the same file again (same path, size and
 modification time) is not read twice.
@@ -45,8 +47,6 @@ import time
 import traceback
 from typing import Callable, TextIO
 
-import numpy as np
-
 from .errors import SpineAnalysisError, os_error_message
 
 Emit = Callable[[dict], None]
@@ -57,9 +57,8 @@ class JobRunner:
 
     def __init__(self):
         self._detectors: dict = {}
-        self._body_models: dict = {}
+        self._ct_models: dict = {}
         self._ct: tuple | None = None
-        self._fracture_models: dict = {}
         self._fracture_maps: tuple | None = None
 
     def handle(self, request: dict, emit: Emit) -> None:
@@ -129,24 +128,24 @@ class JobRunner:
         series were read last and the file has not changed since."""
         from pathlib import Path
 
-        from .io.ct import read_ct
+        from .ct.study import read_study
 
         if not path:
             raise SpineAnalysisError("the job needs a 'ct' path")
         stat = Path(path).stat() if Path(path).is_file() else None
         key = (str(path), series, stat.st_size, stat.st_mtime_ns) if stat else None
         if key is None or self._ct is None or self._ct[0] != key:
-            self._ct = (key, read_ct(path, series))
+            self._ct = (key, read_study(path, series).ct)
         return self._ct[1]
 
-    def _body_model(self, weights, emit: Emit):
-        """The body network of folder ``weights`` (None: the default), loaded once."""
-        if weights not in self._body_models:
-            from .ct.body_model.weights_io import load_model
+    def _model(self, kind: str, weights, emit: Emit, fraction: float):
+        """The ``kind`` CT network of folder ``weights`` (None: the default), loaded once."""
+        from .ct.study import load_ct_model
 
-            emit(_progress(0.1, "loading the body model"))
-            self._body_models[weights] = load_model(weights)
-        return self._body_models[weights]
+        if (kind, weights) not in self._ct_models:
+            emit(_progress(fraction, f"loading the {kind} model"))
+            self._ct_models[kind, weights] = load_ct_model(kind, weights)
+        return self._ct_models[kind, weights]
 
     @staticmethod
     def _thresholds(request: dict):
@@ -158,89 +157,74 @@ class JobRunner:
             sclerotic_above_hu=float(request.get("sclerotic_above_hu", defaults.sclerotic_above_hu)))
 
     def _vertebral_body(self, request: dict, emit: Emit) -> dict:
-        import SimpleITK as sitk
-
-        from .ct.vertebral_body import segment_vertebrae
-        from .io.atomic import atomic_output
+        from .ct.study import segment_seeds, write_masks
         from .io.ct import read_ct
 
         if not request.get("out"):
             raise SpineAnalysisError("the vertebral_body job needs an 'out' path for the mask")
+        coordinate_system = _coordinate_system(request)
         emit(_progress(0.05, "reading the CT"))
         ct = self._read_ct(request.get("ct"), request.get("series"))
         method = request.get("method", "unet")
-        model, version = None, "classical"
-        if method == "unet":
-            model, bundle = self._body_model(request.get("weights") or None, emit)
-            version = f"body model {bundle.metadata.get('trained', '')} settings {bundle.digest}"
+        body_model = self._model("body", request.get("weights") or None, emit, 0.1) if method == "unet" else None
         labels = read_ct(request["labels"]) if request.get("labels") else None
-        output, _, metrics = segment_vertebrae(
-            ct, request.get("seeds") or [], request.get("frame", "lps"), method, model,
-            request.get("levels"), labels, None, self._thresholds(request),
-            progress=lambda f, m: emit(_progress(0.15 + 0.8 * f, m)))
-        mask = sitk.GetImageFromArray(output)
-        mask.CopyInformation(ct)
-        with atomic_output(request["out"]) as tmp:
-            sitk.WriteImage(mask, str(tmp), True)
-        return {"mask": request["out"], "vertebrae": [m.to_dict() for m in metrics], "model": version}
+        segmentation = segment_seeds(ct, request.get("seeds") or [], coordinate_system, method, body_model,
+                                     request.get("levels"), labels, None, self._thresholds(request),
+                                     progress=lambda f, m: emit(_progress(0.15 + 0.8 * f, m)))
+        write_masks(segmentation, ct, request["out"])
+        return {"mask": request["out"], **segmentation.to_dict()}
 
     def _measure_centra(self, request: dict, emit: Emit) -> dict:
-        import SimpleITK as sitk
-
-        from .ct.bone_metrics import labels_on_ct_grid
-        from .ct.vertebral_body import measure_centrum
+        from .ct.study import measure_centra
         from .io.ct import read_ct
 
         ct = self._read_ct(request.get("ct"), request.get("series"))
         if not request.get("labels"):
             raise SpineAnalysisError("the measure_centra job needs a 'labels' path")
-        labels = sitk.GetArrayFromImage(labels_on_ct_grid(ct, read_ct(request["labels"])))
         names = {int(k): v for k, v in (request.get("names") or {}).items()}
-        present = [int(v) for v in np.unique(labels) if v]
-        if not present:
-            raise SpineAnalysisError("the label map is empty: no centrum to measure")
-        thresholds = self._thresholds(request)
-        return {"vertebrae": [measure_centrum(ct, labels == label, label, names.get(label, "unnamed"),
-                                              "entered" if label in names else "not given", thresholds).to_dict()
-                              for label in present]}
+        metrics = measure_centra(ct, read_ct(request["labels"]), names, self._thresholds(request))
+        return {"vertebrae": [m.to_dict() for m in metrics]}
 
     def _fracture(self, request: dict, emit: Emit) -> dict:
-        from .ct.fracture import Centroid, detect_fractures, write_outputs
+        from .ct.fracture import Centroid
         from .ct.patches import to_lps
+        from .ct.study import assess_fractures
         from .io.ct import read_ct
 
         if not request.get("out_dir"):
             raise SpineAnalysisError("the fracture job needs an 'out_dir' folder")
+        coordinate_system = _coordinate_system(request)
         emit(_progress(0.02, "reading the CT"))
         ct = self._read_ct(request.get("ct"), request.get("series"))
         weights = request.get("weights") or None
-        if weights not in self._fracture_models:
-            from .ct.fracture_model.weights_io import load_model
-
-            emit(_progress(0.04, "loading the fracture model"))
-            self._fracture_models[weights] = load_model(weights)
-        model, bundle = self._fracture_models[weights]
+        model = self._model("fracture", weights, emit, 0.04)
         centroids = None
         if request.get("centroids"):
-            frame = request.get("frame", "lps")
             try:
-                centroids = [Centroid(str(c["level"]), to_lps(c["point"], frame)) for c in request["centroids"]]
+                centroids = [Centroid(str(c["level"]), to_lps(c["point"], coordinate_system))
+                             for c in request["centroids"]]
             except (KeyError, TypeError) as exc:
                 raise SpineAnalysisError(f"each centroid needs a 'level' and a 'point' ({exc})") from None
         labels = read_ct(request["labels"]) if request.get("labels") else None
-        body_model = self._body_model(None, emit)[0] if labels is None or centroids else None
+        body_model = self._model("body", None, emit, 0.1) if labels is None or centroids else None
         key = (self._ct[0], weights)
         maps = self._fracture_maps[1] if self._fracture_maps and self._fracture_maps[0] == key else None
-        result = detect_fractures(ct, model, centroids, labels, body_model, "points given" if centroids else "",
-                                  lambda f, m: emit(_progress(0.05 + 0.9 * f, m)), maps)
+        assessment = assess_fractures(ct, model, request["out_dir"], request["ct"], body_model=body_model,
+                                      centroids=centroids, label_map=labels,
+                                      centroid_source="points given" if centroids else "",
+                                      progress=lambda f, m: emit(_progress(0.05 + 0.9 * f, m)), maps=maps,
+                                      protect=[request.get("ct"), request.get("labels")])
         if key[0] is not None:
-            self._fracture_maps = (key, result.maps)
-        version = f"fracture model {bundle.metadata.get('trained', '')} settings {bundle.digest}"
-        paths = write_outputs(result, request["out_dir"], {"ct": request["ct"], "model": version},
-                              [request.get("ct"), request.get("labels")])
-        return {"probability": paths["fracture_probability.nii.gz"], "vertebrae": [f.row() for f in result.vertebrae],
-                "patient": result.patient, "level_source": result.level_source, "model": version,
-                "seconds": result.seconds}
+            self._fracture_maps = (key, assessment.result.maps)
+        return assessment.to_dict()
+
+
+def _coordinate_system(request: dict) -> str:
+    """The coordinate system ("lps" or "ras") of a CT job's points; "frame" is the cobb job's frame number."""
+    if "frame" in request:
+        raise SpineAnalysisError("'frame' is the frame number of a cobb job: send the points' coordinate system "
+                                 "as 'coordinate_system' ('lps' or 'ras')")
+    return request.get("coordinate_system", "lps")
 
 
 def _progress(fraction: float, message: str) -> dict:

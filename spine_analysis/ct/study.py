@@ -1,0 +1,242 @@
+"""One CT study through the engine: read it, name the models, segment seeds, assess fractures, write.
+
+The command line's ``segment`` and ``fracture`` and the warm server's CT jobs all come here (as
+``xray.measure`` serves radiographs), so a CT is read, segmented, assessed and written the same way
+whichever front end a user meets. The front ends parse, call, and present these results; the server
+passes in what it keeps loaded (models, the last CT, the last probability maps).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from ..errors import SpineAnalysisError
+
+if TYPE_CHECKING:   # imported where used: the command line's start-up (and --help) stays free of torch
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .fracture import Centroid, FractureResult, ProbabilityMaps, Progress
+    from .vertebral_body import CentrumMetrics, DensityThresholds
+
+#: The fracture probability map as a DICOM SEG, beside the NIfTI map, with ``fracture --dicom-seg``.
+FRACTURE_SEG = "fracture_probability_seg.dcm"
+#: The file types a mask is written as (SimpleITK picks the format from the name).
+MASK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
+
+
+@dataclass
+class StudyInputs:
+    """A CT read for a run, with what came beside it."""
+
+    ct: sitk.Image
+    slices: list | None = None               # its DICOM slice headers, when a DICOM SEG will reference them
+    label_map: sitk.Image | None = None      # a vertebra label map (VerSe numbering)
+    centroids: list[Centroid] | None = None  # vertebrae named by level, LPS
+
+
+def read_study(ct_path, series_uid: str | None = None, *, for_dicom_seg: bool = False,
+               labels=None) -> StudyInputs:
+    """The CT at ``ct_path`` (its ``series_uid`` in a DICOM folder) and the label map at ``labels``.
+
+    With ``for_dicom_seg`` the CT must be a folder of DICOM slices that a DICOM SEG can reference,
+    checked before any long computation so that a CT that cannot carry one fails at once."""
+    from ..io.ct import read_ct
+    from ..io.dicom_out import check_sources
+    from ..io.dicom_series import read_acquired_series
+
+    if not for_dicom_seg:
+        study = StudyInputs(read_ct(ct_path, series_uid))
+    elif not Path(ct_path).is_dir():
+        raise SpineAnalysisError(f"{ct_path}: --dicom-seg references the CT's DICOM slices: give the CT as a "
+                                 "folder of DICOM slices")
+    else:
+        study = StudyInputs(*read_acquired_series(ct_path, series_uid))
+        check_sources(study.slices)
+    study.label_map = read_ct(labels) if labels else None
+    return study
+
+
+def read_fracture_study(ct_path, series_uid: str | None = None, *, for_dicom_seg: bool = False, labels=None,
+                        centroids=None) -> StudyInputs:
+    """``read_study`` plus the centroid file ``centroids`` (VerSe, Slicer point list or CSV), checked
+    before any network loads: the volume is a CT and every centroid lies inside it."""
+    from .fracture import Centroid
+    from .levels import read_centroids
+    from .patches import contains_point
+    from .vertebral_body import check_ct_volume
+
+    study = read_study(ct_path, series_uid, for_dicom_seg=for_dicom_seg, labels=labels)
+    if centroids:
+        study.centroids = [Centroid(level, point) for level, point in read_centroids(centroids, study.ct).items()]
+    check_ct_volume(study.ct)
+    for centroid in study.centroids or []:
+        if not contains_point(study.ct, centroid.lps):
+            raise SpineAnalysisError(f"the centroid of {centroid.level} lies outside the CT volume: is the file "
+                                     "this CT's, and in LPS (a Slicer .mrk.json says its own frame)?")
+    return study
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A CT network ready to run, with the text results name it by."""
+
+    network: object
+    version: str
+
+
+def model_version(kind: str, bundle) -> str:
+    """How outputs name a network: its kind, training date and settings digest."""
+    return f"{kind} model {bundle.metadata.get('trained', '')} settings {bundle.digest}"
+
+
+def load_ct_model(kind: str, weights=None) -> LoadedModel:
+    """The ``kind`` ("body" or "fracture") network of folder ``weights`` (None: its default)."""
+    if kind == "body":
+        from .body_model.weights_io import load_model
+    elif kind == "fracture":
+        from .fracture_model.weights_io import load_model
+    else:
+        raise ValueError(f"no CT network called {kind!r}")
+    network, bundle = load_model(weights)
+    return LoadedModel(network, model_version(kind, bundle))
+
+
+def check_mask_outputs(masks: Sequence, others: Sequence = (), inputs: Sequence = ()) -> None:
+    """Refuse, before any work, outputs that would overwrite an ``inputs`` file, masks (``masks``) not
+    named as an image type, and outputs whose folder is missing or cannot be written."""
+    from ..io.atomic import check_output_folder
+
+    outputs = [p for p in (*masks, *others) if p]
+    for out in outputs:
+        for given in inputs:
+            if given and Path(given).exists() and Path(out).resolve() == Path(given).resolve():
+                raise SpineAnalysisError(f"refusing to overwrite the input {given}: choose another output")
+    for mask_path in masks:
+        if mask_path and not str(mask_path).lower().endswith(MASK_SUFFIXES):
+            raise SpineAnalysisError(f"{mask_path}: masks are written as NIfTI (.nii.gz), NRRD or MHA; "
+                                     "give one of those extensions")
+    for out in outputs:
+        folder = Path(out).parent
+        if not folder.is_dir():
+            raise SpineAnalysisError(f"{out}: the folder {folder} does not exist: create it or choose another output")
+        check_output_folder(folder, [Path(out).name])
+
+
+@dataclass
+class Segmentation:
+    """The centra and whole bodies at the seeds (label k for seed k, on the CT's grid) and their metrics."""
+
+    centra: np.ndarray
+    bodies: np.ndarray
+    vertebrae: list[CentrumMetrics]
+    method: str
+    model: str      # the body model's version text, or "classical"
+
+    def to_dict(self) -> dict:
+        return {"vertebrae": [m.to_dict() for m in self.vertebrae], "model": self.model}
+
+
+def segment_seeds(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordinate_system: str = "lps",
+                  method: str = "unet", body_model: LoadedModel | None = None,
+                  levels: Sequence[str | None] | None = None, label_map: sitk.Image | None = None,
+                  centroids: dict | None = None, thresholds: DensityThresholds | None = None,
+                  progress=None) -> Segmentation:
+    """``vertebral_body.segment_vertebrae`` of ``seeds`` (mm, in ``coordinate_system`` "lps" or "ras");
+    the "unet" method needs ``body_model``."""
+    from .vertebral_body import DensityThresholds, segment_vertebrae
+
+    if method == "unet" and body_model is None:
+        raise ValueError("the unet method needs a loaded body model")
+    network = body_model.network if method == "unet" else None
+    centra, bodies, metrics = segment_vertebrae(ct, seeds, coordinate_system, method, network, levels, label_map,
+                                                centroids, thresholds or DensityThresholds(), progress=progress)
+    return Segmentation(centra, bodies, metrics, method, body_model.version if method == "unet" else "classical")
+
+
+def write_masks(segmentation: Segmentation, ct: sitk.Image, centra_path, bodies_path=None, dicom_seg_path=None,
+                slices: Sequence | None = None) -> None:
+    """The centra (and the bodies) as label images on ``ct``'s grid, each complete or absent; with
+    ``dicom_seg_path`` the centra also as a DICOM SEG referencing the CT's ``slices``."""
+    import SimpleITK as sitk
+
+    from ..io.atomic import atomic_output
+    from ..io.dicom_out import Segment, write_segmentation
+
+    for labels, path in ((segmentation.centra, centra_path), (segmentation.bodies, bodies_path)):
+        if path:
+            mask = sitk.GetImageFromArray(labels)
+            mask.CopyInformation(ct)
+            with atomic_output(path) as tmp:
+                sitk.WriteImage(mask, str(tmp), True)
+    if dicom_seg_path:
+        segments = [Segment(m.index, f"{m.level} centrum", None if m.level == "unnamed" else m.level)
+                    for m in segmentation.vertebrae]
+        write_segmentation(segmentation.centra, slices, segments, dicom_seg_path,
+                           artificial_intelligence=segmentation.method == "unet")
+
+
+def measure_centra(ct: sitk.Image, label_map: sitk.Image, names: dict[int, str],
+                   thresholds: DensityThresholds | None = None) -> list[CentrumMetrics]:
+    """The metrics of every label of an edited label map (any grid), named by ``names`` (label -> level)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .bone_metrics import labels_on_ct_grid
+    from .vertebral_body import DensityThresholds, measure_centrum
+
+    thresholds = thresholds or DensityThresholds()
+
+    labels = sitk.GetArrayFromImage(labels_on_ct_grid(ct, label_map))
+    present = [int(v) for v in np.unique(labels) if v]
+    if not present:
+        raise SpineAnalysisError("the label map is empty: no centrum to measure")
+    return [measure_centrum(ct, labels == label, label, names.get(label, "unnamed"),
+                            "entered" if label in names else "not given", thresholds) for label in present]
+
+
+def fracture_outputs(out_dir, dicom_seg: bool = False, protect: Sequence = ()) -> dict[str, Path]:
+    """The files ``assess_fractures`` will write into ``out_dir``, checked writable before any work."""
+    from ..io.atomic import check_output_folder
+    from .fracture import OUTPUT_FILES
+
+    return check_output_folder(out_dir, OUTPUT_FILES + ((FRACTURE_SEG,) if dicom_seg else ()), protect)
+
+
+@dataclass
+class FractureAssessment:
+    """A CT's fracture findings, the model that made them and the files written."""
+
+    result: FractureResult
+    model: str
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        result = self.result
+        return {"probability": self.outputs["fracture_probability.nii.gz"],
+                "vertebrae": [f.row() for f in result.vertebrae], "patient": result.patient,
+                "level_source": result.level_source, "model": self.model, "seconds": result.seconds}
+
+
+def assess_fractures(ct: sitk.Image, fracture_model: LoadedModel, out_dir, ct_path, *,
+                     body_model: LoadedModel | None = None, centroids: Sequence[Centroid] | None = None,
+                     label_map: sitk.Image | None = None, centroid_source: str = "", progress: Progress | None = None,
+                     maps: ProbabilityMaps | None = None, slices: Sequence | None = None,
+                     protect: Sequence = ()) -> FractureAssessment:
+    """``fracture.detect_fractures`` of ``ct`` written into ``out_dir`` (``fracture.OUTPUT_FILES``, and
+    with ``slices`` the map as a DICOM SEG, ``FRACTURE_SEG``). ``body_model`` measures the heights
+    where no label map gives the body; ``maps`` reuses an earlier run's probabilities of this CT."""
+    import SimpleITK as sitk
+
+    from ..io.dicom_out import write_fracture_probability
+    from .fracture import detect_fractures, write_outputs
+
+    result = detect_fractures(ct, fracture_model.network, centroids, label_map,
+                              body_model.network if body_model else None, centroid_source,
+                              progress or (lambda fraction, message: None), maps)
+    paths = write_outputs(result, out_dir, {"ct": str(ct_path), "model": fracture_model.version}, protect)
+    if slices is not None:
+        paths[FRACTURE_SEG] = str(write_fracture_probability(sitk.GetArrayFromImage(result.probability), slices,
+                                                             Path(out_dir) / FRACTURE_SEG, protect=protect))
+    return FractureAssessment(result, fracture_model.version, paths)
