@@ -155,6 +155,34 @@ def test_version(tmp_path):
     assert proc.stdout.strip() == "spine-analysis 0.1.0"
 
 
+def test_the_command_line_package_runs_as_a_module_and_keeps_its_entry_points(tmp_path):
+    """``python -m spine_analysis.cli`` works, and the console script's ``spine_analysis.cli:main`` is there."""
+    from spine_analysis.cli import build_parser, main
+
+    proc = subprocess.run([sys.executable, "-m", "spine_analysis.cli", "--version"], capture_output=True, text=True,
+                          cwd=tmp_path, env=_env(), timeout=60)
+    assert_ok(proc)
+    assert proc.stdout.strip() == "spine-analysis 0.1.0"
+    assert callable(main) and build_parser().prog == "spine-analysis"
+
+
+@pytest.mark.parametrize("argv, seed", [
+    (["--seed", "-17.9,195.0,-76.9"], [-17.9, 195.0, -76.9]),
+    (["--seed=-17.9,195.0,-76.9"], [-17.9, 195.0, -76.9]),
+    (["--see", "-17.9,195.0,-76.9"], [-17.9, 195.0, -76.9]),
+    (["--seed", "-.5,1e2,-3"], [-0.5, 100.0, -3.0]),
+])
+def test_negative_seeds_are_values_in_every_form(argv, seed):
+    """argparse alone takes "-17.9,..." after --seed for an option ("expected one argument")."""
+    args = cli.build_parser().parse_args(["segment", "ct.nii.gz", *argv, "--out", "m.nii.gz"])
+    assert args.seed == [seed]
+
+
+def test_a_negative_option_like_word_is_still_refused(tmp_path):
+    proc = run(tmp_path, "segment", "ct.nii.gz", "--seed", "0,0,0", "--out", "m.nii.gz", "-x")
+    assert proc.returncode == 2 and "unrecognized arguments: -x" in proc.stderr
+
+
 @pytest.mark.parametrize("command, options", [
     ("cobb", ["IMAGE", "--out-dir", "--weights", "--json", "--image-right-is-patient-right"]),
     ("angles", ["--aasce", "--out", "--mode", "aasce", "clinical", "--landmarks", "--image", "--json"]),
@@ -341,7 +369,7 @@ def test_cobb_checks_the_output_folder_before_detecting(tmp_path, monkeypatch, c
 
     image = save_png(synthetic.render_radiograph(CASES[0][1], SIZE), tmp_path / "scan.png")
     monkeypatch.setattr(atomic.tempfile, "mkstemp", read_only)
-    monkeypatch.setattr(cli, "_detector", detector)
+    monkeypatch.setattr(cli.xray, "_detector", detector)
     assert cli.main(["cobb", str(image), "--out-dir", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert error.strip() == f"spine-analysis: error: cannot write into {tmp_path} (permission denied): " \
@@ -510,7 +538,7 @@ def test_predict_does_not_overwrite_the_labels(tmp_path, aasce, monkeypatch, cap
         def detect(self, pixels):
             return SimpleNamespace(landmarks=synthetic.build_spine(None, image_size=SIZE), seconds=0.0)
 
-    monkeypatch.setattr(cli, "_detector", lambda weights: FakeDetector())
+    monkeypatch.setattr(cli.xray, "_detector", lambda weights: FakeDetector())
     code = cli.main(["predict", "--aasce", str(folder), "--out-dir", str(folder)])
     assert {name: (folder / name).read_bytes() for name in before} == before
     assert code != 0

@@ -36,9 +36,37 @@ def test_segment_writes_one_label_per_seed_and_the_metrics(tmp_path, ct_file):
 
 
 def test_ras_seeds_are_converted(tmp_path, ct_file):
-    proc = run(tmp_path, "segment", ct_file, "--seed=-0,-0,0", "--frame", "ras", "--method", "classical",
-               "--out", tmp_path / "m.nii.gz")
+    proc = run(tmp_path, "segment", ct_file, "--seed=-0,-0,0", "--coordinate-system", "ras", "--method", "classical",
+               "--out", tmp_path / "m.nii.gz", "--json", tmp_path / "m.json")
     assert_ok(proc)
+    assert json.loads((tmp_path / "m.json").read_text())["coordinate_system_of_seeds"] == "ras"
+
+
+def test_the_old_frame_option_is_gone(tmp_path, ct_file):
+    """--frame is cobb's frame number; the seeds' one is --coordinate-system."""
+    proc = run(tmp_path, "segment", ct_file, "--seed", "0,0,0", "--frame", "ras", "--out", tmp_path / "m.nii.gz")
+    assert proc.returncode == 2 and "unrecognized arguments: --frame ras" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_negative_seed_after_a_space_is_the_same_seed(tmp_path, ct_file):
+    masks = []
+    for form in (["--seed", "-2,-1,32"], ["--seed=-2,-1,32"]):
+        out = tmp_path / f"m{len(masks)}.nii.gz"
+        assert_ok(run(tmp_path, "segment", ct_file, *form, "--method", "classical", "--out", out))
+        masks.append(sitk.GetArrayFromImage(sitk.ReadImage(str(out))))
+    assert (masks[0] == 1).sum() > 1000 and np.array_equal(masks[0], masks[1])
+
+
+@pytest.mark.parametrize("option", ["--out", "--json", "--body-out"])
+def test_an_output_in_a_missing_folder_is_refused_before_the_ct_is_read(tmp_path, option):
+    """A missing CT would be reported if it were read first: the output folder is checked before."""
+    paths = {"--out": tmp_path / "m.nii.gz", option: tmp_path / "missing-folder" / "x.nii.gz"}
+    proc = run(tmp_path, "segment", tmp_path / "no-such-ct.nii.gz", "--seed", "0,0,0", "--method", "classical",
+               *[str(a) for pair in paths.items() for a in pair])
+    assert proc.returncode == 2
+    assert_one_error_line(proc, "missing-folder", "does not exist")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(scope="module")
