@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 
 SERIES_HELP = ("the SeriesInstanceUID to read from a DICOM folder holding several series (a folder with "
                "several is refused with the list of its series and their UIDs)")
@@ -20,12 +19,6 @@ class Parser(argparse.ArgumentParser):
         if _NEGATIVE_LIST.match(arg_string):
             return None
         return super()._parse_optional(arg_string)
-
-
-def status(args, step: int, total: int, text: str):
-    """With --progress, progress on stderr as "[k/n] text" (the Slicer module reads these)."""
-    if getattr(args, "progress", False):
-        print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
 
 
 def fraction(text: str) -> float:

@@ -8,11 +8,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpineAnalysisError
-from .common import add_weights, status
+from .common import add_weights
 
 MODE_HELP = ("aasce: the challenge organisers' rule (columns in angles.csv order); "
              "clinical: the largest proximal thoracic, main thoracic and thoracolumbar/lumbar "
              "curves a clinician reports (0 where a region has no curve)")
+
+
+def _status(args, step: int, total: int, text: str):
+    """With --progress, progress on stderr as "[k/n] text" (the Slicer module reads these)."""
+    if getattr(args, "progress", False):
+        print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
 
 
 def _clinical_row(result) -> list[float]:
@@ -92,7 +98,7 @@ def _cmd_cobb(args) -> int:
     check_outputs(out_dir, protect, capture=args.dicom_sc)
     total = 4
     started = time.perf_counter()
-    status(args, 1, total, "reading the radiograph")
+    _status(args, 1, total, "reading the radiograph")
     header = None
     if args.image:
         xray = read_xray(args.image, args.frame)
@@ -112,11 +118,11 @@ def _cmd_cobb(args) -> int:
         source, spacing, spacing_source = "synthetic-example.png", None, None
         note = ("SYNTHETIC CHECK: no image was given, so this ran on a radiograph the project "
                 "draws itself (" + description + ") - not a patient")
-    status(args, 2, total, "loading the landmark model")
+    _status(args, 2, total, "loading the landmark model")
     loaded = time.perf_counter()
     detector = _detector(args.weights)
     load_s = time.perf_counter() - loaded
-    status(args, 3, total, "detecting 68 vertebral corners")
+    _status(args, 3, total, "detecting 68 vertebral corners")
     try:
         report = measure_radiograph(detector, pixels, source, force=args.force, spacing_mm=spacing,
                                     spacing_source=spacing_source, note=note,
@@ -124,7 +130,7 @@ def _cmd_cobb(args) -> int:
                                     model_load_s=load_s)
     except NotSpineRadiographError as exc:
         raise NotSpineRadiographError(f"{source}: {exc} (--force measures it anyway)") from None
-    status(args, 4, total, f"writing outputs to {out_dir}")
+    _status(args, 4, total, f"writing outputs to {out_dir}")
     report.timings_s["total"] = time.perf_counter() - started
     written = write_report_files(out_dir, pixels, report, protect=protect, dicom_radiograph=header)
     if args.json:
