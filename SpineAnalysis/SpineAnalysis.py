@@ -26,7 +26,7 @@ from slicer import (
 )
 
 from SpineCommonLib import dependencies, tables, volumes
-from SpineCommonLib.jobs import JobCancelled, JobFailed, WarmEngineRunner
+from SpineCommonLib.jobs import JobFailed, WarmEngineRunner
 from SpineCommonLib.module import describeModule
 from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 from SpineAnalysisLib import centra, seeds
@@ -48,8 +48,8 @@ segmented (U-Net or classical method, in a background process that can be cancel
 segmentation, with its volume, Hounsfield-unit statistics, lytic and sclerotic shares and a bone-density screening
 hint in the table below. A vertebra is named only from what you give: rename its seed to the level (e.g. L1) in the
 point list, or select a vertebra label map (VerSe numbering); otherwise it stays unnamed. After correcting segments
-with Segment Editor, <b>Re-measure</b> updates the table. <b>Measure existing labels</b> lists the metrics of every
-vertebra of a label map or segmentation.
+with Segment Editor, <b>Re-measure</b> updates the table. <b>Measure existing labels</b> measures every vertebra of a
+label map or segmentation the same way, into a table of the same kind.
 """))
 
 
@@ -78,7 +78,7 @@ class SpineAnalysisParameterNode:
     method - how seeded vertebrae are segmented.
     autoSegment - segment each seed as soon as it is placed.
     outputSegmentation - collects the seeded centra, one segment each; created on first use.
-    metricsTable - table of "Measure existing labels"; a new one is created if none is selected.
+    metricsTable - table of "Measure existing labels" (the centra's columns); a new one is created if none is selected.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -121,15 +121,12 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 
     def cleanup(self) -> None:
         self._queue = []
-        self.logic.shutdown()
         ParameterNodeWidgetMixin.cleanup(self)
 
     def onSceneStartClose(self, caller, event) -> None:
         self._queue = []
-        self.logic.shutdown()
         self._observeSeeds(None)
         ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
-        self.setRunning(False)
 
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         pn = self._parameterNode
@@ -152,27 +149,19 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
     # ------------------------------------------------------------------ running
 
     def onProgress(self, fraction, message) -> None:
+        """Progress of the job running among the jobs of this run (seeds queued one after the other)."""
         done, total = self._progress
-        if fraction is not None:
-            self.ui.progressBar.setRange(0, 100)
-            self.ui.progressBar.value = int(round(100 * (done + fraction) / total))
-        if message:
-            self.showStatus(message)
+        ParameterNodeWidgetMixin.onProgress(self, None if fraction is None else (done + fraction) / total, message)
 
     def onCancelButton(self) -> None:
         self._queue = []
-        self.ui.statusLabel.text = _("Cancelling...")
-        self.logic.cancel()
+        ParameterNodeWidgetMixin.onCancelButton(self)
 
     # ------------------------------------------------------------------ seeds
 
     def _observeSeeds(self, seedsNode) -> None:
-        event = slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent
-        if self._observedSeeds is not None:
-            self.removeObserver(self._observedSeeds, event, self.onSeedPlaced)
-        self._observedSeeds = seedsNode
-        if seedsNode is not None:
-            self.addObserver(seedsNode, event, self.onSeedPlaced)
+        self._observedSeeds = self.observeNode(self._observedSeeds, seedsNode,
+                                               slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onSeedPlaced)
 
     @vtk.calldata_type(vtk.VTK_INT)
     def onSeedPlaced(self, caller, event, index) -> None:
@@ -238,7 +227,7 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
         if error is not None:
             self._queue = []
             self.setRunning(False)
-            self._jobFailed(error, _("Cannot segment seed {label}.").format(label=self._seedLabel))
+            self.jobFailed(error, _("Cannot segment seed {label}.").format(label=self._seedLabel))
             return
         segmentationNode, segmentId, metrics = outcome
         if self._parameterNode:
@@ -254,47 +243,30 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 
     # ------------------------------------------------------------------ re-measure and existing labels
 
-    def _startJob(self, status, failure, start) -> None:
-        """`start()` starts a logic job in the background: shown running, or `failure` reported if it cannot."""
-        self._progress = (0, 1)
-        self.ui.statusLabel.text = status
-        try:
-            start()
-        except Exception as exc:
-            self.reportError(failure, exc)
-            return
-        self.setRunning(True)
-
-    def _jobFailed(self, error, failure) -> bool:
-        """Show how a job ended without a result (cancelled, or `failure` and the error); False if it succeeded."""
-        if isinstance(error, JobCancelled):
-            self.ui.statusLabel.text = _("Cancelled.")
-        elif error is not None:
-            self.reportError(failure, error)
-        return error is not None
-
     def onRemeasureButton(self) -> None:
         pn = self._parameterNode
-        self._startJob(_("Re-measuring the segments..."), _("Cannot re-measure."), lambda: self.logic.remeasure(
+        self._progress = (0, 1)
+        self.startJob(_("Re-measuring the segments..."), _("Cannot re-measure."), lambda: self.logic.remeasure(
             pn.inputVolume, pn.outputSegmentation, completedCallback=self.onRemeasured,
             progressCallback=self.onProgress))
 
     def onRemeasured(self, vertebrae, error) -> None:
         self.setRunning(False)
-        if not self._jobFailed(error, _("Re-measuring failed.")):
+        if not self.jobFailed(error, _("Re-measuring failed.")):
             self.ui.statusLabel.text = _("{count} segments re-measured.").format(count=len(vertebrae))
             self._showMetrics()
 
     def onApplyButton(self) -> None:
         pn = self._parameterNode
-        self._startJob(_("Measuring the labelled vertebrae..."), _("Failed to compute vertebral body metrics."),
+        self._progress = (0, 1)
+        self.startJob(_("Measuring the labelled vertebrae..."), _("Failed to compute vertebral body metrics."),
                        lambda: self.logic.measureLabelMap(
                            pn.inputVolume, pn.vertebraLabels, seedPoint=pn.seeds, tableNode=pn.metricsTable,
                            completedCallback=self.onLabelMapMeasured, progressCallback=self.onProgress))
 
     def onLabelMapMeasured(self, tableNode, error) -> None:
         self.setRunning(False)
-        if self._jobFailed(error, _("Failed to compute vertebral body metrics.")):
+        if self.jobFailed(error, _("Failed to compute vertebral body metrics.")):
             return
         pn = self._parameterNode
         if pn:

@@ -107,17 +107,11 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.setRunning(False)
         self.initializeParameterNode()
 
-    def cleanup(self) -> None:
-        self.logic.shutdown()
-        ParameterNodeWidgetMixin.cleanup(self)
-
     def onSceneStartClose(self, caller, event) -> None:
-        # The logic observes the landmarks even when the module is left (lines follow edits made in
-        # other modules too): its shutdown stops that, here and in cleanup(), with the engine process.
-        self.logic.shutdown()
-        ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
+        # The logic observes the landmarks even when the module is left (lines follow edits made in other modules
+        # too): its shutdown (in the mixin's onSceneStartClose and cleanup) stops that, with the engine process.
         self._shownLandmarks = None
-        self.setRunning(False)
+        ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
 
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         pn = self._parameterNode
@@ -190,13 +184,6 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             log.setPlainText(log.toPlainText()[-self.LOG_MAX_CHARS // 2:])
         log.appendPlainText(text)
 
-    def onProgress(self, fraction, message) -> None:
-        if fraction is not None:
-            self.ui.progressBar.setRange(0, 100)
-            self.ui.progressBar.value = int(round(100 * fraction))
-        if message:
-            self.showStatus(message)
-
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the landmark detection."), waitCursor=True):
             pn = self._parameterNode
@@ -227,11 +214,6 @@ class SpineCobbWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
                 progressCallback=self.onProgress,
                 completedCallback=self.onDetectionCompleted)
             self.setRunning(True)
-
-    def onCancelButton(self) -> None:
-        if self.logic.activeJob is not None:
-            self.ui.statusLabel.text = _("Cancelling...")
-            self.logic.cancel()
 
     def onDetectionCompleted(self, landmarksNode, error) -> None:
         self.setRunning(False)

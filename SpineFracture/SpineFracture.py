@@ -26,7 +26,7 @@ from slicer import (
 )
 
 from SpineCommonLib import dependencies, volumes
-from SpineCommonLib.jobs import EngineJob, JobCancelled, JobFailed, WarmEngineRunner
+from SpineCommonLib.jobs import EngineJob, JobFailed, WarmEngineRunner
 from SpineCommonLib.module import describeModule
 from SpineCommonLib.widgets import ParameterNodeWidgetMixin
 from SpineFractureLib import findings, outputs
@@ -129,16 +129,13 @@ class SpineFractureWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
     def cleanup(self) -> None:
         self._rerunPending = False
         self._observeCentroids(None)
-        self.logic.shutdown()
         ParameterNodeWidgetMixin.cleanup(self)
 
     def onSceneStartClose(self, caller, event) -> None:
         self._rerunPending = False
-        self.logic.shutdown()
         self._observeCentroids(None)
         self._shownResultsId = None
         ParameterNodeWidgetMixin.onSceneStartClose(self, caller, event)
-        self.setRunning(False)
 
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         pn = self._parameterNode
@@ -198,12 +195,9 @@ class SpineFractureWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
     # ------------------------------------------------------------------ centroids moved
 
     def _observeCentroids(self, pointsNode) -> None:
-        event = slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent
-        if self._observedCentroids is not None:
-            self.removeObserver(self._observedCentroids, event, self.onCentroidMoved)
-        self._observedCentroids = pointsNode
-        if pointsNode is not None:
-            self.addObserver(pointsNode, event, self.onCentroidMoved)
+        self._observedCentroids = self.observeNode(self._observedCentroids, pointsNode,
+                                                   slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
+                                                   self.onCentroidMoved)
 
     def onCentroidMoved(self, caller, event) -> None:
         """A centroid of the shown result was dragged: assess the vertebrae again (after the running job)."""
@@ -216,53 +210,30 @@ class SpineFractureWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 
     # ------------------------------------------------------------------ running
 
-    def onProgress(self, fraction, message) -> None:
-        if fraction is not None:
-            self.ui.progressBar.setRange(0, 100)
-            self.ui.progressBar.value = int(round(100 * fraction))
-        if message:
-            self.showStatus(message)
-
     def onApplyButton(self) -> None:
         pn = self._parameterNode
-        self.ui.statusLabel.text = _("Detecting fractures...")  # before a new engine process says it is loading
-        try:
-            with slicer.util.WaitCursor():  # the CT is written for the engine first
-                self.logic.detectFractures(pn.inputVolume, centroidNode=pn.centroids, labelNode=pn.vertebraLabels,
-                                           weightsPath=pn.weightsPath or None, completedCallback=self.onCompleted,
-                                           progressCallback=self.onProgress)
-        except Exception as exc:
-            self.reportError(_("Cannot start the fracture detection."), exc)
-            return
-        self.setRunning(True)
+        self.startJob(_("Detecting fractures..."), _("Cannot start the fracture detection."),
+                      lambda: self.logic.detectFractures(
+                          pn.inputVolume, centroidNode=pn.centroids, labelNode=pn.vertebraLabels,
+                          weightsPath=pn.weightsPath or None, completedCallback=self.onCompleted,
+                          progressCallback=self.onProgress))
 
     def onRerunButton(self) -> None:
         self._rerunPending = False
         tableNode = self._parameterNode.results if self._parameterNode else None
-        if not tableNode:
-            return
-        self.ui.statusLabel.text = _("Assessing the vertebrae again...")
-        try:
-            with slicer.util.WaitCursor():
-                self.logic.rerun(tableNode, completedCallback=self.onCompleted, progressCallback=self.onProgress)
-        except Exception as exc:
-            self.reportError(_("Cannot assess the vertebrae again."), exc)
-            return
-        self.setRunning(True)
+        if tableNode:
+            self.startJob(_("Assessing the vertebrae again..."), _("Cannot assess the vertebrae again."),
+                          lambda: self.logic.rerun(tableNode, completedCallback=self.onCompleted,
+                                                   progressCallback=self.onProgress))
 
     def onCancelButton(self) -> None:
         self._rerunPending = False
-        self.ui.statusLabel.text = _("Cancelling...")
-        self.logic.cancel()
+        ParameterNodeWidgetMixin.onCancelButton(self)
 
     def onCompleted(self, outcome, error) -> None:
         self.setRunning(False)
-        if isinstance(error, JobCancelled):
-            self.ui.statusLabel.text = _("Cancelled.")
-            return
-        if error is not None:
+        if self.jobFailed(error, _("Fracture detection failed.")):
             self._rerunPending = False
-            self.reportError(_("Fracture detection failed."), error)
             return
         _probabilityVolume, tableNode, patient = outcome
         pn = self._parameterNode

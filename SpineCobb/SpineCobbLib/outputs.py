@@ -41,6 +41,14 @@ TABLE_REFERENCE = "SpineCobbTable"
 LANDMARK_COLOR = (0.2, 1.0, 0.4)
 OUTLINE_COLOR = (0.3, 0.8, 1.0)
 LEVEL_COLOR = (1.0, 1.0, 1.0)
+#: How a node drawn from the landmarks is set up when it is made: (method, arguments) of the node, then of its
+#: display node. The outlines lie in the image plane: projected rather than cut by the slice plane.
+OUTLINE_SETUP = ([("SetSelectable", (False,))],
+                 [("SetColor", OUTLINE_COLOR), ("SetLineWidth", (2,)), ("SetVisibility2D", (True,)),
+                  ("SetSliceDisplayModeToProjection", ())])
+LEVELS_SETUP = ([("SetLocked", (True,))],
+                [("SetSelectedColor", LEVEL_COLOR), ("SetColor", LEVEL_COLOR), ("SetGlyphScale", (0.5,)),
+                 ("SetTextScale", (2.5,)), ("SetPropertiesLabelVisibility", (False,))])
 CURVE_COLORS = {"PT": (0.4, 0.7, 1.0), "MT": (1.0, 0.8, 0.1), "TL/L": (1.0, 0.4, 0.3)}
 OTHER_CURVE_COLORS = ((0.9, 0.4, 1.0), (0.5, 1.0, 0.9), (1.0, 0.6, 0.8))
 
@@ -76,17 +84,22 @@ def referencedNodes(node, role):
             if node.GetNthNodeReference(role, index)]
 
 
-def _derivedNode(landmarksNode, role, className, name):
-    """The node `landmarksNode` refers to under `role`, created (with display nodes) if missing."""
+def _derivedNode(landmarksNode, role, className, name, setup=((), ())):
+    """The node `landmarksNode` refers to under `role`, created (with display nodes, set up by `setup`: see
+    OUTLINE_SETUP) if missing."""
     node = landmarksNode.GetNodeReference(role)
     if node:
-        return node, False
+        return node
     node = slicer.mrmlScene.AddNewNodeByClass(className, slicer.mrmlScene.GenerateUniqueName(name))
     if node.IsA("vtkMRMLDisplayableNode"):
         node.CreateDefaultDisplayNodes()
         node.SetAndObserveTransformNodeID(landmarksNode.GetTransformNodeID())
+    nodeSetup, displaySetup = setup
+    for target, calls in ((node, nodeSetup), (node.GetDisplayNode(), displaySetup)):
+        for method, arguments in calls:
+            getattr(target, method)(*arguments)
     landmarksNode.SetNodeReferenceID(role, node.GetID())
-    return node, True
+    return node
 
 
 def followVolumeTransform(landmarksNode, volumeNode):
@@ -237,16 +250,8 @@ def _outlinePolyData(quadsRAS):
 
 
 def updateOutlines(landmarksNode, landmarks, ijkToRas):
-    modelNode, created = _derivedNode(landmarksNode, OUTLINE_REFERENCE, "vtkMRMLModelNode",
-                                      f"{baseName(landmarksNode)} vertebra outlines")
-    if created:
-        modelNode.SetSelectable(False)
-        displayNode = modelNode.GetDisplayNode()
-        displayNode.SetColor(*OUTLINE_COLOR)
-        displayNode.SetLineWidth(2)
-        displayNode.SetVisibility2D(True)
-        # The outlines lie in the image plane: project them rather than cut them with the slice plane.
-        displayNode.SetSliceDisplayModeToProjection()
+    modelNode = _derivedNode(landmarksNode, OUTLINE_REFERENCE, "vtkMRMLModelNode",
+                             f"{baseName(landmarksNode)} vertebra outlines", OUTLINE_SETUP)
     quadsRAS = pixelsToRas(landmarks.flat, ijkToRas).reshape(-1, 4, 3)
     modelNode.SetAndObserveMesh(_outlinePolyData(quadsRAS))
     return modelNode
@@ -254,16 +259,8 @@ def updateOutlines(landmarksNode, landmarks, ijkToRas):
 
 def updateLevelNames(landmarksNode, landmarks, ijkToRas):
     """A locked point labelled with the level name on the image-left of each vertebra."""
-    levelsNode, created = _derivedNode(landmarksNode, LEVELS_REFERENCE, "vtkMRMLMarkupsFiducialNode",
-                                       f"{baseName(landmarksNode)} levels")
-    if created:
-        levelsNode.SetLocked(True)
-        displayNode = levelsNode.GetDisplayNode()
-        displayNode.SetSelectedColor(*LEVEL_COLOR)
-        displayNode.SetColor(*LEVEL_COLOR)
-        displayNode.SetGlyphScale(0.5)
-        displayNode.SetTextScale(2.5)
-        displayNode.SetPropertiesLabelVisibility(False)
+    levelsNode = _derivedNode(landmarksNode, LEVELS_REFERENCE, "vtkMRMLMarkupsFiducialNode",
+                              f"{baseName(landmarksNode)} levels", LEVELS_SETUP)
     quads = landmarks.points
     leftMiddle = (quads[:, 0] + quads[:, 2]) / 2
     width = np.linalg.norm(quads[:, 1] - quads[:, 0], axis=1)
@@ -294,8 +291,8 @@ def curveRows(result, checkFailure=None):
 
 
 def updateTable(landmarksNode, result, edited):
-    tableNode, created = _derivedNode(landmarksNode, TABLE_REFERENCE, "vtkMRMLTableNode",
-                                f"{baseName(landmarksNode)} Cobb angles")
+    tableNode = _derivedNode(landmarksNode, TABLE_REFERENCE, "vtkMRMLTableNode",
+                             f"{baseName(landmarksNode)} Cobb angles")
     tables.updateTableFromRows(tableNode, curveRows(result, spineCheckFailure(landmarksNode)), columns=TABLE_COLUMNS,
                                titles=TABLE_TITLES, units=TABLE_UNITS, descriptions=TABLE_DESCRIPTIONS)
     tableNode.SetAttribute(EDITED_ATTRIBUTE, "true" if edited else "false")

@@ -1,4 +1,5 @@
-"""The widget lifecycle every module of the extension shares (parameter node, scene close, enter/exit).
+"""The widget lifecycle every module of the extension shares (parameter node, scene close, enter/exit) and how its
+engine jobs show while they run (progress bar, Cancel, status line, errors).
 
 Each module widget keeps only its own parts: which .ui and logic it uses, its buttons, and
 `onParameterNodeModified`, which decides what Apply (and the rest of the GUI) shows.
@@ -49,7 +50,9 @@ class ParameterNodeWidgetMixin:
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
     def cleanup(self) -> None:
-        # Detached from the parameter node first: a panel left connected is called back when the scene closes later.
+        # The module is unloaded (or Slicer exits): its engine process ends. Then the panel is detached from the
+        # parameter node: a panel left connected is called back when the scene closes later.
+        self.logic.shutdown()
         self.setParameterNode(None)
         self.removeObservers()
 
@@ -64,7 +67,10 @@ class ParameterNodeWidgetMixin:
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
+        """The scene closes: the running job is dropped and the engine process ends (its next job starts one)."""
+        self.logic.shutdown()
         self.setParameterNode(None)
+        self.setRunning(False)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -77,6 +83,52 @@ class ParameterNodeWidgetMixin:
         if running:
             self.ui.progressBar.setRange(0, 0)
         self.onParameterNodeModified()
+
+    def onProgress(self, fraction, message) -> None:
+        """A job's progress: `fraction` (0-1) in the progress bar (None: busy), `message` in the status line."""
+        if fraction is not None:
+            self.ui.progressBar.setRange(0, 100)
+            self.ui.progressBar.value = int(round(100 * fraction))
+        if message:
+            self.showStatus(message)
+
+    def onCancelButton(self) -> None:
+        if self.logic.activeJob is not None:
+            self.ui.statusLabel.text = _("Cancelling...")
+            self.logic.cancel()
+
+    def observeNode(self, observed, node, event, callback):
+        """Follow `event` of `node` with `callback` in place of the node `observed` so far (either may be None);
+        returns `node`, the one observed now."""
+        if observed is not None:
+            self.removeObserver(observed, event, callback)
+        if node is not None:
+            self.addObserver(node, event, callback)
+        return node
+
+    def startJob(self, status, failure, start) -> None:
+        """`start()` starts a logic job in the background (under the wait cursor: its inputs may be written for the
+        engine first). The status line says `status` until the engine reports (a new engine process says it is
+        loading); the progress bar and Cancel show while the job runs. A job that cannot start is reported as
+        `failure` with the reason."""
+        self.ui.statusLabel.text = status
+        try:
+            with slicer.util.WaitCursor():
+                start()
+        except Exception as exc:
+            self.reportError(failure, exc)
+            return
+        self.setRunning(True)
+
+    def jobFailed(self, error, failure) -> bool:
+        """Whether a job ended without a result; if so it is shown: "Cancelled.", or `failure` and the error."""
+        from SpineCommonLib.jobs import JobCancelled
+
+        if isinstance(error, JobCancelled):
+            self.ui.statusLabel.text = _("Cancelled.")
+        elif error is not None:
+            self.reportError(failure, error)
+        return error is not None
 
     def showStatus(self, message) -> None:
         """`message` in the module's status line (`ui.statusLabel`), cut to fit."""
