@@ -112,6 +112,11 @@ def test_non_ct_volumes_are_refused():
         segment_vertebral_body(phantom_ct(), [0, 0, 0], "lps", "watershed")
 
 
+def test_the_unet_method_needs_a_loaded_body_model():
+    with pytest.raises(ValueError, match="needs a loaded body model"):
+        segment_vertebral_body(phantom_ct(), [0, 0, 0], "lps", "unet")
+
+
 def test_several_seeds_one_label_each_and_the_same_vertebra_twice_is_refused():
     ct = phantom_ct(size=(120, 110, 60))
     labels, bodies, metrics = segment_vertebrae(ct, [[0, 0, 0], [0, 0, 32]], "lps", "classical",

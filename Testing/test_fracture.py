@@ -11,15 +11,15 @@ from spine_analysis.ct.fracture import (
     Centroid,
     ProbabilityMaps,
     _call,
-    _grades,
-    ct_grid,
     find_vertebrae,
     fracture_components,
     vertebra_probability,
 )
+from spine_analysis.ct.fracture_heights import grade_heights
 from spine_analysis.ct.fracture_model.config import FractureConfig
 from spine_analysis.ct.genant import VertebralHeights, genant_grade, vertebral_heights
 from spine_analysis.ct.levels import read_centroids
+from spine_analysis.ct.patches import ct_grid
 from spine_analysis.errors import SpineAnalysisError
 
 
@@ -71,8 +71,18 @@ def test_a_crushed_body_has_lost_height_evenly_and_its_neighbours_reveal_it():
     assert genant_grade(*heights).grade == 0   # alone, a crush looks normal
     normal = _heights(body, ct)
     centroids = [Centroid(name, np.array([0.0, 0.0, z])) for name, z in zip(("L2", "L3", "L4"), (32.0, 0.0, -32.0))]
-    grades = _grades(centroids, [(normal, ""), (heights, ""), (normal, "")])
+    grades = grade_heights(centroids, [(normal, ""), (heights, ""), (normal, "")], FractureConfig())
     assert [g.grade for g in grades] == [0, 3, 0] and grades[1].deformity == "crush"
+
+
+def test_heights_without_a_label_need_the_body_model_passed_in():
+    from types import SimpleNamespace
+
+    from spine_analysis.ct.fracture import detect_fractures
+
+    fracture_model = SimpleNamespace(config=FractureConfig())   # refused before the classifier runs
+    with pytest.raises(ValueError, match="needs the body model"):
+        detect_fractures(phantom_ct(), fracture_model, [Centroid("L3", np.zeros(3))])
 
 
 def test_deformity_rejects_what_it_cannot_do():
@@ -230,7 +240,7 @@ def _whole_vertebrae(ct):
 
 def test_label_map_centroids_are_the_bodies_and_named_points_keep_their_vertebra():
     from ct_phantom import CENTRES_Z_MM
-    from spine_analysis.ct.fracture import _centroids_from_label_map, _labels_of_centroids
+    from spine_analysis.ct.levels import centroids_from_label_map, labels_of_centroids
 
     ct = phantom_ct(spacing=(1.0, 1.0, 1.0), size=(70, 130, 110), noise_hu=0.0)
     labels = _whole_vertebrae(ct)
@@ -238,7 +248,7 @@ def test_label_map_centroids_are_the_bodies_and_named_points_keep_their_vertebra
     stats.Execute(labels)
     assert stats.GetCentroid(22)[1] > 8.0   # the whole vertebra's centroid: behind the middle of the body
 
-    centroids, values = _centroids_from_label_map(labels)
+    centroids, values = centroids_from_label_map(labels)
     assert [c.level for c in centroids] == ["L2", "L3", "L4"] and values == [21, 22, 23]
     for centroid, cz in zip(centroids, sorted(CENTRES_Z_MM, reverse=True)):
         np.testing.assert_allclose(centroid.lps, [0.0, 0.0, cz], atol=2.0)  # the arch's roots pull a little
@@ -249,4 +259,4 @@ def test_label_map_centroids_are_the_bodies_and_named_points_keep_their_vertebra
     in_l2 = Centroid("vertebra 1", np.array([0.0, 0.0, 32.0]))
     nowhere = Centroid("vertebra 9", np.array([0.0, -40.0, 0.0]))
     not_in_map = Centroid("T12", np.array([0.0, 0.0, -32.0]))   # no T12 label: the one under it (L4)
-    assert _labels_of_centroids(labels, [canal, in_l2, nowhere, not_in_map]) == [22, 21, 0, 23]
+    assert labels_of_centroids(labels, [canal, in_l2, nowhere, not_in_map]) == [22, 21, 0, 23]

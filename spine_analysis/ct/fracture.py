@@ -2,30 +2,30 @@
 
 After Nicolaes et al. (CSI 2019): the CT is resampled to 1 mm on the patient's axes and every
 voxel classified as background, normal vertebral body or fractured vertebral body
-(``fracture_model``, MONAI sliding windows). Then
+(``fracture_model.inference``, MONAI sliding windows). Then
 
 - **per vertebra**: at each centroid, the fractured share of vertebral-body probability in a cube
   around it, weighted by a Gaussian of the distance (``FractureConfig.cube_half_mm``,
   ``gaussian_sigma_mm``); a share at or above ``fracture_threshold`` is the classifier's "fractured";
-- **morphometry**: the body at the centroid (the body network, or a given vertebra label map) is
-  measured (``genant.vertebral_heights``) and graded against the larger of its own posterior height
-  and its neighbours' mean posterior height, so a crushed body is seen too;
+- **morphometry** (``fracture_heights``): the body at the centroid (the body network, or a given vertebra
+  label map) is measured and graded against the larger of its own posterior height and its
+  neighbours' mean posterior height, so a crushed body is seen too;
 - **call**: fractured when the classifier says so or the Genant grade reaches
   ``genant_call_grade``; the row says which opinion drove it and whether they agree;
 - **per patient**: fractured when a vertebra is. The paper's connected groups of confident fracture
-  voxels (above a size) are listed, each with the vertebra it lies at; a group away from every
-  assessed vertebra is pointed out in a note, not called (on held-out crops such groups at the
-  scan's edges made 5 of 6 normal patients "fractured").
+  voxels (above a size) are listed, each with the vertebra it lies at (within ``component_reach_mm``);
+  a group away from every assessed vertebra is pointed out in a note, not called (on held-out crops
+  such groups at the scan's edges made 5 of 6 normal patients "fractured").
 
 Centroids come from the user (points named by level, a VerSe centroid file, a label map: the centroid
-of each vertebra's body) or, when none are given, from the classifier's own body voxels (connected
-parts, numbered from the top: levels are then unnamed). Given with a label map, a point named by a
-level is measured on that level's label wherever it was put.
+of each vertebra's body, ``levels.centroids_from_label_map``) or, when none are given, from the
+classifier's own body voxels (connected parts, numbered from the top: levels are then unnamed). Given
+with a label map, a point named by a level is measured on that level's label wherever it was put.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,48 +33,18 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ..errors import SpineAnalysisError
-from .body_labels import OPENING_MM, body_from_vertebra, without_tails
+from .fracture_heights import grade_heights, measure_heights
 from .fracture_model.config import FractureConfig
-from .genant import GenantResult, genant_grade, vertebral_heights
-from .levels import VERSE_LEVEL_NAMES
-from .patches import OUTSIDE_HU, contains_point, coverage, patch_grid, reaches_edge, sample_patch
-from .vertebral_body import MIN_BONE_HU, check_ct_volume, segment_vertebral_body
+from .fracture_model.inference import ProbabilityMaps, Progress, fracture_probabilities, quiet
+from .genant import GenantResult
+from .levels import Centroid, centroids_from_label_map, labels_of_centroids
+from .patches import contains_point, coverage
+from .vertebral_body import check_ct_volume
 
-Progress = Callable[[float, str], None]
-#: Neighbours farther than this (centroid to centroid) are not used as a height reference.
-NEIGHBOUR_MM = 50.0
-#: A group of fracture voxels this close to an assessed vertebra's centroid belongs to it (mm).
-COMPONENT_REACH_MM = 25.0
-#: Tails thinner than a ball of this share of the body's height (within these radii, mm) are cut off
-#: a segmented body before its heights are measured (``body_labels.without_tails``): a fixed 3 mm
-#: left pedicle stubs on lumbar bodies, 5 mm shrank the small upper thoracic ones (model card).
-TAIL_FRACTION = 0.2
-TAIL_RADIUS_MM = (2, 5)
-#: Side of the 1 mm grid a label-map vertebra is measured on (x, y, z).
-LABEL_PATCH_XYZ = (112, 112, 96)
 #: The columns of ``vertebrae.csv``, in order.
 CSV_COLUMNS = ("level", "centroid_lps_x", "centroid_lps_y", "centroid_lps_z", "probability", "genant_grade",
                "genant_label", "deformity", "height_loss_pct", "anterior_mm", "middle_mm", "posterior_mm",
                "reference_mm", "call", "basis", "opinions_agree", "note")
-
-
-@dataclass
-class Centroid:
-    """A vertebra to assess: its level name and its centroid (LPS, mm)."""
-
-    level: str
-    lps: np.ndarray
-
-
-@dataclass
-class ProbabilityMaps:
-    """The classifier's output on its 1 mm grid: vertebral body and fractured body probabilities."""
-
-    grid: sitk.Image
-    body: np.ndarray
-    fractured: np.ndarray
-    seconds: float
-    bone: np.ndarray | None = None    # voxels above ``MIN_BONE_HU``; None: not known (all count)
 
 
 @dataclass
@@ -119,43 +89,6 @@ class FractureResult:
     seconds: dict = field(default_factory=dict)
 
 
-def _quiet(fraction: float, message: str) -> None:
-    """The default progress callback: says nothing."""
-
-
-def ct_grid(ct: sitk.Image, spacing_mm: float) -> sitk.Image:
-    """An LPS-aligned grid of ``spacing_mm`` covering the whole CT (any direction, oblique too)."""
-    size = np.array(ct.GetSize())
-    corners = np.array([ct.TransformContinuousIndexToPhysicalPoint([float(v) for v in corner])
-                        for corner in np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in size])).reshape(3, -1).T])
-    low, high = corners.min(axis=0), corners.max(axis=0)
-    voxels = np.maximum(1, np.ceil((high - low) / spacing_mm).astype(int))
-    return patch_grid((low + high) / 2, voxels, spacing_mm)
-
-
-def fracture_probabilities(ct: sitk.Image, model, progress: Progress = _quiet) -> ProbabilityMaps:
-    """The classifier over the whole CT at 1 mm: body and fractured-body probability maps."""
-    import torch
-
-    from ..ml.inference import sliding_window
-    from .fracture_model.model import FRACTURED, NORMAL, network_input
-
-    config: FractureConfig = model.config
-    started = time.perf_counter()
-    grid = ct_grid(ct, config.spacing_mm)
-    progress(0.05, "resampling the CT to 1 mm")
-    hu = sample_patch(ct, grid, outside=OUTSIDE_HU)
-    inputs = torch.from_numpy(network_input(hu, config)[None])
-    bone = hu > MIN_BONE_HU
-    del hu
-    progress(0.1, "classifying voxels")
-    logits = sliding_window(inputs, model, tuple(reversed(config.window_xyz)), overlap=config.overlap)
-    probs = torch.softmax(logits[0], dim=0).numpy()
-    progress(0.7, "voxels classified")
-    return ProbabilityMaps(grid, probs[NORMAL] + probs[FRACTURED], probs[FRACTURED].copy(),
-                           time.perf_counter() - started, bone)
-
-
 def _split_tall(body: np.ndarray, max_height: int, min_voxels: int) -> list[np.ndarray]:
     """``body`` cut at its narrowest slice (a thin disc), again and again, until no part is taller
     than ``max_height`` slices; parts smaller than ``min_voxels`` are dropped."""
@@ -176,7 +109,7 @@ def _split_tall(body: np.ndarray, max_height: int, min_voxels: int) -> list[np.n
 def find_vertebrae(maps: ProbabilityMaps, config: FractureConfig) -> list[Centroid]:
     """Vertebrae from the classifier's body voxels: connected parts of at least ``min_body_ml``,
     a part taller than ``max_body_height_mm`` cut at its narrowest slice (bodies joined across a
-    thin disc), holding bone (a quarter of ``min_body_ml`` above ``MIN_BONE_HU``, cortex
+    thin disc), holding bone (a quarter of ``min_body_ml`` above ``min_bone_hu``, cortex
     included), numbered "vertebra 1", "vertebra 2"... from the top."""
     min_voxels = int(np.ceil(config.min_body_ml * 1000 / config.spacing_mm ** 3))
     max_height = int(config.max_body_height_mm / config.spacing_mm)
@@ -228,72 +161,6 @@ def fracture_components(maps: ProbabilityMaps, config: FractureConfig) -> list[d
     return sorted(found, key=lambda c: -c["volume_ml"])
 
 
-def _body_mask_from_labels(ct: sitk.Image, label_map: sitk.Image, value: int,
-                           centroid: np.ndarray) -> sitk.Image | None:
-    """The body of label ``value`` (a whole vertebra, or a body alone) on a 1 mm grid at the centroid."""
-    grid = patch_grid(centroid, LABEL_PATCH_XYZ, 1.0)
-    vertebra = sample_patch(label_map, grid, labels=True) == value
-    body = body_from_vertebra(vertebra)
-    if body is None:
-        return None
-    if reaches_edge(body, grid, ct) or reaches_edge(body, grid, label_map):
-        raise SpineAnalysisError("the body is cut by the edge of the scan")
-    image = sitk.GetImageFromArray(body.astype(np.uint8))
-    image.CopyInformation(grid)
-    return image
-
-
-def _body_mask_from_network(ct: sitk.Image, centroid: np.ndarray, body_model) -> sitk.Image:
-    """The body network's body at the centroid, on a 1 mm grid, without thin tails."""
-    body = segment_vertebral_body(ct, centroid, "lps", "unet", body_model).body
-    image = sitk.GetImageFromArray(body.astype(np.float32))
-    image.CopyInformation(ct)
-    grid = patch_grid(centroid, LABEL_PATCH_XYZ, 1.0)
-    raw = sample_patch(image, grid, outside=0.0) > 0.5
-    height = np.count_nonzero(raw.any(axis=(1, 2)))
-    cleaned = without_tails(raw, int(np.clip(round(height * TAIL_FRACTION), *TAIL_RADIUS_MM)))
-    if not cleaned.any():
-        raise SpineAnalysisError("the vertebral body found is too thin to measure")
-    if reaches_edge(cleaned, grid, ct):
-        raise SpineAnalysisError("the body is cut by the edge of the scan")
-    mask = sitk.GetImageFromArray(cleaned.astype(np.uint8))
-    mask.CopyInformation(grid)
-    return mask
-
-
-def _heights(ct, centroids, label_map, label_values, body_model, progress: Progress) -> list:
-    """(heights or None, note) per centroid, from the label map's bodies or the body network."""
-    measured = []
-    for k, centroid in enumerate(centroids):
-        progress(0.75 + 0.2 * k / max(1, len(centroids)), f"measuring {centroid.level}")
-        try:
-            if label_map is not None and label_values[k]:
-                mask = _body_mask_from_labels(ct, label_map, label_values[k], centroid.lps)
-                if mask is None:
-                    raise SpineAnalysisError("its label holds no clear vertebral body")
-            else:
-                mask = _body_mask_from_network(ct, centroid.lps, body_model)
-            measured.append((vertebral_heights(mask), ""))
-        except SpineAnalysisError as error:
-            measured.append((None, f"heights not measured: {error}"))
-    return measured
-
-
-def _grades(centroids: Sequence[Centroid], measured: list) -> list[GenantResult | None]:
-    """Genant grade of each measured vertebra against max(own posterior, neighbours' mean posterior)."""
-    grades = []
-    for k, (heights, _note) in enumerate(measured):
-        if heights is None:
-            grades.append(None)
-            continue
-        neighbours = [measured[j][0].posterior_mm for j in (k - 1, k + 1)
-                      if 0 <= j < len(measured) and measured[j][0] is not None
-                      and np.linalg.norm(centroids[j].lps - centroids[k].lps) <= NEIGHBOUR_MM]
-        reference = max([heights.posterior_mm] + ([float(np.mean(neighbours))] if neighbours else []))
-        grades.append(genant_grade(*heights, reference_mm=reference))
-    return grades
-
-
 def _cut_by_edge(maps: ProbabilityMaps, ct: sitk.Image, centroids: Sequence[Centroid],
                  config: FractureConfig) -> list[bool]:
     """Per centroid, whether the classifier's body voxels in a box around it (``edge_box_mm``: about
@@ -327,64 +194,10 @@ def _call(probability: float | None, grade: GenantResult | None,
     return "fractured", f"morphometry: {grade.label} {grade.deformity} (classifier p={probability:.2f})", False
 
 
-def _label_at(label_map: sitk.Image, point_lps: np.ndarray) -> int:
-    """The label map's value at a point (0 outside it)."""
-    if not contains_point(label_map, point_lps):
-        return 0
-    return int(label_map[label_map.TransformPhysicalPointToIndex([float(v) for v in point_lps])])
-
-
-def _labels_of_centroids(label_map: sitk.Image, centroids: Sequence[Centroid]) -> list[int]:
-    """The label of each given centroid: the one of the level it is named by, when the label map holds that level,
-    else the one under it (0: none). A point named L2 stays L2's vertebra wherever it was moved to (into the spinal
-    canal, onto a disc), as its row says."""
-    present = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(label_map))}
-    numbers = {name.upper(): number for number, name in VERSE_LEVEL_NAMES.items() if number in present}
-    return [numbers.get(str(c.level).strip().upper()) or _label_at(label_map, c.lps) for c in centroids]
-
-
-def _body_centroid(label_map: sitk.Image, value: int, stats: sitk.LabelShapeStatisticsImageFilter) -> np.ndarray:
-    """The centroid of label ``value``'s vertebral body (LPS): the whole vertebra's centroid lies behind the body, in
-    the spinal canal, where the classifier's cube would hold only the back of the body. The vertebra's own centroid
-    when no body can be told apart (a vertebra cut by the scan's edge). Found on a 1 mm grid around the label's
-    bounding box (a margin of the opening's ball and more)."""
-    x, y, z, sx, sy, sz = stats.GetBoundingBox(value)
-    corners = np.array([label_map.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k)))
-                        for i in (x - 1, x + sx) for j in (y - 1, y + sy) for k in (z - 1, z + sz)])
-    low, high = corners.min(axis=0), corners.max(axis=0)
-    grid = patch_grid((low + high) / 2, np.ceil(high - low).astype(int) + 2 * (OPENING_MM + 2), 1.0)
-    body = body_from_vertebra(sample_patch(label_map, grid, labels=True) == value)
-    if body is None:
-        return np.array(stats.GetCentroid(value))
-    z, y, x = np.nonzero(body)
-    return np.array(grid.TransformContinuousIndexToPhysicalPoint((float(x.mean()), float(y.mean()), float(z.mean()))))
-
-
-def _centroids_from_label_map(label_map: sitk.Image) -> tuple[list[Centroid], list[int]]:
-    """Each vertebra of the label map (VerSe numbering), at its body's centroid, from the top; and its label."""
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(sitk.Cast(label_map, sitk.sitkUInt16))
-    values = [v for v in stats.GetLabels() if v in VERSE_LEVEL_NAMES and v != 26]
-    centroids = [Centroid(VERSE_LEVEL_NAMES[v], _body_centroid(label_map, v, stats)) for v in values]
-    order = np.argsort([-c.lps[2] for c in centroids])
-    return [centroids[i] for i in order], [values[i] for i in order]
-
-
-def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None = None,
-                     label_map: sitk.Image | None = None, body_model=None, centroid_source: str = "",
-                     progress: Progress = _quiet, maps: ProbabilityMaps | None = None) -> FractureResult:
-    """Fracture probability map, per-vertebra findings and patient summary for a CT in HU.
-
-    ``model`` is a loaded fracture network (``fracture_model.weights_io.load_model``); ``centroids``
-    (LPS, named by level; ``centroid_source`` says where they came from) or ``label_map`` (VerSe
-    numbering, on any grid) say where the vertebrae are; with neither, the classifier finds them.
-    ``body_model`` (the body network, loaded when needed) measures heights where no label map does.
-    ``maps`` reuses the probabilities of an earlier run on the same CT (moved centroids).
-    Raises ``SpineAnalysisError`` for a volume that is not a CT, a centroid outside it, or no
-    vertebra in view.
-    """
-    check_ct_volume(ct)
-    config: FractureConfig = model.config
+def _where_to_look(ct: sitk.Image, centroids: Sequence[Centroid] | None, label_map: sitk.Image | None,
+                   centroid_source: str) -> tuple[list[Centroid] | None, list[int], str]:
+    """The centroids to assess (top to bottom), each one's label in ``label_map`` (empty without one) and
+    where they came from; ("", no centroids) when the classifier is to find them."""
     label_values: list[int] = []
     if centroids is not None:
         centroids = sorted(centroids, key=lambda c: -c.lps[2])   # top to bottom: neighbours are adjacent
@@ -397,7 +210,7 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
                                          " mm, LPS) lies outside the CT volume")
         source = centroid_source or "given centroids"
     elif label_map is not None:
-        centroids, label_values = _centroids_from_label_map(label_map)
+        centroids, label_values = centroids_from_label_map(label_map)
         if not centroids:
             raise SpineAnalysisError("the label map holds no vertebra labels (VerSe numbering 1-25, 28)")
         outside = [c.level for c in centroids if not contains_point(ct, c.lps)]
@@ -407,7 +220,52 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
     else:
         source = ""
     if label_map is not None and not label_values:   # centroids given too: the label of each one's level
-        label_values = _labels_of_centroids(label_map, centroids)
+        label_values = labels_of_centroids(label_map, centroids)
+    return centroids, label_values, source
+
+
+def _patient(findings: list[VertebraFinding], components: list[dict], source: str, config: FractureConfig) -> dict:
+    """The patient-level summary; each group of fracture voxels gets the assessed vertebra it lies at."""
+    for component in components:
+        distances = [float(np.linalg.norm(np.array(component["centroid_lps"]) - f.centroid_lps)) for f in findings]
+        nearest = int(np.argmin(distances))
+        component["level"] = findings[nearest].level if distances[nearest] <= config.component_reach_mm else None
+    fractured = [f.level for f in findings if f.call == "fractured"]
+    elsewhere = [c for c in components if c["level"] is None]
+    return {
+        "call": "fractured" if fractured else "normal",
+        "fractured_levels": fractured,
+        "classifier_call": "fractured" if components else "normal",
+        "max_vertebra_probability": max((f.probability for f in findings
+                                         if f.probability is not None and f.call != "not assessed"), default=None),
+        "fracture_components": components,
+        "vertebrae_assessed": sum(f.call != "not assessed" for f in findings),
+        "level_source": source,
+        "note": f"{len(elsewhere)} group(s) of fracture voxels lie away from every assessed vertebra: "
+                "look at the probability map" if elsewhere else "",
+    }
+
+
+def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None = None,
+                     label_map: sitk.Image | None = None, body_model=None, centroid_source: str = "",
+                     progress: Progress = quiet, maps: ProbabilityMaps | None = None) -> FractureResult:
+    """Fracture probability map, per-vertebra findings and patient summary for a CT in HU.
+
+    ``model`` is a loaded fracture network (``fracture_model.weights_io.load_model``); ``centroids``
+    (LPS, named by level; ``centroid_source`` says where they came from) or ``label_map`` (VerSe
+    numbering, on any grid) say where the vertebrae are; with neither, the classifier finds them.
+    ``body_model`` (the loaded body network) measures heights where no label map does: the caller
+    passes it unless every centroid has its label. ``maps`` reuses the probabilities of an earlier
+    run on the same CT (moved centroids). Raises ``SpineAnalysisError`` for a volume that is not a
+    CT, a centroid outside it, or no vertebra in view; ``ValueError`` when the body model is needed
+    and missing.
+    """
+    check_ct_volume(ct)
+    config: FractureConfig = model.config
+    centroids, label_values, source = _where_to_look(ct, centroids, label_map, centroid_source)
+    if body_model is None and not all(label_values or [0]):
+        raise ValueError("detect_fractures needs the body model (body_model.weights_io.load_model) to measure "
+                         "the heights of vertebrae without a label")
     reused = maps is not None
     if maps is None:
         maps = fracture_probabilities(ct, model, progress)
@@ -425,11 +283,9 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
     if all(p is None for p in probabilities):
         raise SpineAnalysisError("no vertebral body at any of the centroids: are they in this CT's space "
                                  "(LPS millimetres; a Slicer point list says its own frame), and is the spine in view?")
-    if body_model is None and not all(label_values or [0]):
-        from .body_model.weights_io import load_model as load_body_model
-        body_model = load_body_model()[0]
-    measured = _heights(ct, centroids, label_map, label_values or [0] * len(centroids), body_model, progress)
-    grades = _grades(centroids, measured)
+    measured = measure_heights(ct, centroids, label_map, label_values or [0] * len(centroids), body_model, config,
+                               progress)
+    grades = grade_heights(centroids, measured, config)
     findings = []
     cut = _cut_by_edge(maps, ct, centroids, config)
     for centroid, probability, grade, (_heights_mm, note), is_cut in zip(
@@ -440,38 +296,11 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
         findings.append(VertebraFinding(centroid.level, np.asarray(centroid.lps, float), probability, grade,
                                         call, basis, agree, note))
     progress(0.97, "writing the probability map")
-    probability_image = _on_ct_grid(maps, ct)
-    components = fracture_components(maps, config)
-    for component in components:   # which assessed vertebra each group of fracture voxels belongs to
-        distances = [float(np.linalg.norm(np.array(component["centroid_lps"]) - f.centroid_lps)) for f in findings]
-        nearest = int(np.argmin(distances))
-        component["level"] = findings[nearest].level if distances[nearest] <= COMPONENT_REACH_MM else None
-    fractured = [f.level for f in findings if f.call == "fractured"]
-    elsewhere = [c for c in components if c["level"] is None]
-    patient = {
-        "call": "fractured" if fractured else "normal",
-        "fractured_levels": fractured,
-        "classifier_call": "fractured" if components else "normal",
-        "max_vertebra_probability": max((f.probability for f in findings
-                                         if f.probability is not None and f.call != "not assessed"), default=None),
-        "fracture_components": components,
-        "vertebrae_assessed": sum(f.call != "not assessed" for f in findings),
-        "level_source": source,
-        "note": f"{len(elsewhere)} group(s) of fracture voxels lie away from every assessed vertebra: "
-                "look at the probability map" if elsewhere else "",
-    }
+    probability_image = maps.fractured_on(ct)
+    patient = _patient(findings, fracture_components(maps, config), source, config)
     return FractureResult(probability_image, findings, patient, source, maps,
                           {"classifier": 0.0 if reused else round(maps.seconds, 2),
                            "vertebrae": round(time.perf_counter() - started, 2)})
-
-
-def _on_ct_grid(maps: ProbabilityMaps, ct: sitk.Image) -> sitk.Image:
-    """The fractured-body probability resampled onto the CT's own grid (float32, 0 outside)."""
-    source = sitk.GetImageFromArray(maps.fractured.astype(np.float32))
-    source.CopyInformation(maps.grid)
-    reference = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
-    reference.CopyInformation(ct)
-    return sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
 #: What ``write_outputs`` writes into the output folder.

@@ -1,4 +1,5 @@
-"""Names of vertebrae in CT: VerSe label numbers, VerSe centroid files, label maps.
+"""Names of vertebrae in CT: VerSe label numbers, VerSe centroid files, label maps, and where a
+named vertebra is (``Centroid``), read from those files or found in a label map.
 
 A level is only ever named from one of these or from the user's entry, never guessed.
 """
@@ -6,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,8 @@ import SimpleITK as sitk
 
 from ..coords import flip_lps_ras
 from ..errors import SpineAnalysisError
+from .body_labels import OPENING_MM, body_from_vertebra
+from .patches import contains_point, patch_grid, sample_patch
 
 #: VerSe vertebra numbering (also used by the VerSe 2019/2020 label maps).
 VERSE_LEVEL_NAMES: dict[int, str] = {
@@ -74,6 +79,57 @@ def level_from_label_map(labels: sitk.Image, mask: np.ndarray, names: dict[int, 
         return None
     label = int(np.bincount(values).argmax())
     return names.get(label, f"label {label}")
+
+
+@dataclass
+class Centroid:
+    """A vertebra to assess: its level name and its centroid (LPS, mm)."""
+
+    level: str
+    lps: np.ndarray
+
+
+def _label_at(label_map: sitk.Image, point_lps: np.ndarray) -> int:
+    """The label map's value at a point (0 outside it)."""
+    if not contains_point(label_map, point_lps):
+        return 0
+    return int(label_map[label_map.TransformPhysicalPointToIndex([float(v) for v in point_lps])])
+
+
+def labels_of_centroids(label_map: sitk.Image, centroids: Sequence[Centroid]) -> list[int]:
+    """The label of each given centroid: the one of the level it is named by, when the label map holds that level,
+    else the one under it (0: none). A point named L2 stays L2's vertebra wherever it was moved to (into the spinal
+    canal, onto a disc), as its row says."""
+    present = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(label_map))}
+    numbers = {name.upper(): number for number, name in VERSE_LEVEL_NAMES.items() if number in present}
+    return [numbers.get(str(c.level).strip().upper()) or _label_at(label_map, c.lps) for c in centroids]
+
+
+def _body_centroid(label_map: sitk.Image, value: int, stats: sitk.LabelShapeStatisticsImageFilter) -> np.ndarray:
+    """The centroid of label ``value``'s vertebral body (LPS): the whole vertebra's centroid lies behind the body, in
+    the spinal canal, where the classifier's cube would hold only the back of the body. The vertebra's own centroid
+    when no body can be told apart (a vertebra cut by the scan's edge). Found on a 1 mm grid around the label's
+    bounding box (a margin of the opening's ball and more)."""
+    x, y, z, sx, sy, sz = stats.GetBoundingBox(value)
+    corners = np.array([label_map.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k)))
+                        for i in (x - 1, x + sx) for j in (y - 1, y + sy) for k in (z - 1, z + sz)])
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    grid = patch_grid((low + high) / 2, np.ceil(high - low).astype(int) + 2 * (OPENING_MM + 2), 1.0)
+    body = body_from_vertebra(sample_patch(label_map, grid, labels=True) == value)
+    if body is None:
+        return np.array(stats.GetCentroid(value))
+    z, y, x = np.nonzero(body)
+    return np.array(grid.TransformContinuousIndexToPhysicalPoint((float(x.mean()), float(y.mean()), float(z.mean()))))
+
+
+def centroids_from_label_map(label_map: sitk.Image) -> tuple[list[Centroid], list[int]]:
+    """Each vertebra of the label map (VerSe numbering), at its body's centroid, from the top; and its label."""
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.Cast(label_map, sitk.sitkUInt16))
+    values = [v for v in stats.GetLabels() if v in VERSE_LEVEL_NAMES and v != 26]
+    centroids = [Centroid(VERSE_LEVEL_NAMES[v], _body_centroid(label_map, v, stats)) for v in values]
+    order = np.argsort([-c.lps[2] for c in centroids])
+    return [centroids[i] for i in order], [values[i] for i in order]
 
 
 def read_centroids(path, ct: sitk.Image) -> dict[str, np.ndarray]:

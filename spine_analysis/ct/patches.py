@@ -47,6 +47,16 @@ def patch_grid(centre_lps: np.ndarray, size_xyz: Sequence[int], spacing_mm: floa
     return grid
 
 
+def ct_grid(ct: sitk.Image, spacing_mm: float) -> sitk.Image:
+    """An LPS-aligned grid of ``spacing_mm`` covering the whole CT (any direction, oblique too)."""
+    size = np.array(ct.GetSize())
+    corners = np.array([ct.TransformContinuousIndexToPhysicalPoint([float(v) for v in corner])
+                        for corner in np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in size])).reshape(3, -1).T])
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    voxels = np.maximum(1, np.ceil((high - low) / spacing_mm).astype(int))
+    return patch_grid((low + high) / 2, voxels, spacing_mm)
+
+
 def sample_patch(image: sitk.Image, grid: sitk.Image, labels: bool = False,
                  outside: float = OUTSIDE_HU) -> np.ndarray:
     """``image`` resampled onto ``grid`` as a (z, y, x) array: linear for intensities (float32,

@@ -18,14 +18,11 @@ from scipy import ndimage as ndi
 
 from ..errors import SpineAnalysisError
 from .body_model.config import BodyConfig
+from .body_model.inference import body_probabilities
 from .classical_body import classical_body
 from .patches import contains_point, patch_grid, patch_to_scan, sample_patch, to_lps
 
 METHODS = ("unet", "classical")
-#: Below this the seed is in air (or outside the patient).
-AIR_HU = -500.0
-#: Bone of some kind must exceed this within the patch around the seed.
-MIN_BONE_HU = 200.0
 
 
 @dataclass
@@ -55,15 +52,15 @@ def _seed_voxel(config_patch_xyz: Sequence[int]) -> tuple[int, int, int]:
     return tuple(int(round((n - 1) / 2)) for n in reversed(config_patch_xyz))
 
 
-def _refuse_seed(hu: np.ndarray, seed_zyx) -> None:
+def _refuse_seed(hu: np.ndarray, seed_zyx, config: BodyConfig) -> None:
     """A seed in air, or with no bone anywhere near, is refused before anything is segmented."""
     z, y, x = seed_zyx
     at_seed = float(np.median(hu[z - 1:z + 2, y - 1:y + 2, x - 1:x + 2]))
-    if at_seed < AIR_HU:
+    if at_seed < config.air_hu:
         raise SpineAnalysisError(f"the seed is in air ({at_seed:.0f} HU): click inside a vertebral body")
-    if hu.max() < MIN_BONE_HU:
+    if hu.max() < config.min_bone_hu:
         raise SpineAnalysisError(
-            f"there is no bone within {hu.shape[2] // 2} mm of the seed (nothing above {MIN_BONE_HU:.0f} HU): "
+            f"there is no bone within {hu.shape[2] // 2} mm of the seed (nothing above {config.min_bone_hu:.0f} HU): "
             "click inside a vertebral body of a CT in Hounsfield units")
 
 
@@ -78,27 +75,15 @@ def _part_at_seed(mask: np.ndarray, seed_zyx, reach_vox: float) -> np.ndarray:
     return parts == parts[tuple(int(nearest[a][tuple(seed_zyx)]) for a in range(3))]
 
 
-def _network_probabilities(model, hu: np.ndarray, seed_zyx) -> tuple[np.ndarray, np.ndarray]:
-    """Body and centrum probabilities on the patch."""
-    import torch
-
-    from .body_model.model import CENTRUM, SHELL, network_input
-
-    inputs = torch.from_numpy(network_input(hu, seed_zyx, model.config)[None])
-    with torch.no_grad():
-        probs = torch.softmax(model(inputs), dim=1)[0].numpy()
-    return probs[SHELL] + probs[CENTRUM], probs[CENTRUM]
-
-
 def _body_at(ct: sitk.Image, seed_lps: np.ndarray, method: str, model, config: BodyConfig):
     """(patch grid, body part holding the seed, body and centrum probabilities) for one seed;
     the body part is empty when the seed is not inside a body."""
     grid = patch_grid(seed_lps, config.patch_xyz, config.spacing_mm)
     hu = sample_patch(ct, grid)
     seed_zyx = _seed_voxel(config.patch_xyz)
-    _refuse_seed(hu, seed_zyx)
+    _refuse_seed(hu, seed_zyx, config)
     if method == "unet":
-        body_p, centrum_p = _network_probabilities(model, hu, seed_zyx)
+        body_p, centrum_p = body_probabilities(model, hu, seed_zyx)
     else:
         body_p, centrum_p = (m.astype(np.float32) for m in classical_body(hu, seed_zyx))
     body = _part_at_seed(body_p > config.min_probability, seed_zyx, config.seed_reach_mm / config.spacing_mm)
@@ -110,22 +95,22 @@ def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], frame: str, me
     """The centrum and body of the vertebra clicked at ``seed`` (mm, in ``frame`` "lps" or "ras").
 
     ``ct`` is in HU (density-calibrated values work too); ``model`` is a loaded body network
-    (``body_model.weights_io.load_model``; loaded here when None). With ``config.recentre`` the
-    vertebra is segmented a second time from the centre of the body the click found, so that
-    where inside the body the user clicked changes little. Raises ``SpineAnalysisError`` when
-    the seed is outside the volume, in air, away from bone, or not inside a vertebral body.
+    (``body_model.weights_io.load_model``), which the "unet" method needs: the caller loads it once.
+    With ``config.recentre`` the vertebra is segmented a second time from the centre of the body
+    the click found, so that where inside the body the user clicked changes little. Raises
+    ``SpineAnalysisError`` when the seed is outside the volume, in air, away from bone, or not
+    inside a vertebral body; ``ValueError`` for the "unet" method without a model.
     """
     if method not in METHODS:
         raise SpineAnalysisError(f"unknown method {method!r}; choose {' or '.join(METHODS)}")
+    if method == "unet" and model is None:
+        raise ValueError("the unet method needs a loaded body model (body_model.weights_io.load_model)")
     check_ct_volume(ct)
     started = time.perf_counter()
     seed_lps = to_lps(seed, frame)
     if not contains_point(ct, seed_lps):
         raise SpineAnalysisError(f"the seed ({', '.join(f'{v:.1f}' for v in seed_lps)} mm, LPS) lies outside "
                                  "the CT volume")
-    if method == "unet" and model is None:
-        from .body_model.weights_io import load_model
-        model = load_model()[0]
     # the classical method's first answer is its best: from the centre of a rough body it does no better
     config = model.config if method == "unet" else (config or BodyConfig(recentre=False))
     grid, body, body_p, centrum_p = _body_at(ct, seed_lps, method, model, config)
@@ -257,7 +242,8 @@ def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], frame: s
 
     ``levels`` are the user's names per seed (None: not entered); ``label_map`` (VerSe numbering,
     on the CT's grid) or ``centroids`` (``levels.read_verse_centroids``) name them instead when
-    given. ``progress(fraction, message)`` is told before each seed."""
+    given. ``model`` is a loaded body network, needed by the "unet" method (see
+    ``segment_vertebral_body``). ``progress(fraction, message)`` is told before each seed."""
     if not seeds:
         raise SpineAnalysisError("no seed given: click inside at least one vertebral body")
     if len(seeds) > 255:
@@ -269,9 +255,6 @@ def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], frame: s
     if label_map is not None:
         from .bone_metrics import labels_on_ct_grid
         label_map = labels_on_ct_grid(ct, label_map)
-    if method == "unet" and model is None:
-        from .body_model.weights_io import load_model
-        model = load_model()[0]
     output = np.zeros(sitk.GetArrayViewFromImage(ct).shape, dtype=np.uint8)
     bodies = np.zeros_like(output)
     metrics = []

@@ -2,8 +2,9 @@
 (and the whole body) of the vertebra under a click, after Klein et al. (CSI 2019).
 
 ``config`` (every setting that changes a prediction), ``model`` (the network and its input),
-``data`` (training cases from a VerSe-layout or ct-spine folder), ``train`` (training and
-leave-one-scan-out evaluation), ``weights_io`` (the model folder, on ``spine_analysis.ml.bundle``).
+``data`` (training cases: the labelled scans of ``spine_analysis.ct.scans``), ``train`` (training),
+``evaluate`` (Dice against the labels), ``weights_io`` (the model folder, on ``spine_analysis.ml.bundle``),
+``inference`` (probabilities on one patch; ``spine_analysis.ct.vertebral_body`` reads them).
 
 This file imports nothing heavy, so a front end can name the weights variable cheaply.
 """

@@ -21,3 +21,5 @@ class BodyConfig(BundleConfig):
     min_probability: float = 0.5                   # a voxel is centrum (or body) above this
     seed_reach_mm: float = 0.0                     # the seed must lie this close to the body found
     recentre: bool = True                          # segment again from the found body's centre
+    air_hu: float = -500.0                         # a seed below this is in air (or outside the patient): refused
+    min_bone_hu: float = 200.0                     # a patch with nothing above this holds no bone: refused

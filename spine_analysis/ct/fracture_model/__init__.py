@@ -2,9 +2,10 @@
 normal vertebral body or fractured vertebral body, after Nicolaes et al. (CSI 2019).
 
 ``config`` (every setting that changes a prediction), ``model`` (the network and its input),
-``data`` (scans and Genant grades in the VerSe layout), ``train`` (training with simulated
-compression fractures), ``weights_io`` (the model folder, on ``spine_analysis.ml.bundle``).
-Inference and aggregation per vertebra and patient live in ``spine_analysis.ct.fracture``.
+``data`` (the labelled scans of ``spine_analysis.ct.scans`` with Genant grades), ``train`` (training
+with simulated compression fractures), ``weights_io`` (the model folder, on ``spine_analysis.ml.bundle``),
+``inference`` (probability maps over a whole CT). Aggregation per vertebra and patient lives in
+``spine_analysis.ct.fracture``.
 
 This file imports nothing heavy, so a front end can name the weights variable cheaply.
 """

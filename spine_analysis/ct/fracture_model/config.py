@@ -29,3 +29,10 @@ class FractureConfig(BundleConfig):
     edge_box_mm: tuple[float, float, float] = (20.0, 20.0, 15.0)   # body voxels this near a centroid
     #   (x, y, z half-sides) reaching the scan's edge: that vertebra is cut, not assessed
     genant_call_grade: int = 2           # a morphometric grade at or above this calls a vertebra fractured
+    min_bone_hu: float = 200.0           # found vertebrae: a body holds voxels above this (its cortex)
+    component_reach_mm: float = 25.0     # a group of fracture voxels this near an assessed centroid belongs to it
+    neighbour_mm: float = 50.0           # morphometry: neighbours farther than this are not a height reference
+    label_patch_xyz: tuple[int, int, int] = (112, 112, 96)   # the 1 mm grid a body is measured on (x, y, z)
+    tail_fraction: float = 0.2           # tails thinner than a ball of this share of the body's height ...
+    tail_radius_mm: tuple[int, int] = (2, 5)   # ... within these radii are cut off before heights are measured:
+    #   a fixed 3 mm left pedicle stubs on lumbar bodies, 5 mm shrank the small upper thoracic ones (model card)
