@@ -95,9 +95,10 @@ def _derivedNode(landmarksNode, role, className, name, setup=((), ())):
         node.CreateDefaultDisplayNodes()
         node.SetAndObserveTransformNodeID(landmarksNode.GetTransformNodeID())
     nodeSetup, displaySetup = setup
-    for target, calls in ((node, nodeSetup), (node.GetDisplayNode(), displaySetup)):
-        for method, arguments in calls:
-            getattr(target, method)(*arguments)
+    for method, arguments in nodeSetup:
+        getattr(node, method)(*arguments)
+    for method, arguments in displaySetup:
+        getattr(node.GetDisplayNode(), method)(*arguments)
     landmarksNode.SetNodeReferenceID(role, node.GetID())
     return node
 
