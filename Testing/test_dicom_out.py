@@ -19,6 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dicom_syntaxes import Syntax, dataset, write
 from spine_analysis import cli
+from spine_analysis.cli import xray as cli_xray
 from spine_analysis.errors import DicomOutputError, SpineAnalysisError
 from spine_analysis.io.dicom_out import (MAX_FRACTIONAL_VALUE, Segment, write_fracture_probability,
                                          write_overlay_capture, write_segmentation)
@@ -289,7 +290,7 @@ def test_cobb_refuses_dicom_sc_without_a_dicom_radiograph_before_detecting(tmp_p
     def detector(weights):
         raise AssertionError("the model was loaded before --dicom-sc was refused")
 
-    monkeypatch.setattr(cli, "_detector", detector)
+    monkeypatch.setattr(cli_xray, "_detector", detector)
     args = ["cobb", "--out-dir", str(tmp_path / "out"), "--dicom-sc"]
     if image:
         _, pixels = radiograph(tmp_path)
@@ -305,7 +306,7 @@ def test_cobb_refuses_dicom_sc_for_an_anonymised_radiograph_before_detecting(tmp
     def detector(weights):
         raise AssertionError("the model was loaded before --dicom-sc was refused")
 
-    monkeypatch.setattr(cli, "_detector", detector)
+    monkeypatch.setattr(cli_xray, "_detector", detector)
     path, _ = radiograph(tmp_path)
     ds = pydicom.dcmread(path)
     ds.StudyInstanceUID = ""                          # blanked, as some anonymisers leave it
