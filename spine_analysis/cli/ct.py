@@ -98,9 +98,10 @@ def _cmd_fracture(args) -> int:
 
     @cache
     def models():
-        """The fracture network, and the body network unless a label map gives the bodies."""
-        return load_ct_model("fracture", args.weights), None if args.labels else load_ct_model("body",
-                                                                                                args.body_weights)
+        """The fracture network, and the body network unless a label map gives every body (points given
+        with it may name levels it lacks)."""
+        needs_body = not args.labels or args.centroids
+        return load_ct_model("fracture", args.weights), load_ct_model("body", args.body_weights) if needs_body else None
 
     if len(args.ct) == 1:
         _fracture_case(args, args.ct[0], out_dir, models)
