@@ -282,7 +282,8 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
     probabilities = [vertebra_probability(maps, c.lps, config) for c in centroids]
     if all(p is None for p in probabilities):
         raise SpineAnalysisError("no vertebral body at any of the centroids: are they in this CT's space "
-                                 "(LPS millimetres; a Slicer point list says its own frame), and is the spine in view?")
+                                 "(LPS millimetres; a Slicer point list says its own coordinate system), "
+                                 "and is the spine in view?")
     measured = measure_heights(ct, centroids, label_map, label_values or [0] * len(centroids), body_model, config,
                                progress)
     grades = grade_heights(centroids, measured, config)

@@ -21,15 +21,15 @@ from ..errors import SpineAnalysisError
 OUTSIDE_HU = -1024.0
 
 
-def to_lps(point: Sequence[float], frame: str) -> np.ndarray:
-    """A physical point in LPS from one given in ``frame`` ("lps" or "ras")."""
-    frame = frame.lower()
-    if frame not in ("lps", "ras"):
-        raise SpineAnalysisError(f"unknown coordinate frame {frame!r}: use 'lps' or 'ras'")
+def to_lps(point: Sequence[float], coordinate_system: str) -> np.ndarray:
+    """A physical point in LPS from one given in ``coordinate_system`` ("lps" or "ras")."""
+    coordinate_system = coordinate_system.lower()
+    if coordinate_system not in ("lps", "ras"):
+        raise SpineAnalysisError(f"unknown coordinate system {coordinate_system!r}: use 'lps' or 'ras'")
     point = np.asarray(point, dtype=float)
     if point.shape != (3,) or not np.all(np.isfinite(point)):
         raise SpineAnalysisError(f"a point needs three finite coordinates, got {list(np.ravel(point))}")
-    return flip_lps_ras(point) if frame == "ras" else point
+    return flip_lps_ras(point) if coordinate_system == "ras" else point
 
 
 def contains_point(image: sitk.Image, point_lps: np.ndarray) -> bool:

@@ -74,7 +74,7 @@ def read_fracture_study(ct_path, series_uid: str | None = None, *, for_dicom_seg
     for centroid in study.centroids or []:
         if not contains_point(study.ct, centroid.lps):
             raise SpineAnalysisError(f"the centroid of {centroid.level} lies outside the CT volume: is the file "
-                                     "this CT's, and in LPS (a Slicer .mrk.json says its own frame)?")
+                                     "this CT's, and in LPS (a Slicer .mrk.json says its own coordinate system)?")
     return study
 
 
@@ -121,7 +121,7 @@ def check_mask_outputs(masks: Sequence, others: Sequence = (), inputs: Sequence 
         folder = Path(out).parent
         if not folder.is_dir():
             raise SpineAnalysisError(f"{out}: the folder {folder} does not exist: create it or choose another output")
-        check_output_folder(folder, [Path(out).name])
+        check_output_folder(folder, [Path(out).name], option="output")
 
 
 @dataclass

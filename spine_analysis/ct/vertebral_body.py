@@ -90,9 +90,9 @@ def _body_at(ct: sitk.Image, seed_lps: np.ndarray, method: str, model, config: B
     return grid, body, body_p, centrum_p
 
 
-def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], frame: str, method: str = "unet",
+def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], coordinate_system: str, method: str = "unet",
                            model=None, config: BodyConfig | None = None) -> BodySegmentation:
-    """The centrum and body of the vertebra clicked at ``seed`` (mm, in ``frame`` "lps" or "ras").
+    """The centrum and body of the vertebra clicked at ``seed`` (mm, in ``coordinate_system`` "lps" or "ras").
 
     ``ct`` is in HU (density-calibrated values work too); ``model`` is a loaded body network
     (``body_model.weights_io.load_model``), which the "unet" method needs: the caller loads it once.
@@ -107,7 +107,7 @@ def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], frame: str, me
         raise ValueError("the unet method needs a loaded body model (body_model.weights_io.load_model)")
     check_ct_volume(ct)
     started = time.perf_counter()
-    seed_lps = to_lps(seed, frame)
+    seed_lps = to_lps(seed, coordinate_system)
     if not contains_point(ct, seed_lps):
         raise SpineAnalysisError(f"the seed ({', '.join(f'{v:.1f}' for v in seed_lps)} mm, LPS) lies outside "
                                  "the CT volume")
@@ -232,7 +232,7 @@ def _name_level(segmentation: BodySegmentation, entered: str | None, label_map: 
     return "unnamed", f"not in the {source}" if source else "not given"
 
 
-def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], frame: str, method: str = "unet",
+def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordinate_system: str, method: str = "unet",
                       model=None, levels: Sequence[str | None] | None = None, label_map: sitk.Image | None = None,
                       centroids: dict | None = None, thresholds: DensityThresholds = DensityThresholds(),
                       progress=None) -> tuple[np.ndarray, np.ndarray, list[CentrumMetrics]]:
@@ -262,7 +262,7 @@ def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], frame: s
         if progress:
             progress((index - 1) / len(seeds), f"segmenting vertebra {index} of {len(seeds)}")
         try:
-            segmentation = segment_vertebral_body(ct, seed, frame, method, model)
+            segmentation = segment_vertebral_body(ct, seed, coordinate_system, method, model)
         except SpineAnalysisError as exc:
             raise SpineAnalysisError(f"seed {index}: {exc}") from None
         taken = output[segmentation.centrum]

@@ -59,18 +59,19 @@ def write_csv_rows(header: Sequence[str], rows: Iterable[Sequence], path) -> Non
 
 
 
-def check_output_folder(out_dir, names: Sequence[str], protect=()) -> dict[str, Path]:
+def check_output_folder(out_dir, names: Sequence[str], protect=(), option: str = "--out-dir") -> dict[str, Path]:
     """The paths ``out_dir/name``, after checking, before any work, that the run can write them:
     none is an input (``protect``) or a non-file, and the folder (or its nearest existing parent,
-    as the folder is only created when results are written) is writable."""
+    as the folder is only created when results are written) is writable. The messages name the
+    ``option`` a user changes to choose another place."""
     out_dir = Path(out_dir)
     targets = {name: out_dir / name for name in names}
     protected = {Path(p).resolve() for p in protect if p}
     for path in targets.values():
         if path.resolve() in protected:
-            raise SpineAnalysisError(f"refusing to overwrite the input {path}: choose another --out-dir")
+            raise SpineAnalysisError(f"refusing to overwrite the input {path}: choose another {option}")
         if path.exists() and not path.is_file():
-            raise SpineAnalysisError(f"{path} exists and is not a file: choose another --out-dir")
+            raise SpineAnalysisError(f"{path} exists and is not a file: choose another {option}")
     if out_dir.exists() and not out_dir.is_dir():
         raise SpineAnalysisError(f"{out_dir} exists and is not a folder")
     existing = out_dir.resolve()
@@ -82,5 +83,5 @@ def check_output_folder(out_dir, names: Sequence[str], protect=()) -> dict[str, 
         os.remove(probe)
     except OSError as exc:
         raise SpineAnalysisError(f"cannot write into {existing} ({(exc.strerror or str(exc)).lower()}): "
-                                 "choose another --out-dir") from None
+                                 f"choose another {option}") from None
     return targets
