@@ -23,7 +23,7 @@ def oblique_ct():
 def test_ras_points_flip_x_and_y():
     assert to_lps([1, 2, 3], "ras").tolist() == [-1, -2, 3]
     assert to_lps([1, 2, 3], "LPS").tolist() == [1, 2, 3]
-    with pytest.raises(SpineAnalysisError, match="frame"):
+    with pytest.raises(SpineAnalysisError, match="coordinate system"):
         to_lps([1, 2, 3], "xyz")
     with pytest.raises(SpineAnalysisError, match="three finite"):
         to_lps([1, np.nan, 3], "lps")
