@@ -11,6 +11,7 @@ from ct_phantom import phantom_ct, phantom_labels
 from spine_analysis.ct.deformity import Deformity, compress
 from spine_analysis.ct.fracture import CSV_COLUMNS, OUTPUT_FILES
 from spine_analysis.ct.fracture_model import SHIPPED_DIR
+from spine_analysis.ct.study import FRACTURE_OVERVIEW
 from test_cli import assert_ok, assert_one_error_line, run
 
 needs_model = pytest.mark.skipif(not (SHIPPED_DIR / "fracture.pt").exists(), reason="no shipped fracture model")
@@ -48,7 +49,7 @@ def test_fracture_with_a_label_map_grades_the_squeezed_body_and_writes_every_out
     out = tmp_path / "out"
     proc = run(tmp_path, "fracture", ct_path, "--labels", labels_path, "--out-dir", out, timeout=300)
     assert_ok(proc)
-    assert {p.name for p in out.iterdir()} == set(OUTPUT_FILES)
+    assert {p.name for p in out.iterdir()} == {*OUTPUT_FILES, FRACTURE_OVERVIEW}
     with open(out / "vertebrae.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert tuple(rows[0]) == CSV_COLUMNS

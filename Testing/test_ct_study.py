@@ -5,12 +5,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from PIL import Image
 
 from ct_phantom import MARROW_HU, phantom_ct
 from spine_analysis.ct import study
 from spine_analysis.ct.body_model import SHIPPED_DIR as BODY_DIR
 from spine_analysis.ct.fracture import OUTPUT_FILES
 from spine_analysis.ct.fracture_model import SHIPPED_DIR as FRACTURE_DIR
+from spine_analysis.ct.overview import CALL_COLOURS
 from spine_analysis.errors import SpineAnalysisError
 
 
@@ -103,5 +105,7 @@ def test_assess_fractures_writes_its_outputs_and_answers_the_server_s_fields(tmp
     answer = assessment.to_dict()
     assert set(answer) == {"probability", "vertebrae", "patient", "level_source", "model", "seconds"}
     assert answer["model"] == model.version and [r["level"] for r in answer["vertebrae"]] == ["L2", "L3", "L4"]
-    assert {p.name for p in out.iterdir()} == set(OUTPUT_FILES)
+    assert {p.name for p in out.iterdir()} == {*OUTPUT_FILES, study.FRACTURE_OVERVIEW}
+    with Image.open(out / study.FRACTURE_OVERVIEW) as picture:    # the squeezed L3, called fractured, in red
+        assert (np.asarray(picture) == CALL_COLOURS["fractured"]).all(axis=2).sum() > 100
     assert json.loads((out / "patient.json").read_text())["model"] == model.version

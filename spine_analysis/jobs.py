@@ -26,7 +26,7 @@ Jobs (``"job"`` in the request; a request with an ``"image"`` and no job is a ``
   for every label of an edited label map.
 - ``fracture``: ``{"ct": PATH, "centroids": [{"level": name, "point": [x, y, z]}, ...] or null,
   "coordinate_system": "ras" or "lps" (of those points), "labels": PATH or null, "weights": PATH or null,
-  "out_dir": PATH}`` -> writes ``ct.fracture.OUTPUT_FILES`` into ``out_dir`` and answers
+  "out_dir": PATH}`` -> writes ``ct.fracture.OUTPUT_FILES`` and ``overview.png`` into ``out_dir`` and answers
   ``{"probability": PATH, "vertebrae": [VertebraFinding.row(), ...], "patient": {...},
   "level_source": text, "model": version text, "seconds": {...}}``. The classifier's
   probabilities of the last CT are kept: moved centroids are assessed again without it.

@@ -10,23 +10,65 @@ from ..errors import SpineAnalysisError
 from .common import add_series, add_weights, point
 
 
+def _check_segment_options(args) -> None:
+    """Which vertebrae to segment: the seeds, or (without seeds) the centroid file's vertebrae."""
+    if not args.seed and not args.centroids:
+        raise SpineAnalysisError("give --seed X,Y,Z (a point inside a vertebral body, repeatable) or --centroids "
+                                 "FILE (every vertebra it names)")
+    if args.levels and (args.seed or not args.centroids):
+        raise SpineAnalysisError("--levels chooses vertebrae of --centroids when no --seed is given (with --seed, "
+                                 "--level names the seeds)")
+    if args.level and not args.seed:
+        raise SpineAnalysisError("--level names the seeds: without --seed the centroid file names the vertebrae "
+                                 "(--levels chooses some)")
+
+
+def _chosen_centroids(centroids: dict, levels: str | None, path) -> dict:
+    """The centroids of the levels named in ``levels`` ("L1,L2", any case), in the file's order; all without it."""
+    if not levels:
+        return centroids
+    wanted = [level.strip() for level in levels.split(",") if level.strip()]
+    known = {name.upper(): name for name in centroids}
+    unknown = [level for level in wanted if level.upper() not in known]
+    if unknown or not wanted:
+        given = ",".join(unknown) if unknown else repr(levels)
+        raise SpineAnalysisError(f"--levels {given}: not in {Path(path).name}, which names {', '.join(centroids)}")
+    chosen = {known[level.upper()] for level in wanted}
+    return {name: point for name, point in centroids.items() if name in chosen}
+
+
 def _cmd_segment(args) -> int:
-    from ..ct.levels import read_verse_centroids
-    from ..ct.study import check_mask_outputs, load_ct_model, read_study, segment_seeds, write_masks
+    from ..ct.levels import read_centroids
+    from ..ct.study import check_mask_outputs, load_ct_model, read_study, segment_centroids, segment_seeds, write_masks
     from ..ct.vertebral_body import DensityThresholds
     from ..io.atomic import write_json
 
-    check_mask_outputs([args.out, args.body_out], [args.json, args.dicom_seg], [args.ct, args.labels, args.centroids])
+    _check_segment_options(args)
+    if args.overview and not args.overview.lower().endswith(".png"):
+        raise SpineAnalysisError(f"{args.overview}: the overview is a PNG picture: give a name ending in .png")
+    check_mask_outputs([args.out, args.body_out], [args.json, args.dicom_seg, args.overview],
+                       [args.ct, args.labels, args.centroids])
     study = read_study(args.ct, args.series, for_dicom_seg=bool(args.dicom_seg), labels=args.labels)
-    centroids = read_verse_centroids(args.centroids, study.ct) if args.centroids else None
+    centroids = read_centroids(args.centroids, study.ct) if args.centroids else None
+    chosen = None if args.seed else _chosen_centroids(centroids, args.levels, args.centroids)
     body_model = load_ct_model("body", args.weights) if args.method == "unet" else None
     thresholds = DensityThresholds(lytic_below_hu=args.lytic_below, sclerotic_above_hu=args.sclerotic_above)
-    segmentation = segment_seeds(study.ct, args.seed, args.coordinate_system, args.method, body_model, args.level,
-                                 study.label_map, centroids, thresholds)
-    write_masks(segmentation, study.ct, args.out, args.body_out, args.dicom_seg, study.slices)
+    if args.seed:
+        segmentation = segment_seeds(study.ct, args.seed, args.coordinate_system, args.method, body_model,
+                                     args.level, study.label_map, centroids, thresholds)
+    else:
+        segmentation = segment_centroids(study.ct, chosen, args.method, body_model, study.label_map, thresholds)
+    write_masks(segmentation, study.ct, args.out, args.body_out, args.dicom_seg, study.slices, args.overview)
+    warnings = [*getattr(segmentation, "warnings", []),
+                *(f"{r['level']} not segmented: {r['reason']}" for r in segmentation.refused)]
+    for warning in warnings:
+        print(f"spine-analysis: warning: {warning}", file=sys.stderr)
     metrics = segmentation.vertebrae
     result = {"ct": str(args.ct), "mask": str(args.out), "bodies": args.body_out, "dicom_seg": args.dicom_seg,
-              "coordinate_system_of_seeds": args.coordinate_system, "vertebrae": [m.to_dict() for m in metrics]}
+              "overview": args.overview, **({"coordinate_system_of_seeds": args.coordinate_system} if args.seed
+                                            else {"centroids": str(args.centroids), "refused": segmentation.refused}),
+              "slice_thickness_mm": getattr(segmentation, "slice_mm", None), "warnings": warnings,
+              "vertebrae": [m.to_dict() for m in metrics]}
     if args.json:
         write_json(result, args.json)
     print(f"{'label':>5} {'level':<8} {'centrum ml':>10} {'mean HU':>8} {'median':>7} {'SD':>6} "
@@ -34,8 +76,10 @@ def _cmd_segment(args) -> int:
     for m in metrics:
         print(f"{m.index:>5} {m.level:<8} {m.volume_ml:>10.1f} {m.hu_mean:>8.0f} {m.hu_median:>7.0f} "
               f"{m.hu_std:>6.0f} {m.lytic_share:>6.1%} {m.sclerotic_share:>6.1%}  {m.density_hint}")
-    print(f"mask: {args.out} (label k = seed k; {args.method})" + (f"; metrics: {args.json}" if args.json else "")
-          + (f"; DICOM SEG: {args.dicom_seg}" if args.dicom_seg else ""))
+    order = "seed k" if args.seed else "the k-th vertebra segmented, in the file's order"
+    print(f"mask: {args.out} (label k = {order}; {args.method})" + (f"; metrics: {args.json}" if args.json else "")
+          + (f"; DICOM SEG: {args.dicom_seg}" if args.dicom_seg else "")
+          + (f"; overview: {args.overview}" if args.overview else ""))
     return 0
 
 
@@ -127,15 +171,17 @@ def _cmd_fracture(args) -> int:
 def add_segment(sub) -> None:
     p = sub.add_parser("segment", help="segment the trabecular centrum of the vertebra at each seed in a CT",
                        description="Click-to-segment on the command line: for each seed (a point inside a "
-                                   "vertebral body, in mm), the centrum (the body without its cortical shell "
-                                   "and endplates) is segmented, written into one mask on the CT's grid "
-                                   "(label k for the k-th seed) and measured: volume, HU statistics, lytic and "
-                                   "sclerotic shares and an opportunistic bone-density screening hint.")
+                                   "vertebral body, in mm), or each vertebra of a centroid file, the centrum (the "
+                                   "body without its cortical shell and endplates) is segmented, written into one "
+                                   "mask on the CT's grid (label k for the k-th seed or vertebra) and measured: "
+                                   "volume, HU statistics, lytic and sclerotic shares and an opportunistic "
+                                   "bone-density screening hint.")
     p.add_argument("ct", metavar="CT",
                    help="the CT volume in HU: NIfTI, NRRD, MHA or a folder of DICOM slices (searched recursively)")
     add_series(p)
-    p.add_argument("--seed", type=point, action="append", required=True, metavar="X,Y,Z",
-                   help="a point inside a vertebral body in mm; repeat for more vertebrae")
+    p.add_argument("--seed", type=point, action="append", metavar="X,Y,Z",
+                   help="a point inside a vertebral body in mm; repeat for more vertebrae (without it: every "
+                        "vertebra of --centroids)")
     p.add_argument("--coordinate-system", choices=("lps", "ras"), default="lps",
                    help="coordinate system of the seeds: lps as ITK and DICOM files (default), "
                         "ras as Slicer shows them")
@@ -146,7 +192,12 @@ def add_segment(sub) -> None:
                         "and must agree")
     p.add_argument("--labels", metavar="LABELMAP", help="a vertebra label map on the CT's grid (VerSe numbering) "
                                                         "that names the levels")
-    p.add_argument("--centroids", metavar="CTD.json", help="a VerSe centroid file of this CT that names the levels")
+    p.add_argument("--centroids", metavar="FILE",
+                   help="vertebra centroids of this CT named by level: a VerSe *_ctd.json, a Slicer point list "
+                        "(.mrk.json) or a CSV level,x,y,z (LPS mm). With --seed it names the seeds' levels; "
+                        "without, every vertebra in it is segmented (one that cannot be is reported and skipped)")
+    p.add_argument("--levels", metavar="L1,L2",
+                   help="without --seed: segment only these vertebrae of --centroids")
     p.add_argument("--out", required=True, metavar="MASK.nii.gz", help="where to write the mask")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     p.add_argument("--dicom-seg", metavar="SEG.dcm",
@@ -154,6 +205,8 @@ def add_segment(sub) -> None:
                         "viewer (CT given as a DICOM folder)")
     p.add_argument("--body-out", metavar="BODIES.nii.gz",
                    help="also write the whole vertebral bodies (cortical shell included), labelled as the mask")
+    p.add_argument("--overview", metavar="PICTURE.png",
+                   help="also draw the centra and bodies with their levels over a sagittal and an axial slice")
     add_weights(p, "body model folder", "SPINE_ANALYSIS_BODY_WEIGHTS")
     p.add_argument("--lytic-below", type=float, default=0.0, metavar="HU",
                    help="centrum voxels below this count as lytic (default 0)")

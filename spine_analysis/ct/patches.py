@@ -104,3 +104,15 @@ def coverage(scan: sitk.Image, grid: sitk.Image) -> np.ndarray:
     ones = sitk.Image(scan.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(scan)
     return sample_patch(ones, grid, labels=True) > 0
+
+
+def values_at_points(image: sitk.Image, points_lps: np.ndarray, order: int, outside: float = 0.0) -> np.ndarray:
+    """``image`` at LPS points (..., 3): linear (``order`` 1, float32) or nearest (0, as stored) interpolation,
+    ``outside`` past the image."""
+    origin = np.array(image.GetOrigin())
+    matrix = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
+    index = np.linalg.solve(matrix, (points_lps.reshape(-1, 3) - origin).T)       # (i, j, k) per point
+    array = sitk.GetArrayViewFromImage(image)
+    values = ndi.map_coordinates(array, index[::-1], output=np.float32 if order else array.dtype, order=order,
+                                 mode="constant", cval=outside)
+    return values.reshape(points_lps.shape[:-1])

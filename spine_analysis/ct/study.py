@@ -24,6 +24,8 @@ if TYPE_CHECKING:   # imported where used: the command line's start-up (and --he
 FRACTURE_SEG = "fracture_probability_seg.dcm"
 #: The file types a mask is written as (SimpleITK picks the format from the name).
 MASK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
+#: ``fracture``'s picture of its calls (``overview.fracture_overview``), beside ``fracture.OUTPUT_FILES``.
+FRACTURE_OVERVIEW = "overview.png"
 
 
 @dataclass
@@ -133,9 +135,11 @@ class Segmentation:
     vertebrae: list[CentrumMetrics]
     method: str
     model: str      # the body model's version text, or "classical"
+    refused: list[dict] = field(default_factory=list)   # centroids not segmented: level, centroid_lps, reason
 
     def to_dict(self) -> dict:
-        return {"vertebrae": [m.to_dict() for m in self.vertebrae], "model": self.model}
+        return {"vertebrae": [m.to_dict() for m in self.vertebrae], "model": self.model,
+                **({"refused": self.refused} if self.refused else {})}
 
 
 def segment_seeds(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordinate_system: str = "lps",
@@ -155,15 +159,74 @@ def segment_seeds(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordinate_s
     return Segmentation(centra, bodies, metrics, method, body_model.version if method == "unet" else "classical")
 
 
+def segment_centroids(ct: sitk.Image, centroids: dict[str, np.ndarray], method: str = "unet",
+                      body_model: LoadedModel | None = None, label_map: sitk.Image | None = None,
+                      thresholds: DensityThresholds | None = None, progress=None) -> Segmentation:
+    """The vertebral body at each of ``centroids`` (LPS, keyed by level, as ``levels.read_centroids`` reads
+    a file), in their order, each through ``segment_seeds`` and named by its level: label k for the k-th
+    segmented. A centroid whose body cannot be segmented (cut by the scan's edge, not inside a body, in a
+    vertebra segmented already) goes into ``refused`` with the reason and the others go on; when none
+    can be, the reasons are raised."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    centra = bodies = done = None
+    metrics: list = []
+    refused: list[dict] = []
+    for number, (level, point) in enumerate(centroids.items()):
+        def step(fraction, message, number=number, level=level):
+            progress((number + fraction) / len(centroids), f"segmenting {level} ({number + 1} of {len(centroids)})")
+        try:
+            one = segment_seeds(ct, [point], "lps", method, body_model, [level], label_map, centroids, thresholds,
+                                step if progress else None)
+        except SpineAnalysisError as exc:
+            reason = str(exc).removeprefix("seed 1: ")
+        else:
+            mine = one.centra == 1
+            if centra is None:
+                centra, bodies = np.zeros_like(one.centra), np.zeros_like(one.bodies)
+            taken = centra[mine]
+            if np.count_nonzero(taken) * 2 <= taken.size:
+                done = one
+                one.vertebrae[0].index = len(metrics) + 1
+                metrics.append(one.vertebrae[0])
+                centra[mine & (centra == 0)] = len(metrics)
+                bodies[(one.bodies == 1) & (bodies == 0)] = len(metrics)
+                continue
+            other = metrics[int(np.bincount(taken[taken > 0]).argmax()) - 1].level
+            reason = f"it lies in the centrum of {other}, segmented already"
+        refused.append({"level": level, "centroid_lps": [round(float(v), 2) for v in point], "reason": reason})
+    if not metrics:
+        raise SpineAnalysisError("no vertebral body could be segmented at the centroids ("
+                                 + "; ".join(f"{r['level']}: {r['reason']}" for r in refused) + ")")
+    return replace(done, centra=centra, bodies=bodies, vertebrae=metrics, refused=refused)
+
+
+def _overview_title(segmentation: Segmentation) -> str:
+    """What the segment overview shows, in a line above it."""
+    names = ", ".join(m.level for m in segmentation.vertebrae)
+    not_done = ", ".join(r["level"] for r in segmentation.refused)
+    return (f"Centra ({segmentation.method}): {names}. Filled: trabecular centrum; line: vertebral body."
+            + (f" Not segmented: {not_done}." if not_done else "") + " Check every outline on the CT.")
+
+
 def write_masks(segmentation: Segmentation, ct: sitk.Image, centra_path, bodies_path=None, dicom_seg_path=None,
-                slices: Sequence | None = None) -> None:
+                slices: Sequence | None = None, overview_path=None) -> None:
     """The centra (and the bodies) as label images on ``ct``'s grid, each complete or absent; with
-    ``dicom_seg_path`` the centra also as a DICOM SEG referencing the CT's ``slices``."""
+    ``dicom_seg_path`` the centra also as a DICOM SEG referencing the CT's ``slices``; with
+    ``overview_path`` a PNG of them over the CT (``overview.segment_overview``), drawn before anything
+    is written."""
     import SimpleITK as sitk
 
+    from ..drawing import save_png
     from ..io.atomic import atomic_output
     from ..io.dicom_out import Segment, write_segmentation
+    from .overview import segment_overview
 
+    picture = segment_overview(ct, segmentation.centra, segmentation.bodies,
+                               [m.level for m in segmentation.vertebrae],
+                               _overview_title(segmentation)) if overview_path else None
     for labels, path in ((segmentation.centra, centra_path), (segmentation.bodies, bodies_path)):
         if path:
             mask = sitk.GetImageFromArray(labels)
@@ -175,6 +238,8 @@ def write_masks(segmentation: Segmentation, ct: sitk.Image, centra_path, bodies_
                     for m in segmentation.vertebrae]
         write_segmentation(segmentation.centra, slices, segments, dicom_seg_path,
                            artificial_intelligence=segmentation.method == "unet")
+    if picture is not None:
+        save_png(picture, overview_path)
 
 
 def measure_centra(ct: sitk.Image, label_map: sitk.Image, names: dict[int, str],
@@ -201,7 +266,8 @@ def fracture_outputs(out_dir, dicom_seg: bool = False, protect: Sequence = ()) -
     from ..io.atomic import check_output_folder
     from .fracture import OUTPUT_FILES
 
-    return check_output_folder(out_dir, OUTPUT_FILES + ((FRACTURE_SEG,) if dicom_seg else ()), protect)
+    return check_output_folder(out_dir, OUTPUT_FILES + (FRACTURE_OVERVIEW,) + ((FRACTURE_SEG,) if dicom_seg else ()),
+                               protect)
 
 
 @dataclass
@@ -225,17 +291,25 @@ def assess_fractures(ct: sitk.Image, fracture_model: LoadedModel, out_dir, ct_pa
                      maps: ProbabilityMaps | None = None, slices: Sequence | None = None,
                      protect: Sequence = ()) -> FractureAssessment:
     """``fracture.detect_fractures`` of ``ct`` written into ``out_dir`` (``fracture.OUTPUT_FILES``, and
-    with ``slices`` the map as a DICOM SEG, ``FRACTURE_SEG``). ``body_model`` measures the heights
-    where no label map gives the body; ``maps`` reuses an earlier run's probabilities of this CT."""
+    with ``slices`` the map as a DICOM SEG, ``FRACTURE_SEG``; and ``FRACTURE_OVERVIEW``, drawn before
+    anything is written). ``body_model`` measures the heights where no label map gives the body;
+    ``maps`` reuses an earlier run's probabilities of this CT."""
     import SimpleITK as sitk
 
+    from ..drawing import save_png
+    from ..io.atomic import check_output_folder
     from ..io.dicom_out import write_fracture_probability
     from .fracture import detect_fractures, write_outputs
+    from .overview import fracture_overview
 
     result = detect_fractures(ct, fracture_model.network, centroids, label_map,
                               body_model.network if body_model else None, centroid_source,
                               progress or (lambda fraction, message: None), maps)
+    overview = check_output_folder(out_dir, [FRACTURE_OVERVIEW], protect)[FRACTURE_OVERVIEW]
+    picture = fracture_overview(ct, result.vertebrae, getattr(result, "maps", None),
+                                fracture_model.network.config.body_probability, result.patient)
     paths = write_outputs(result, out_dir, {"ct": str(ct_path), "model": fracture_model.version}, protect)
+    paths[FRACTURE_OVERVIEW] = str(save_png(picture, overview))
     if slices is not None:
         paths[FRACTURE_SEG] = str(write_fracture_probability(sitk.GetArrayFromImage(result.probability), slices,
                                                              Path(out_dir) / FRACTURE_SEG, protect=protect))
