@@ -108,3 +108,42 @@ def test_the_input_is_never_overwritten(tmp_path, ct_file):
 def test_a_bad_seed_is_a_usage_error(tmp_path, ct_file):
     proc = run(tmp_path, "segment", ct_file, "--seed", "1,2", "--out", tmp_path / "m.nii.gz")
     assert proc.returncode == 2 and "X,Y,Z" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_shell_setting_chooses_the_centrum_convention(tmp_path, ct_file):
+    """The centrum is the body less --shell-mm: 2 mm (finite-element convention) against 3 (VerSe's)."""
+    ct, reports = sitk.ReadImage(str(ct_file)), {}
+    for shell in (2, 3):
+        out = tmp_path / f"m{shell}.nii.gz"
+        assert_ok(run(tmp_path, "segment", ct_file, "--seed", "0,0,0", "--method", "classical", "--shell-mm",
+                      str(shell), "--out", out, "--json", tmp_path / f"m{shell}.json"))
+        reports[shell] = json.loads((tmp_path / f"m{shell}.json").read_text())
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) == 1
+        assert dice(labels, reference_centrum(ct, shell_mm=shell)) > 0.8
+        assert reports[shell]["shell_mm"] == shell and reports[shell]["vertebrae"][0]["shell_mm"] == shell
+    assert reports[2]["vertebrae"][0]["volume_ml"] > 1.1 * reports[3]["vertebrae"][0]["volume_ml"]
+
+
+@pytest.mark.parametrize("option, value, fragment", [("--shell-mm", "9", "choose 0 to 6 mm"),
+                                                     ("--min-lesion-ml", "-1", "cannot be negative")])
+def test_settings_out_of_range_are_refused_in_one_line(tmp_path, ct_file, option, value, fragment):
+    proc = run(tmp_path, "segment", ct_file, "--seed", "0,0,0", option, value, "--out", tmp_path / "m.nii.gz")
+    assert proc.returncode == 2
+    assert_one_error_line(proc, option, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_thick_slices_are_stated_and_warned_about(tmp_path):
+    thick = tmp_path / "thick.nii.gz"
+    sitk.WriteImage(phantom_ct(spacing=(0.8, 0.8, 5.0), size=(120, 110, 24)), str(thick))
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run(tmp_path, "segment", thick, "--seed", "0,0,0", "--method", "classical", "--out", out / "m.nii.gz",
+               "--json", out / "m.json")
+    assert_ok(proc)
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "slices are 5.0 mm thick" in warnings[0], proc.stderr
+    assert "slices 5.0 mm thick" in proc.stdout
+    report = json.loads((out / "m.json").read_text())
+    assert report["slice_thickness_mm"] == 5.0 and "5.0 mm thick" in report["warnings"][0]
+    assert report["vertebrae"][0]["slice_mm"] == 5.0

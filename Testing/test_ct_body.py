@@ -146,13 +146,17 @@ def test_levels_come_from_a_label_map_and_disagreement_is_refused():
 
 
 def test_metrics_of_a_known_centrum():
-    ct = sitk.GetImageFromArray(np.array([-50, 100, 200, 500] * 250, dtype=np.int16).reshape(10, 10, 10))
+    values = np.full((10, 10, 10), 150, dtype=np.int16)
+    values[:, :, :3], values[:, :, 7:] = -50, 500    # a lytic and a sclerotic slab, 0.15 ml each
+    ct = sitk.GetImageFromArray(values)
     ct.SetSpacing((0.5, 0.5, 2.0))
     mask = np.ones((10, 10, 10), dtype=bool)
     metrics = measure_centrum(ct, mask, 1, "L1", "entered", DensityThresholds(0.0, 400.0))
-    assert metrics.volume_ml == pytest.approx(0.5)
-    assert metrics.hu_mean == pytest.approx(187.5) and metrics.hu_median == pytest.approx(150)
-    assert metrics.lytic_share == pytest.approx(0.25) and metrics.sclerotic_share == pytest.approx(0.25)
+    assert metrics.volume_ml == pytest.approx(0.5) and metrics.slice_mm == 2.0
+    assert metrics.hu_mean == pytest.approx(195) and metrics.hu_median == pytest.approx(150)
+    assert metrics.lytic_share == pytest.approx(0.3) and metrics.sclerotic_share == pytest.approx(0.3)
+    smaller = measure_centrum(ct, mask, 1, "L1", "entered", DensityThresholds(0.0, 400.0, min_lesion_ml=0.2))
+    assert smaller.lytic_share == 0 and smaller.sclerotic_share == 0   # regions under the minimum are not lesions
     assert "likely normal" in metrics.density_hint and "set on L1" not in metrics.density_hint
     with pytest.raises(SpineAnalysisError, match="empty"):
         measure_centrum(ct, ~mask, 2, "L2", "entered")

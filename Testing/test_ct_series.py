@@ -256,7 +256,7 @@ def test_rescale_slope_and_intercept_per_slice(tmp_path):
 
 def test_series_flag_and_job_key_reach_the_reader(tmp_path, capsys):
     first, _ = write_series(tmp_path, even_positions(), description="soft")
-    second, _ = write_series(tmp_path, even_positions(6), description="bone", offset_hu=100)
+    second, _ = write_series(tmp_path, even_positions(6), description="bone", offset_hu=-100)
     segment = ["segment", str(tmp_path), "--seed", "0,0,0", "--method", "classical",
                "--out", str(tmp_path / "m.nii.gz")]
     assert cli.main(segment) == 2

@@ -11,13 +11,20 @@ from .common import add_series, add_weights, point
 
 
 def _check_segment_options(args) -> None:
-    """Which vertebrae to segment: the seeds, or (without seeds) the centroid file's vertebrae."""
+    """Which vertebrae to segment (the seeds, or without seeds the centroid file's vertebrae) and the
+    settings' ranges, checked before the CT is read."""
+    from ..ct.vertebral_body import MAX_SHELL_MM
+
     if not args.seed and not args.centroids:
         raise SpineAnalysisError("give --seed X,Y,Z (a point inside a vertebral body, repeatable) or --centroids "
                                  "FILE (every vertebra it names)")
     if args.levels and (args.seed or not args.centroids):
         raise SpineAnalysisError("--levels chooses vertebrae of --centroids when no --seed is given (with --seed, "
                                  "--level names the seeds)")
+    if args.shell_mm is not None and not 0 <= args.shell_mm <= MAX_SHELL_MM:
+        raise SpineAnalysisError(f"--shell-mm {args.shell_mm:g}: choose 0 to {MAX_SHELL_MM:g} mm")
+    if args.min_lesion_ml < 0:
+        raise SpineAnalysisError(f"--min-lesion-ml {args.min_lesion_ml:g}: a volume cannot be negative")
     if args.level and not args.seed:
         raise SpineAnalysisError("--level names the seeds: without --seed the centroid file names the vertebrae "
                                  "(--levels chooses some)")
@@ -52,14 +59,16 @@ def _cmd_segment(args) -> int:
     centroids = read_centroids(args.centroids, study.ct) if args.centroids else None
     chosen = None if args.seed else _chosen_centroids(centroids, args.levels, args.centroids)
     body_model = load_ct_model("body", args.weights) if args.method == "unet" else None
-    thresholds = DensityThresholds(lytic_below_hu=args.lytic_below, sclerotic_above_hu=args.sclerotic_above)
+    thresholds = DensityThresholds(lytic_below_hu=args.lytic_below, sclerotic_above_hu=args.sclerotic_above,
+                                   min_lesion_ml=args.min_lesion_ml)
     if args.seed:
         segmentation = segment_seeds(study.ct, args.seed, args.coordinate_system, args.method, body_model,
-                                     args.level, study.label_map, centroids, thresholds)
+                                     args.level, study.label_map, centroids, thresholds, shell_mm=args.shell_mm)
     else:
-        segmentation = segment_centroids(study.ct, chosen, args.method, body_model, study.label_map, thresholds)
+        segmentation = segment_centroids(study.ct, chosen, args.method, body_model, study.label_map, thresholds,
+                                         shell_mm=args.shell_mm)
     write_masks(segmentation, study.ct, args.out, args.body_out, args.dicom_seg, study.slices, args.overview)
-    warnings = [*getattr(segmentation, "warnings", []),
+    warnings = [*segmentation.warnings,
                 *(f"{r['level']} not segmented: {r['reason']}" for r in segmentation.refused)]
     for warning in warnings:
         print(f"spine-analysis: warning: {warning}", file=sys.stderr)
@@ -67,7 +76,7 @@ def _cmd_segment(args) -> int:
     result = {"ct": str(args.ct), "mask": str(args.out), "bodies": args.body_out, "dicom_seg": args.dicom_seg,
               "overview": args.overview, **({"coordinate_system_of_seeds": args.coordinate_system} if args.seed
                                             else {"centroids": str(args.centroids), "refused": segmentation.refused}),
-              "slice_thickness_mm": getattr(segmentation, "slice_mm", None), "warnings": warnings,
+              "slice_thickness_mm": segmentation.slice_mm, "shell_mm": metrics[0].shell_mm, "warnings": warnings,
               "vertebrae": [m.to_dict() for m in metrics]}
     if args.json:
         write_json(result, args.json)
@@ -77,6 +86,7 @@ def _cmd_segment(args) -> int:
         print(f"{m.index:>5} {m.level:<8} {m.volume_ml:>10.1f} {m.hu_mean:>8.0f} {m.hu_median:>7.0f} "
               f"{m.hu_std:>6.0f} {m.lytic_share:>6.1%} {m.sclerotic_share:>6.1%}  {m.density_hint}")
     order = "seed k" if args.seed else "the k-th vertebra segmented, in the file's order"
+    print(f"slices {segmentation.slice_mm:.1f} mm thick; centrum = body less a {metrics[0].shell_mm:g} mm shell")
     print(f"mask: {args.out} (label k = {order}; {args.method})" + (f"; metrics: {args.json}" if args.json else "")
           + (f"; DICOM SEG: {args.dicom_seg}" if args.dicom_seg else "")
           + (f"; overview: {args.overview}" if args.overview else ""))
@@ -208,10 +218,15 @@ def add_segment(sub) -> None:
     p.add_argument("--overview", metavar="PICTURE.png",
                    help="also draw the centra and bodies with their levels over a sagittal and an axial slice")
     add_weights(p, "body model folder", "SPINE_ANALYSIS_BODY_WEIGHTS")
+    p.add_argument("--shell-mm", type=float, default=None, metavar="MM",
+                   help="the shell (cortex and endplates) removed from each body to leave its centrum (default 3, "
+                        "as VerSe's body-border label; finite-element benchmarks often use 2)")
     p.add_argument("--lytic-below", type=float, default=0.0, metavar="HU",
-                   help="centrum voxels below this count as lytic (default 0)")
+                   help="centrum regions below this (lightly smoothed) count as lytic (default 0)")
     p.add_argument("--sclerotic-above", type=float, default=400.0, metavar="HU",
-                   help="centrum voxels above this count as sclerotic (default 400)")
+                   help="centrum regions above this (lightly smoothed) count as sclerotic (default 400)")
+    p.add_argument("--min-lesion-ml", type=float, default=0.1, metavar="ML",
+                   help="smaller lytic or sclerotic regions are noise, not lesions (default 0.1)")
     p.set_defaults(func=_cmd_segment)
 
 

@@ -26,7 +26,8 @@ OPENING_MM = 6
 MIN_BODY_SHARE = 0.25
 
 
-def _ball(radius: int) -> np.ndarray:
+def ball(radius: int) -> np.ndarray:
+    """A ball of ``radius`` voxels, as a structuring element."""
     z, y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1, -radius:radius + 1]
     return z * z + y * y + x * x <= radius * radius
 
@@ -40,15 +41,15 @@ def centrum_from_body(body: np.ndarray, shell_mm: float = SHELL_MM, spacing_mm: 
 def body_from_vertebra(vertebra: np.ndarray, radius: int = OPENING_MM) -> np.ndarray | None:
     """The vertebral body inside a whole-vertebra mask on a 1 mm LPS grid (y grows posteriorly),
     or None when what is left is too small to be a body (a vertebra cut by the scan's edge)."""
-    ball = _ball(radius)
-    opened = ndi.binary_opening(vertebra, ball)
+    element = ball(radius)
+    opened = ndi.binary_opening(vertebra, element)
     parts, count = ndi.label(opened)
     if count == 0:
         return None
     sizes = ndi.sum(opened, parts, range(1, count + 1))
     large = [i + 1 for i, size in enumerate(sizes) if size > 0.3 * sizes.max()]
     front = min(large, key=lambda i: np.nonzero(parts == i)[1].mean())
-    body = vertebra & ndi.binary_dilation(parts == front, ball)
+    body = vertebra & ndi.binary_dilation(parts == front, element)
     return body if body.sum() >= MIN_BODY_SHARE * vertebra.sum() else None
 
 
@@ -56,7 +57,7 @@ def without_tails(body: np.ndarray, radius: int) -> np.ndarray:
     """A segmented body (1 mm grid) opened by a ball of ``radius`` voxels and reduced to its largest
     part: thin tails (a pedicle stub, a leak along the anterior ligament) would otherwise set its
     margins, and so where its anterior and posterior heights are measured."""
-    opened = ndi.binary_opening(body, _ball(radius))
+    opened = ndi.binary_opening(body, ball(radius))
     parts, count = ndi.label(opened)
     if count == 0:
         return opened

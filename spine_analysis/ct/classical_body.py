@@ -11,19 +11,21 @@ seen from a point inside it, every direction meets the shell. So:
    clearly denser than soft tissue, leave the bone for soft tissue.
 3. Rays that slipped through a gap in the shell (a vessel foramen, a thin wall, a coarse scan)
    are outliers among their neighbours: each ray's length becomes the median of its neighbours'.
-   When many rays never meet anything, or the region is flatter than a body, the seed is not
-   inside a body (soft tissue, a disc) and nothing is returned.
+   When many rays never meet anything, or the region is flatter than a body, the seed is
+   refused, saying which (soft tissue, a disc, or marrow too uneven for the rays).
 4. The body is the star-shaped region those lengths enclose, grown by the cortex's thickness; the
    centrum is the body less its ``body_labels.SHELL_MM`` shell, as for the training labels.
 
 It leaks where the shell is broken over a wide area (fractures, lytic lesions) and stops early
-where the marrow holds a dense island; the benchmark measures it beside the network.
+where the marrow holds a dense island or a dark one (fat, the basivertebral vein: verse014's L2-L4,
+refused); the benchmark measures it beside the network.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..errors import SpineAnalysisError
 from .body_labels import centrum_from_body
 
 RAYS = 600
@@ -84,7 +86,9 @@ def _nearest_ray(offsets: np.ndarray, distance: np.ndarray, directions: np.ndarr
 
 def classical_body(hu: np.ndarray, seed_zyx: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Body and centrum (boolean (z, y, x)) of the vertebra holding voxel ``seed_zyx`` of a 1 mm
-    LPS patch in HU; both empty when the seed is not inside a closed body."""
+    LPS patch in HU. Raises ``SpineAnalysisError`` saying why when the seed is not inside a body
+    the rays can close: most rays open (a disc, soft tissue, a faint cortex), or the region too
+    flat (a disc, or marrow so uneven that the rays stop inside it, as on verse014's L2-L4)."""
     smooth = ndi.gaussian_filter(hu.astype(np.float32), SMOOTHING_MM)
     soft = smooth[(smooth > -200) & (smooth < 300)]
     tissue = float(np.median(soft)) if soft.size else 0.0
@@ -93,16 +97,24 @@ def classical_body(hu: np.ndarray, seed_zyx: tuple[int, int, int]) -> tuple[np.n
     seed = np.array(seed_zyx, dtype=float)
     directions = _directions(RAYS)
     lengths = _ray_lengths(smooth, seed, directions, tissue, marrow)
-    if np.mean(lengths >= MAX_REACH_MM) > MAX_OPEN_SHARE:
-        empty = np.zeros(hu.shape, dtype=bool)
-        return empty, empty
+    open_share = float(np.mean(lengths >= MAX_REACH_MM))
+    if open_share > MAX_OPEN_SHARE:
+        raise SpineAnalysisError(
+            f"the seed is not inside a vertebral body the classical method can close: {open_share:.0%} of its rays "
+            "met no cortex "
+            f"within {MAX_REACH_MM:.0f} mm (a disc, soft tissue, or a cortex too faint on this scan): click inside "
+            "the body, or use the U-Net method")
     neighbours = np.argsort(-directions @ directions.T, axis=1)[:, :NEIGHBOUR_RAYS]
     lengths = np.median(lengths[neighbours], axis=1)
     vertical = np.abs(directions[:, 0]) > np.cos(np.radians(20))
     up, down = vertical & (directions[:, 0] > 0), vertical & (directions[:, 0] < 0)
-    if np.median(lengths[up]) + np.median(lengths[down]) < MIN_BODY_HEIGHT_MM:
-        empty = np.zeros(hu.shape, dtype=bool)
-        return empty, empty
+    height = float(np.median(lengths[up]) + np.median(lengths[down]))
+    if height < MIN_BODY_HEIGHT_MM:
+        raise SpineAnalysisError(
+            f"the seed is not inside a vertebral body the classical method can see: the bone around it is only "
+            f"{height:.0f} mm tall (a body is at least "
+            f"{MIN_BODY_HEIGHT_MM:.0f} mm): a disc, or uneven marrow (fat, a vein) its rays stop at: use the "
+            "U-Net method")
 
     reach = int(np.ceil(lengths.max()))
     low = np.maximum(np.array(seed_zyx) - reach, 0)

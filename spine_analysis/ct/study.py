@@ -47,6 +47,7 @@ def read_study(ct_path, series_uid: str | None = None, *, for_dicom_seg: bool = 
     from ..io.ct import read_ct
     from ..io.dicom_out import check_sources
     from ..io.dicom_series import read_acquired_series
+    from .vertebral_body import check_spine_ct
 
     if not for_dicom_seg:
         study = StudyInputs(read_ct(ct_path, series_uid))
@@ -56,6 +57,7 @@ def read_study(ct_path, series_uid: str | None = None, *, for_dicom_seg: bool = 
     else:
         study = StudyInputs(*read_acquired_series(ct_path, series_uid))
         check_sources(study.slices)
+    check_spine_ct(study.ct)
     study.label_map = read_ct(labels) if labels else None
     return study
 
@@ -67,12 +69,10 @@ def read_fracture_study(ct_path, series_uid: str | None = None, *, for_dicom_seg
     from .fracture import Centroid
     from .levels import read_centroids
     from .patches import contains_point
-    from .vertebral_body import check_ct_volume
 
     study = read_study(ct_path, series_uid, for_dicom_seg=for_dicom_seg, labels=labels)
     if centroids:
         study.centroids = [Centroid(level, point) for level, point in read_centroids(centroids, study.ct).items()]
-    check_ct_volume(study.ct)
     for centroid in study.centroids or []:
         if not contains_point(study.ct, centroid.lps):
             raise SpineAnalysisError(f"the centroid of {centroid.level} lies outside the CT volume: is the file "
@@ -136,9 +136,12 @@ class Segmentation:
     method: str
     model: str      # the body model's version text, or "classical"
     refused: list[dict] = field(default_factory=list)   # centroids not segmented: level, centroid_lps, reason
+    slice_mm: float | None = None                       # the CT's slice thickness
+    warnings: list[str] = field(default_factory=list)   # one line each, for the user (thick slices)
 
     def to_dict(self) -> dict:
         return {"vertebrae": [m.to_dict() for m in self.vertebrae], "model": self.model,
+                "slice_thickness_mm": self.slice_mm, "warnings": self.warnings,
                 **({"refused": self.refused} if self.refused else {})}
 
 
@@ -146,22 +149,26 @@ def segment_seeds(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordinate_s
                   method: str = "unet", body_model: LoadedModel | None = None,
                   levels: Sequence[str | None] | None = None, label_map: sitk.Image | None = None,
                   centroids: dict | None = None, thresholds: DensityThresholds | None = None,
-                  progress=None) -> Segmentation:
+                  progress=None, shell_mm: float | None = None) -> Segmentation:
     """``vertebral_body.segment_vertebrae`` of ``seeds`` (mm, in ``coordinate_system`` "lps" or "ras");
-    the "unet" method needs ``body_model``."""
-    from .vertebral_body import DensityThresholds, segment_vertebrae
+    the "unet" method needs ``body_model``; ``shell_mm`` (default: the model's) is removed from each body."""
+    from .vertebral_body import DensityThresholds, segment_vertebrae, slice_thickness_mm, thick_slice_warning
 
     if method == "unet" and body_model is None:
         raise ValueError("the unet method needs a loaded body model")
     network = body_model.network if method == "unet" else None
     centra, bodies, metrics = segment_vertebrae(ct, seeds, coordinate_system, method, network, levels, label_map,
-                                                centroids, thresholds or DensityThresholds(), progress=progress)
-    return Segmentation(centra, bodies, metrics, method, body_model.version if method == "unet" else "classical")
+                                                centroids, thresholds or DensityThresholds(), progress=progress,
+                                                shell_mm=shell_mm)
+    warning = thick_slice_warning(ct)
+    return Segmentation(centra, bodies, metrics, method, body_model.version if method == "unet" else "classical",
+                        slice_mm=slice_thickness_mm(ct), warnings=[warning] if warning else [])
 
 
 def segment_centroids(ct: sitk.Image, centroids: dict[str, np.ndarray], method: str = "unet",
                       body_model: LoadedModel | None = None, label_map: sitk.Image | None = None,
-                      thresholds: DensityThresholds | None = None, progress=None) -> Segmentation:
+                      thresholds: DensityThresholds | None = None, progress=None,
+                      shell_mm: float | None = None) -> Segmentation:
     """The vertebral body at each of ``centroids`` (LPS, keyed by level, as ``levels.read_centroids`` reads
     a file), in their order, each through ``segment_seeds`` and named by its level: label k for the k-th
     segmented. A centroid whose body cannot be segmented (cut by the scan's edge, not inside a body, in a
@@ -179,7 +186,7 @@ def segment_centroids(ct: sitk.Image, centroids: dict[str, np.ndarray], method: 
             progress((number + fraction) / len(centroids), f"segmenting {level} ({number + 1} of {len(centroids)})")
         try:
             one = segment_seeds(ct, [point], "lps", method, body_model, [level], label_map, centroids, thresholds,
-                                step if progress else None)
+                                step if progress else None, shell_mm=shell_mm)
         except SpineAnalysisError as exc:
             reason = str(exc).removeprefix("seed 1: ")
         else:

@@ -19,10 +19,23 @@ from scipy import ndimage as ndi
 from ..errors import SpineAnalysisError
 from .body_model.config import BodyConfig
 from .body_model.inference import body_probabilities
+from .body_labels import ball, centrum_from_body
 from .classical_body import classical_body
+from .lesions import lesion_masks
 from .patches import contains_point, patch_grid, patch_to_scan, sample_patch, to_lps
 
 METHODS = ("unet", "classical")
+#: Slices thicker than this get a warning: a centrum is then only a few slices tall.
+THICK_SLICE_MM = 3.0
+#: The thickest shell a user may remove (a body is some 25 mm tall).
+MAX_SHELL_MM = 6.0
+#: A CT of the spine holds at least this much bone (ml above ``BONE_HU``): a single small vertebra
+#: holds several.
+MIN_BONE_ML = 1.0
+BONE_HU = 200.0
+#: The median of a CT's non-air voxels (soft tissue, fat, bone, or zeroed surroundings) lies here, even
+#: in a tight crop around a dense vertebra.
+TISSUE_HU = (-250.0, 400.0)
 
 
 @dataclass
@@ -35,6 +48,8 @@ class BodySegmentation:
     body: np.ndarray
     seconds: float
     model: str = ""
+    shell_mm: float = 3.0       # the shell removed from the body to leave the centrum
+    slice_mm: float = 0.0       # the CT's slice thickness (spacing along the spine)
 
 
 def check_ct_volume(ct: sitk.Image) -> None:
@@ -45,6 +60,26 @@ def check_ct_volume(ct: sitk.Image) -> None:
         raise SpineAnalysisError("the volume has several components per voxel (colour?); a CT volume is expected")
     if ct.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8):
         raise SpineAnalysisError("the volume has 8-bit voxels: a CT in Hounsfield units is expected")
+
+
+def check_spine_ct(ct: sitk.Image) -> None:
+    """Refuse, before any model runs, a volume that is not a CT of bone: ``check_ct_volume``, then
+    less than ``MIN_BONE_ML`` above ``BONE_HU`` (a water phantom, an MR) or tissue that is not at
+    CT values (the median of what is not air far from water's 0 HU: an MR's arbitrary units).
+    Zeroed surroundings (finite-element inputs) and density-calibrated scans pass."""
+    check_ct_volume(ct)
+    values = sitk.GetArrayViewFromImage(ct)
+    step = max(1, round(min(values.shape) / 64))   # a sample of voxels is enough for both checks
+    sample = values[::step, ::step, ::step].astype(np.float32)
+    bone_ml = float(np.count_nonzero(sample > BONE_HU)) * step ** 3 * float(np.prod(ct.GetSpacing())) / 1000.0
+    if bone_ml < MIN_BONE_ML:
+        raise SpineAnalysisError(f"no bone in this volume (about {bone_ml:.1f} ml above {BONE_HU:.0f} HU): not a CT "
+                                 "of the spine in Hounsfield units (an MR, a phantom?)")
+    tissue = float(np.median(sample[sample > -500]))
+    if not TISSUE_HU[0] <= tissue <= TISSUE_HU[1]:
+        raise SpineAnalysisError(f"the tissue in this volume has a median of {tissue:.0f}, not the "
+                                 f"{TISSUE_HU[0]:.0f} to {TISSUE_HU[1]:.0f} HU of a CT: not a CT of the spine in "
+                                 "Hounsfield units (an MR?)")
 
 
 def _seed_voxel(config_patch_xyz: Sequence[int]) -> tuple[int, int, int]:
@@ -75,29 +110,83 @@ def _part_at_seed(mask: np.ndarray, seed_zyx, reach_vox: float) -> np.ndarray:
     return parts == parts[tuple(int(nearest[a][tuple(seed_zyx)]) for a in range(3))]
 
 
+#: Fills the holes of each axial slice: only neighbours in the same slice connect.
+_IN_SLICE = np.zeros((3, 3, 3), bool)
+_IN_SLICE[1] = ndi.generate_binary_structure(2, 1)
+
+
+def _solid(mask: np.ndarray, closing_vox: int) -> np.ndarray:
+    """``mask`` as solid bone: closed by a ball of ``closing_vox``, holes filled in 3D and in each
+    axial slice. Low-density marrow leaves the body network's output with holes and notches (a
+    click there was refused and the centrum came in pieces); a vertebral body has none."""
+    if closing_vox > 0:
+        ball = ndi.generate_binary_structure(3, 1)
+        mask = ndi.binary_closing(np.pad(mask, closing_vox), ball, iterations=closing_vox)[
+            (slice(closing_vox, -closing_vox),) * 3]
+    return ndi.binary_fill_holes(ndi.binary_fill_holes(mask), structure=_IN_SLICE)
+
+
 def _body_at(ct: sitk.Image, seed_lps: np.ndarray, method: str, model, config: BodyConfig):
-    """(patch grid, body part holding the seed, body and centrum probabilities) for one seed;
-    the body part is empty when the seed is not inside a body."""
+    """(patch grid, solid body holding the seed) for one seed; the body is empty when the seed is
+    not inside one."""
     grid = patch_grid(seed_lps, config.patch_xyz, config.spacing_mm)
     hu = sample_patch(ct, grid)
     seed_zyx = _seed_voxel(config.patch_xyz)
     _refuse_seed(hu, seed_zyx, config)
     if method == "unet":
-        body_p, centrum_p = body_probabilities(model, hu, seed_zyx)
+        body = body_probabilities(model, hu, seed_zyx)[0] > config.min_probability
     else:
-        body_p, centrum_p = (m.astype(np.float32) for m in classical_body(hu, seed_zyx))
-    body = _part_at_seed(body_p > config.min_probability, seed_zyx, config.seed_reach_mm / config.spacing_mm)
-    return grid, body, body_p, centrum_p
+        body = classical_body(hu, seed_zyx)[0]
+    return grid, _one_body(body, seed_zyx, config)
+
+
+def _one_body(mask: np.ndarray, seed_zyx, config: BodyConfig) -> np.ndarray:
+    """The solid body at the seed from the network's (or the rules') body voxels: holes filled (a click
+    in a hole lands inside), opened so that thin bridges through a disc to a neighbour's fragments
+    do not join it, the part at the seed grown back inside the filled mask, then closed on its own."""
+    filled = _solid(mask, 0)
+    radius = round(config.opening_mm / config.spacing_mm)
+    opened = ndi.binary_opening(filled, ball(radius)) if radius > 0 else filled
+    part = _part_at_seed(opened, seed_zyx, config.seed_reach_mm / config.spacing_mm)
+    if not part.any():
+        return part
+    if radius > 0:
+        part = filled & ndi.binary_dilation(part, ball(radius))
+    return _solid(part, round(config.closing_mm / config.spacing_mm))
+
+
+def _body_centre(grid: sitk.Image, body: np.ndarray, ct: sitk.Image) -> np.ndarray:
+    """The CT voxel centre nearest the body's centroid: nearby clicks then give the same patch."""
+    centre = grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in np.argwhere(body).mean(axis=0)[::-1]])
+    return np.array(ct.TransformIndexToPhysicalPoint(ct.TransformPhysicalPointToIndex(centre)))
+
+
+def slice_thickness_mm(ct: sitk.Image) -> float:
+    """The CT's spacing along the voxel axis closest to the patient's long (S-I) axis."""
+    direction = np.abs(np.array(ct.GetDirection()).reshape(3, 3))
+    return float(ct.GetSpacing()[int(np.argmax(direction[2]))])
+
+
+def thick_slice_warning(ct: sitk.Image) -> str | None:
+    """One line for the user when the slices are too thick to trust a centrum's shape and height."""
+    thickness = slice_thickness_mm(ct)
+    if thickness <= THICK_SLICE_MM:
+        return None
+    return (f"slices are {thickness:.1f} mm thick (more than {THICK_SLICE_MM:.0f} mm): the centrum's borders "
+            "are blurred along the spine, so its volume and HU are less certain and it may reach into a neighbour")
 
 
 def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], coordinate_system: str, method: str = "unet",
-                           model=None, config: BodyConfig | None = None) -> BodySegmentation:
+                           model=None, config: BodyConfig | None = None,
+                           shell_mm: float | None = None) -> BodySegmentation:
     """The centrum and body of the vertebra clicked at ``seed`` (mm, in ``coordinate_system`` "lps" or "ras").
 
     ``ct`` is in HU (density-calibrated values work too); ``model`` is a loaded body network
     (``body_model.weights_io.load_model``), which the "unet" method needs: the caller loads it once.
-    With ``config.recentre`` the vertebra is segmented a second time from the centre of the body
-    the click found, so that where inside the body the user clicked changes little. Raises
+    The body is one solid (the connected part at the click, holes filled); the centrum is the body
+    less a shell of ``shell_mm`` (default ``config.shell_mm``), so it is never in pieces. With
+    ``config.recentre`` the vertebra is segmented again from the centre of the body found, until
+    that centre stays put, so that where inside the body the user clicked changes little. Raises
     ``SpineAnalysisError`` when the seed is outside the volume, in air, away from bone, or not
     inside a vertebral body; ``ValueError`` for the "unet" method without a model.
     """
@@ -113,35 +202,43 @@ def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], coordinate_sys
                                  "the CT volume")
     # the classical method's first answer is its best: from the centre of a rough body it does no better
     config = model.config if method == "unet" else (config or BodyConfig(recentre=False))
-    grid, body, body_p, centrum_p = _body_at(ct, seed_lps, method, model, config)
+    try:
+        shell_mm = config.shell_mm if shell_mm is None else float(shell_mm)
+    except (TypeError, ValueError):
+        raise SpineAnalysisError(f"a shell of {shell_mm!r} mm: give a number of mm") from None
+    if not 0 <= shell_mm <= MAX_SHELL_MM:
+        raise SpineAnalysisError(f"a shell of {shell_mm:g} mm: choose 0 to {MAX_SHELL_MM:g} mm")
+    grid, body = _body_at(ct, seed_lps, method, model, config)
     if not body.any():
         raise SpineAnalysisError("the seed is not inside a vertebral body (it lies in soft tissue, a disc "
                                  "or between two vertebrae): click inside the body")
-    if config.recentre:   # on the CT voxel nearest the body's centre: nearby clicks then give the same patch
-        centre = grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in np.argwhere(body).mean(axis=0)[::-1]])
-        centre = np.array(ct.TransformIndexToPhysicalPoint(ct.TransformPhysicalPointToIndex(centre)))
-        if contains_point(ct, centre):
-            again = _body_at(ct, centre, method, model, config)
-            if again[1].any():
-                grid, body, body_p, centrum_p = again
-    centrum_p = np.where(ndi.binary_dilation(body), centrum_p, 0.0)
-    centrum_patch = _part_at_seed(centrum_p > config.min_probability, _seed_voxel(config.patch_xyz), np.inf)
-    centrum = patch_to_scan(np.where(ndi.binary_dilation(centrum_patch), centrum_p, 0.0), grid, ct,
-                            config.min_probability)
+    for _ in range(config.recentre_passes if config.recentre else 0):
+        centre = _body_centre(grid, body, ct)
+        if np.linalg.norm(centre - np.array(grid.TransformContinuousIndexToPhysicalPoint(
+                [(n - 1) / 2 for n in config.patch_xyz]))) < config.spacing_mm or not contains_point(ct, centre):
+            break
+        again = _body_at(ct, centre, method, model, config)
+        if not again[1].any():
+            break
+        grid, body = again
+    centrum_patch = _part_at_seed(centrum_from_body(body, shell_mm, config.spacing_mm),
+                                  _seed_voxel(config.patch_xyz), np.inf)
+    centrum = patch_to_scan(centrum_patch.astype(np.float32), grid, ct, 0.5)
     if not centrum.any():
         raise SpineAnalysisError("the vertebral body at the seed has no trabecular interior on this scan's grid "
                                  "(too coarse, or not a vertebra): nothing to measure")
-    body_on_scan = patch_to_scan(np.where(body, body_p, 0.0), grid, ct, config.min_probability)
+    body_on_scan = patch_to_scan(body.astype(np.float32), grid, ct, 0.5)
     return BodySegmentation(seed_lps, method, centrum, body_on_scan | centrum,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, shell_mm=shell_mm, slice_mm=slice_thickness_mm(ct))
 
 
 @dataclass(frozen=True)
 class DensityThresholds:
     """HU settings of the metrics (see the README for their sources)."""
 
-    lytic_below_hu: float = 0.0         # centrum voxels below: counted as lytic
-    sclerotic_above_hu: float = 400.0   # centrum voxels above: counted as sclerotic
+    lytic_below_hu: float = 0.0         # centrum regions below (lightly smoothed): lytic
+    sclerotic_above_hu: float = 400.0   # centrum regions above (lightly smoothed): sclerotic
+    min_lesion_ml: float = 0.1          # smaller regions are noise, not lesions (``lesions``)
     osteoporosis_at_most_hu: float = 110.0   # Pickhardt et al. 2013, L1: specificity ~90 % for osteoporosis
     normal_above_hu: float = 160.0           # Pickhardt et al. 2013, L1: sensitivity ~90 % for normal density
 
@@ -179,6 +276,8 @@ class CentrumMetrics:
     body_volume_ml: float | None = None
     seconds: float | None = None
     thresholds: dict = field(default_factory=dict)
+    slice_mm: float | None = None    # the CT's slice thickness: above THICK_SLICE_MM, read with care
+    shell_mm: float | None = None    # the shell removed from the body (segmented centra only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -186,18 +285,21 @@ class CentrumMetrics:
 
 def measure_centrum(ct: sitk.Image, centrum: np.ndarray, index: int, level: str, level_from: str,
                     thresholds: DensityThresholds = DensityThresholds()) -> CentrumMetrics:
-    """Volume and HU statistics of a centrum mask ((z, y, x) on the CT's grid); ``index`` is its label."""
+    """Volume and HU statistics of a centrum mask ((z, y, x) on the CT's grid); ``index`` is its label.
+    The lytic and sclerotic shares count regions of at least ``thresholds.min_lesion_ml``."""
     if not centrum.any():
         raise SpineAnalysisError(f"label {index} ({level}) is empty: nothing to measure")
     hu = sitk.GetArrayViewFromImage(ct)[centrum].astype(np.float64)
     mean = float(hu.mean())
+    lytic, sclerotic = lesion_masks(ct, centrum, thresholds.lytic_below_hu, thresholds.sclerotic_above_hu,
+                                    thresholds.min_lesion_ml)
     return CentrumMetrics(
         index=index, level=level, level_from=level_from,
         volume_ml=hu.size * float(np.prod(ct.GetSpacing())) / 1000.0,
         hu_mean=mean, hu_median=float(np.median(hu)), hu_std=float(hu.std(ddof=1)) if hu.size > 1 else 0.0,
-        lytic_share=float(np.mean(hu < thresholds.lytic_below_hu)),
-        sclerotic_share=float(np.mean(hu > thresholds.sclerotic_above_hu)),
-        density_hint=density_hint(mean, level, thresholds), thresholds=asdict(thresholds))
+        lytic_share=float(lytic.sum() / hu.size), sclerotic_share=float(sclerotic.sum() / hu.size),
+        density_hint=density_hint(mean, level, thresholds), thresholds=asdict(thresholds),
+        slice_mm=slice_thickness_mm(ct))
 
 
 def centrum_metrics(ct: sitk.Image, segmentation: BodySegmentation, index: int, level: str, level_from: str,
@@ -208,6 +310,7 @@ def centrum_metrics(ct: sitk.Image, segmentation: BodySegmentation, index: int, 
     metrics.seed_lps = [round(float(v), 2) for v in segmentation.seed_lps]
     metrics.body_volume_ml = float(segmentation.body.sum()) * float(np.prod(ct.GetSpacing())) / 1000.0
     metrics.seconds = segmentation.seconds
+    metrics.shell_mm = segmentation.shell_mm
     return metrics
 
 
@@ -235,7 +338,8 @@ def _name_level(segmentation: BodySegmentation, entered: str | None, label_map: 
 def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordinate_system: str, method: str = "unet",
                       model=None, levels: Sequence[str | None] | None = None, label_map: sitk.Image | None = None,
                       centroids: dict | None = None, thresholds: DensityThresholds = DensityThresholds(),
-                      progress=None) -> tuple[np.ndarray, np.ndarray, list[CentrumMetrics]]:
+                      progress=None, shell_mm: float | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                              list[CentrumMetrics]]:
     """Segment the vertebra at each seed: the centra and the whole bodies (shell included) as label
     arrays on the CT's grid (value k for the k-th seed, uint8), and each centrum's metrics. Two
     seeds in the same vertebra are refused.
@@ -243,7 +347,7 @@ def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordina
     ``levels`` are the user's names per seed (None: not entered); ``label_map`` (VerSe numbering,
     on the CT's grid) or ``centroids`` (``levels.read_verse_centroids``) name them instead when
     given. ``model`` is a loaded body network, needed by the "unet" method (see
-    ``segment_vertebral_body``). ``progress(fraction, message)`` is told before each seed."""
+    ``segment_vertebral_body``, as is ``shell_mm``). ``progress(fraction, message)`` is told before each seed."""
     if not seeds:
         raise SpineAnalysisError("no seed given: click inside at least one vertebral body")
     if len(seeds) > 255:
@@ -262,7 +366,7 @@ def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordina
         if progress:
             progress((index - 1) / len(seeds), f"segmenting vertebra {index} of {len(seeds)}")
         try:
-            segmentation = segment_vertebral_body(ct, seed, coordinate_system, method, model)
+            segmentation = segment_vertebral_body(ct, seed, coordinate_system, method, model, shell_mm=shell_mm)
         except SpineAnalysisError as exc:
             raise SpineAnalysisError(f"seed {index}: {exc}") from None
         taken = output[segmentation.centrum]

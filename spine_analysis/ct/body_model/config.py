@@ -20,6 +20,10 @@ class BodyConfig(BundleConfig):
     hu_scale: float = 500.0
     min_probability: float = 0.5                   # a voxel is centrum (or body) above this
     seed_reach_mm: float = 0.0                     # the seed must lie this close to the body found
-    recentre: bool = True                          # segment again from the found body's centre
+    recentre: bool = True                          # segment again from the found body's centre ...
+    recentre_passes: int = 3                       # ... at most this often, until the centre stays put
+    opening_mm: float = 3.0                        # bridges thinner than twice this do not join a body
+    closing_mm: float = 2.0                        # the body is closed by this, holes filled: one solid
+    shell_mm: float = 3.0                          # the centrum is the body less this shell (VerSe's border)
     air_hu: float = -500.0                         # a seed below this is in air (or outside the patient): refused
     min_bone_hu: float = 200.0                     # a patch with nothing above this holds no bone: refused
