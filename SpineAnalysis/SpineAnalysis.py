@@ -76,6 +76,7 @@ class SpineAnalysisParameterNode:
         names seeded vertebrae.
     seeds - seed points, one inside each vertebral body to segment.
     method - how seeded vertebrae are segmented.
+    shellMm - the shell (cortex, endplates) removed from each body to leave its centrum, in mm.
     autoSegment - segment each seed as soon as it is placed.
     outputSegmentation - collects the seeded centra, one segment each; created on first use.
     metricsTable - table of "Measure existing labels" (the centra's columns); a new one is created if none is selected.
@@ -85,6 +86,7 @@ class SpineAnalysisParameterNode:
     vertebraLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
     seeds: vtkMRMLMarkupsFiducialNode
     method: SegmentationMethod = SegmentationMethod.UNET
+    shellMm: float = 3.0
     autoSegment: bool = True
     outputSegmentation: vtkMRMLSegmentationNode
     metricsTable: vtkMRMLTableNode
@@ -212,7 +214,7 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
                     raise ValueError(_("Select the CT volume first."))
                 self.logic.segmentSeed(pn.inputVolume, seedsNode, index, pn.method.value, pn.outputSegmentation,
                                        labelMap, replaceSeedSegments, completedCallback=self.onSeedSegmented,
-                                       progressCallback=self.onProgress)
+                                       progressCallback=self.onProgress, shellMm=pn.shellMm)
             except Exception as exc:
                 self._queue = []
                 self.setRunning(False)
@@ -238,6 +240,8 @@ class SpineAnalysisWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
             self.ui.statusLabel.text = _("{name}: {volume:.1f} mL, mean {mean:.0f} HU.").format(
                 name=segmentationNode.GetSegmentation().GetSegment(segmentId).GetName(),
                 volume=metrics["volume_ml"], mean=metrics["hu_mean"])
+            for warning in metrics.get("warnings", []):   # thick slices: said where the user looks
+                self.ui.statusLabel.text += " " + _("Warning: {warning}.").format(warning=warning)
         self._showMetrics()
         self._segmentNextSeed()
 
@@ -312,13 +316,14 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
 
     # ------------------------------------------------------------------ seeded segmentation
 
-    def segmentAtSeed(self, ctVolume, rasPoint, level=None, method="unet", segmentationNode=None):
+    def segmentAtSeed(self, ctVolume, rasPoint, level=None, method="unet", segmentationNode=None, shellMm=None):
         """Segment the vertebral body at `rasPoint` (RAS world coordinates) of `ctVolume`; blocks until done.
 
         :param level: the vertebra's level (e.g. "L1"); None leaves it unnamed
         :param method: "unet" or "classical"
         :param segmentationNode: where the segment goes; default: the module's output segmentation if it was made
             on this CT, else a new one
+        :param shellMm: the shell removed from the body to leave the centrum (mm); None: the engine's 3 mm
         :return: (segment ID, metrics dict); the segment ID is None when the user chose to keep an existing segment
             of the same name
         """
@@ -329,11 +334,11 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
             raise ValueError(f"'{level}' is not a vertebra level (C1-C7, T1-T13, L1-L6).")
         segmentationNode, segmentId, metrics = self._segment(
             ctVolume, rasPoint, typedLevel, method, segmentationNode,
-            labelsNode=None, number=None, seedKey="", replaceSeedSegments=False)
+            labelsNode=None, number=None, seedKey="", replaceSeedSegments=False, shellMm=shellMm)
         return segmentId, metrics
 
     def segmentSeed(self, ctVolume, seedsNode, index, method, segmentationNode, labelsNode, replaceSeedSegments,
-                    completedCallback, progressCallback=None):
+                    completedCallback, progressCallback=None, shellMm=None):
         """Start segmenting at control point `index` of `seedsNode`; returns the running EngineJob.
 
         Its level is the point's label when that is a level, else what `labelsNode` (label map) says.
@@ -347,7 +352,7 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         return self._segment(ctVolume, position, level_from_text(seedsNode.GetNthControlPointLabel(index)), method,
                              segmentationNode, labelsNode, index + 1,
                              self.seedKey(seedsNode, seedsNode.GetNthControlPointID(index)), replaceSeedSegments,
-                             completedCallback, progressCallback)
+                             completedCallback, progressCallback, shellMm)
 
     @staticmethod
     def seedKey(seedsNode, pointId):
@@ -355,7 +360,7 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         return f"{seedsNode.GetID()}:{pointId}"
 
     def _segment(self, ctVolume, rasPoint, level, method, segmentationNode, labelsNode, number, seedKey,
-                 replaceSeedSegments, completedCallback=None, progressCallback=None):
+                 replaceSeedSegments, completedCallback=None, progressCallback=None, shellMm=None):
         """Crop the CT around the seed, send it to the engine and import the centrum it returns."""
         from spine_analysis.coords import ras_to_ijk
 
@@ -374,10 +379,12 @@ class SpineAnalysisLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
         maskFolder = slicer.util.tempDirectory(key="SpineAnalysisMask")
         maskPath = os.path.join(maskFolder, "mask.nrrd")
         job = centra.vertebralBodyJob(centra.cropImage(ctImage, start, stop), rasPoint, level, method, labelsImage,
-                                      maskPath, process=process, progressCallback=progressCallback)
+                                      maskPath, shellMm, process=process, progressCallback=progressCallback)
 
         def finish(result):
-            metrics = result["vertebrae"][0]
+            metrics = dict(result["vertebrae"][0], warnings=result.get("warnings") or [])
+            for warning in metrics["warnings"]:
+                logging.warning("Spine Analysis: %s", warning)
             target = self._segmentationFor(ctVolume, segmentationNode)
             return (target,
                     self._importSeedMask(target, maskPath, metrics, number, seedKey, replaceSeedSegments),

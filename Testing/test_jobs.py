@@ -136,6 +136,15 @@ def test_vertebral_body_job_writes_the_mask_and_measure_centra_re_measures_it(tm
     assert answers[-1]["status"] == "error" and "outside the CT volume" in answers[-1]["message"]
     assert not (tmp_path / "other.nrrd").exists()
 
+    answers.clear()   # the Slicer module's shell setting: a thinner shell leaves a larger centrum
+    runner.handle({**request, "shell_mm": 2.0, "out": str(tmp_path / "thin.nrrd")}, answers.append)
+    thin = answers[-1]["vertebrae"][0]
+    assert thin["shell_mm"] == 2.0 and thin["volume_ml"] > 1.1 * vertebra["volume_ml"]
+    assert answers[-1]["slice_thickness_mm"] == pytest.approx(2.0) and answers[-1]["warnings"] == []
+    answers.clear()
+    runner.handle({**request, "shell_mm": "thick", "out": str(tmp_path / "bad.nrrd")}, answers.append)
+    assert answers[-1]["status"] == "error" and "give a number of mm" in answers[-1]["message"]
+
 
 @pytest.mark.skipif(not (FRACTURE_DIR / "fracture.pt").exists(), reason="no shipped fracture model")
 def test_fracture_job_writes_its_outputs_and_moved_centroids_reuse_the_classifier(tmp_path, monkeypatch):

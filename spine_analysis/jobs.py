@@ -18,11 +18,13 @@ Jobs (``"job"`` in the request; a request with an ``"image"`` and no job is a ``
   and no severity is stated.
 - ``vertebral_body``: ``{"ct": PATH, "seeds": [[x, y, z], ...], "coordinate_system": "ras" or "lps",
   "method": "unet" or "classical", "levels": [name or null, ...], "labels": PATH or null,
-  "weights": PATH or null, "out": PATH, "lytic_below_hu": v, "sclerotic_above_hu": v}`` ->
-  writes the mask (label k for seed k, on the CT's grid) to ``out`` and answers ``{"mask": out,
-  "vertebrae": [CentrumMetrics.to_dict(), ...], "model": version text or "classical"}``.
+  "weights": PATH or null, "out": PATH, "shell_mm": v or null, "lytic_below_hu": v, "sclerotic_above_hu": v,
+  "min_lesion_ml": v}`` -> writes the mask (label k for seed k, on the CT's grid) to ``out`` and answers
+  ``{"mask": out, "vertebrae": [CentrumMetrics.to_dict(), ...], "model": version text or "classical",
+  "slice_thickness_mm": v, "warnings": [line, ...]}``.
 - ``measure_centra``: ``{"ct": PATH, "labels": PATH, "names": {"1": "L1", ...},
-  "lytic_below_hu": v, "sclerotic_above_hu": v}`` -> ``{"vertebrae": [CentrumMetrics.to_dict(), ...]}``
+  "lytic_below_hu": v, "sclerotic_above_hu": v, "min_lesion_ml": v}`` ->
+  ``{"vertebrae": [CentrumMetrics.to_dict(), ...]}``
   for every label of an edited label map.
 - ``fracture``: ``{"ct": PATH, "centroids": [{"level": name, "point": [x, y, z]}, ...] or null,
   "coordinate_system": "ras" or "lps" (of those points), "labels": PATH or null, "weights": PATH or null,
@@ -154,7 +156,8 @@ class JobRunner:
         defaults = DensityThresholds()
         return DensityThresholds(
             lytic_below_hu=float(request.get("lytic_below_hu", defaults.lytic_below_hu)),
-            sclerotic_above_hu=float(request.get("sclerotic_above_hu", defaults.sclerotic_above_hu)))
+            sclerotic_above_hu=float(request.get("sclerotic_above_hu", defaults.sclerotic_above_hu)),
+            min_lesion_ml=float(request.get("min_lesion_ml", defaults.min_lesion_ml)))
 
     def _vertebral_body(self, request: dict, emit: Emit) -> dict:
         from .ct.study import segment_seeds, write_masks
@@ -170,7 +173,8 @@ class JobRunner:
         labels = read_ct(request["labels"]) if request.get("labels") else None
         segmentation = segment_seeds(ct, request.get("seeds") or [], coordinate_system, method, body_model,
                                      request.get("levels"), labels, None, self._thresholds(request),
-                                     progress=lambda f, m: emit(_progress(0.15 + 0.8 * f, m)))
+                                     progress=lambda f, m: emit(_progress(0.15 + 0.8 * f, m)),
+                                     shell_mm=request.get("shell_mm"))
         write_masks(segmentation, ct, request["out"])
         return {"mask": request["out"], **segmentation.to_dict()}
 

@@ -26,15 +26,17 @@ def cropImage(image, start, stop):
 
 # ---------------------------------------------------------------------- engine jobs
 
-def vertebralBodyJob(ctImage, seedRas, level, method, labelsImage, maskPath, **jobOptions):
+def vertebralBodyJob(ctImage, seedRas, level, method, labelsImage, maskPath, shellMm=None, **jobOptions):
     """The engine's vertebral_body job for one seed. The mask goes to `maskPath`, outside EngineJob's temporary
     folder, which is deleted as soon as the job ends. `labelsImage` (VerSe numbering, on `ctImage`'s grid) names
-    the vertebra; a `level` the user typed that disagrees with it is refused by the engine."""
+    the vertebra; a `level` the user typed that disagrees with it is refused by the engine. `shellMm` (None: the
+    engine's default) is removed from the body to leave the centrum."""
     images = {"ct": ctImage}
     if labelsImage is not None:
         images["labels"] = labelsImage
     return EngineJob({"job": "vertebral_body", "seeds": [[float(v) for v in seedRas]], "coordinate_system": "ras",
-                      "method": method, "levels": [level], "labels": None, "weights": None, "out": maskPath},
+                      "method": method, "levels": [level], "labels": None, "weights": None, "out": maskPath,
+                      "shell_mm": shellMm},
                      images=images, **jobOptions)
 
 
