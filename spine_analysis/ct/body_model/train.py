@@ -3,11 +3,14 @@
 Each sample is one vertebra seen from a click: a seed drawn inside its body within
 ``seed_offset_mm`` of the body's centre, a crop around the seed turned, scaled and resampled
 at 1 mm (Klein et al.'s translation, resampling and shape augmentation), HU scaled and shifted
-(density-calibrated scans), sometimes coarsened along z (thick slices), sometimes with its
-surroundings set to a constant (masked scans). The target is that vertebra's shell and centrum;
-its neighbours are background. Some seeds are placed where no body is (midway to the next
-labelled vertebra, i.e. in the disc, or 30-50 mm in front of or beside the body), with an empty
-target, so that the network answers "no body here" rather than segmenting the nearest one.
+(density-calibrated scans), sometimes with the trabecular interior thinned to as little as a third
+of its HU (osteoporotic bone) or holding a simulated lytic or blastic focus (the paper's lesion
+augmentation), sometimes coarsened along z (thick slices), sometimes with its surroundings set
+to a constant (masked scans) or everything but the vertebra zeroed (finite-element inputs). The
+target is that vertebra's shell and centrum; its neighbours are background. Some seeds are placed
+where no body is (midway to the next labelled vertebra, i.e. in the disc, or 30-50 mm in front of
+or beside the body), with an empty target, so that the network answers "no body here" rather than
+segmenting the nearest one.
 Loss: Dice (over the batch, so empty targets count) + cross-entropy (MONAI ``DiceCELoss``).
 
 The loop itself (seeding, schedule, checkpoint per epoch, resume) is ``spine_analysis.ml.training``.
@@ -21,7 +24,7 @@ import SimpleITK as sitk
 from monai.losses import DiceCELoss
 
 from ...ml.training import RunSettings, train_network
-from ..augment import coarsen_z, random_rotation
+from ..augment import coarsen_z, osteoporotic, random_rotation, simulated_lesion, vertebra_only
 from ..patches import OUTSIDE_HU, patch_grid
 from .config import BodyConfig
 from .data import Scan, VertebraLabels
@@ -44,6 +47,10 @@ class TrainSettings(RunSettings):
     coarse_slice_mm: tuple[float, float] = (2.0, 3.5)
     masked_chance: float = 0.15
     negative_chance: float = 0.15      # seeds in a disc or soft tissue, where the answer is "no body"
+    osteoporotic_chance: float = 0.3
+    osteoporotic_factor: tuple[float, float] = (1 / 3, 1.0)   # trabecular HU scaled by this
+    lesion_chance: float = 0.2         # half lytic, half blastic
+    vertebra_only_chance: float = 0.1  # everything but the vertebra set to 0 (after the HU scaling)
 
 
 def _seed_in_body(vertebra: VertebraLabels, rng: np.random.Generator, reach_mm: float) -> np.ndarray:
@@ -97,10 +104,16 @@ def training_sample(scan: Scan, vertebra: VertebraLabels, rng: np.random.Generat
 
     hu = resample(scan.ct, OUTSIDE_HU)
     body, centrum = resample(vertebra.body, 0.0) > 0.5, resample(vertebra.centrum, 0.0) > 0.5
+    if rng.random() < settings.lesion_chance:
+        hu = simulated_lesion(hu, centrum, rng, rng.choice(["lytic", "blastic"]))
+    if rng.random() < settings.osteoporotic_chance:
+        hu = osteoporotic(hu, centrum, rng.uniform(*settings.osteoporotic_factor))
     if rng.random() < settings.coarse_chance:
         hu = coarsen_z(hu, rng.uniform(*settings.coarse_slice_mm))
     hu = hu * rng.uniform(*settings.hu_scale_range) + rng.uniform(-settings.hu_shift, settings.hu_shift)
-    if rng.random() < settings.masked_chance:
+    if rng.random() < settings.vertebra_only_chance:
+        hu = vertebra_only(hu, (resample(vertebra.own_label, 0.0) > 0.5) | body, 0.0)
+    elif rng.random() < settings.masked_chance:
         hu = _mask_surroundings(hu, rng)
     target = np.where(centrum, CENTRUM, np.where(body, SHELL, 0)).astype(np.int64)
     if negative:
