@@ -137,19 +137,19 @@ def _config_with(**changes):
 def test_vertebrae_found_from_body_voxels_top_to_bottom_and_joined_bodies_split():
     config = FractureConfig()
     maps = _maps([(5, 30), (40, 65), (75, 100)])
-    found = find_vertebrae(maps, config)
+    found = find_vertebrae(maps, config).centroids
     assert [c.level for c in found] == ["vertebra 1", "vertebra 2", "vertebra 3"]
     assert [round(c.lps[2]) for c in found] == [87, 52, 17]     # LPS z is up: the top first
     joined = _maps([(5, 30), (40, 100)])                       # two bodies joined across a thin bridge
     joined.body[68:72, 15:45, 15:45] = 0
     joined.body[68:72, 28:32, 28:32] = 1
-    assert [c.lps[2] for c in find_vertebrae(joined, config)] == pytest.approx([85, 53.5, 17], abs=1)
-    assert find_vertebrae(_maps([]), config) == []
+    assert [c.lps[2] for c in find_vertebrae(joined, config).centroids] == pytest.approx([85, 53.5, 17], abs=1)
+    assert find_vertebrae(_maps([]), config).centroids == []
     boneless = _maps([(5, 30), (40, 65)])
     boneless.bone = np.zeros(boneless.body.shape, bool)          # "bodies" in soft tissue are not vertebrae
-    assert find_vertebrae(boneless, config) == []
+    assert find_vertebrae(boneless, config).centroids == []
     boneless.bone[40:65, 15:45, 15:17] = True                      # a cortex on one side: that one is
-    assert [round(c.lps[2]) for c in find_vertebrae(boneless, config)] == [52]
+    assert [round(c.lps[2]) for c in find_vertebrae(boneless, config).centroids] == [52]
 
 
 def test_patient_level_components_drop_specks():
@@ -167,7 +167,7 @@ def test_patient_level_components_drop_specks():
     (0.1, 2, "fractured", False, "morphometry"),
     (0.1, 1, "normal", True, "agree"),                  # mild alone does not call a fracture
     (None, None, "not assessed", None, "no vertebral body"),
-    (0.7, None, "fractured", None, "classifier only"),
+    (0.7, None, "fractured", None, "classifier alone"),
 ])
 def test_the_call_says_which_opinion_drove_it(probability, grade, call, agree, basis):
     heights = {0: (25, 25, 25), 1: (19.5, 25, 25), 2: (17, 25, 25), 3: (12, 25, 25)}

@@ -8,19 +8,23 @@ voxel classified as background, normal vertebral body or fractured vertebral bod
   around it, weighted by a Gaussian of the distance (``FractureConfig.cube_half_mm``,
   ``gaussian_sigma_mm``); a share at or above ``fracture_threshold`` is the classifier's "fractured";
 - **morphometry** (``fracture_heights``): the body at the centroid (the body network, or a given vertebra
-  label map) is measured and graded against the larger of its own posterior height and its
-  neighbours' mean posterior height, so a crushed body is seen too;
+  label map, reduced the same way) is measured and graded against the larger of its own posterior
+  height and its neighbours' mean posterior height, so a crushed body is seen too; not on slices
+  thicker than ``max_slice_mm``, where the classifier alone decides;
 - **call**: fractured when the classifier says so or the Genant grade reaches
-  ``genant_call_grade``; the row says which opinion drove it and whether they agree;
-- **per patient**: fractured when a vertebra is. The paper's connected groups of confident fracture
-  voxels (above a size) are listed, each with the vertebra it lies at (within ``component_reach_mm``);
-  a group away from every assessed vertebra is pointed out in a note, not called (on held-out crops
-  such groups at the scan's edges made 5 of 6 normal patients "fractured").
+  ``genant_call_grade``; the row says which opinion drove it (``basis``) and whether they agree;
+- **per patient**: one call, fractured when a vertebra is, with its ``basis``; each opinion on its own
+  under ``opinions`` (the levels it alone would call, its figures). The paper's connected groups of
+  confident fracture voxels (above a size) are listed with the classifier's opinion, each with the
+  vertebra it lies at (within ``component_reach_mm``); a group away from every assessed vertebra is
+  pointed out in a note, never called (on held-out crops such groups at the scan's edges made 5 of 6
+  normal patients "fractured").
 
 Centroids come from the user (points named by level, a VerSe centroid file, a label map: the centroid
 of each vertebra's body, ``levels.centroids_from_label_map``) or, when none are given, from the
-classifier's own body voxels (connected parts, numbered from the top: levels are then unnamed). Given
-with a label map, a point named by a level is measured on that level's label wherever it was put.
+classifier's own body voxels kept only where they form a spine (``spine_chain``: numbered from the top,
+levels unnamed). Given with a label map, a point named by a level is measured on that level's label
+wherever it was put.
 """
 from __future__ import annotations
 
@@ -33,12 +37,13 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ..errors import SpineAnalysisError
-from .fracture_heights import grade_heights, measure_heights
+from .fracture_heights import grade_heights, measure_heights, thick_slices
 from .fracture_model.config import FractureConfig
 from .fracture_model.inference import ProbabilityMaps, Progress, fracture_probabilities, quiet
 from .genant import GenantResult
 from .levels import Centroid, centroids_from_label_map, labels_of_centroids
 from .patches import contains_point, coverage
+from .spine_chain import find_vertebrae
 from .vertebral_body import check_ct_volume
 
 #: The columns of ``vertebrae.csv``, in order.
@@ -87,41 +92,6 @@ class FractureResult:
     level_source: str
     maps: ProbabilityMaps
     seconds: dict = field(default_factory=dict)
-
-
-def _split_tall(body: np.ndarray, max_height: int, min_voxels: int) -> list[np.ndarray]:
-    """``body`` cut at its narrowest slice (a thin disc), again and again, until no part is taller
-    than ``max_height`` slices; parts smaller than ``min_voxels`` are dropped."""
-    rows = np.flatnonzero(body.any(axis=(1, 2)))
-    if body.sum() < min_voxels:
-        return []
-    if rows[-1] - rows[0] + 1 <= max_height:
-        return [body]
-    area = body.sum(axis=(1, 2)).astype(float)
-    middle = rows[len(rows) // 5: len(rows) - len(rows) // 5]
-    cut = middle[np.argmin(area[middle])]
-    lower, upper = body.copy(), body.copy()
-    lower[cut:] = False
-    upper[:cut + 1] = False
-    return _split_tall(lower, max_height, min_voxels) + _split_tall(upper, max_height, min_voxels)
-
-
-def find_vertebrae(maps: ProbabilityMaps, config: FractureConfig) -> list[Centroid]:
-    """Vertebrae from the classifier's body voxels: connected parts of at least ``min_body_ml``,
-    a part taller than ``max_body_height_mm`` cut at its narrowest slice (bodies joined across a
-    thin disc), holding bone (a quarter of ``min_body_ml`` above ``min_bone_hu``, cortex
-    included), numbered "vertebra 1", "vertebra 2"... from the top."""
-    min_voxels = int(np.ceil(config.min_body_ml * 1000 / config.spacing_mm ** 3))
-    max_height = int(config.max_body_height_mm / config.spacing_mm)
-    parts, count = ndi.label(ndi.binary_opening(maps.body > config.body_probability))
-    bodies = [b for k in range(1, count + 1) for b in _split_tall(parts == k, max_height, min_voxels)]
-    if maps.bone is not None:   # a body has a cortex: a part with no bone in or around it is not one
-        min_bone = config.min_body_ml * 250 / config.spacing_mm ** 3
-        bodies = [b for b in bodies if np.count_nonzero(maps.bone & ndi.binary_dilation(b)) >= min_bone]
-    centres = [maps.grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in np.argwhere(b).mean(axis=0)[::-1]])
-               for b in bodies]
-    centres.sort(key=lambda c: -c[2])   # LPS z is superior: the top vertebra first
-    return [Centroid(f"vertebra {k + 1}", np.array(c)) for k, c in enumerate(centres)]
 
 
 def vertebra_probability(maps: ProbabilityMaps, centroid_lps: np.ndarray, config: FractureConfig) -> float | None:
@@ -176,15 +146,16 @@ def _cut_by_edge(maps: ProbabilityMaps, ct: sitk.Image, centroids: Sequence[Cent
     return cut
 
 
-def _call(probability: float | None, grade: GenantResult | None,
-          config: FractureConfig) -> tuple[str, str, bool | None]:
-    """(call, which opinion drove it, whether the two opinions agree)."""
+def _call(probability: float | None, grade: GenantResult | None, config: FractureConfig,
+          no_heights: str = "heights not measured") -> tuple[str, str, bool | None]:
+    """(call, which opinion drove it, whether the two opinions agree); ``no_heights`` says why a vertebra
+    has no grade."""
     classifier = None if probability is None else probability >= config.fracture_threshold
     morphometry = None if grade is None else grade.grade >= config.genant_call_grade
     if classifier is None and morphometry is None:
-        return "not assessed", "no vertebral body found at this centroid", None
+        return "not assessed", f"no vertebral body found at this centroid; {no_heights}", None
     if morphometry is None:
-        return ("fractured" if classifier else "normal"), "classifier only (heights not measured)", None
+        return ("fractured" if classifier else "normal"), f"classifier alone ({no_heights})", None
     if classifier is None:
         return ("fractured" if morphometry else "normal"), "morphometry only (classifier found no body)", None
     if classifier == morphometry:
@@ -224,25 +195,65 @@ def _where_to_look(ct: sitk.Image, centroids: Sequence[Centroid] | None, label_m
     return centroids, label_values, source
 
 
-def _patient(findings: list[VertebraFinding], components: list[dict], source: str, config: FractureConfig) -> dict:
-    """The patient-level summary; each group of fracture voxels gets the assessed vertebra it lies at."""
-    for component in components:
+def _opinions(assessed: list[VertebraFinding], components: list[dict], too_thick: str,
+              config: FractureConfig) -> dict:
+    """Each opinion on its own: the levels it alone would call fractured, and what it rests on."""
+    graded = [f for f in assessed if f.genant is not None]
+    return {
+        "classifier": {
+            "fractured_levels": [f.level for f in assessed
+                                 if f.probability is not None and f.probability >= config.fracture_threshold],
+            "threshold": config.fracture_threshold,
+            "max_vertebra_probability": max((round(f.probability, 4) for f in assessed if f.probability is not None),
+                                            default=None),
+            "fracture_components": components,
+        },
+        "morphometry": {
+            "fractured_levels": [f.level for f in graded if f.genant.grade >= config.genant_call_grade],
+            "vertebrae_graded": len(graded),
+            "deformed": [{"level": f.level, "grade": f.genant.grade, "label": f.genant.label,
+                          "deformity": f.genant.deformity} for f in graded if f.genant.grade > 0],
+            "note": too_thick,
+        },
+    }
+
+
+def _patient_basis(assessed: list[VertebraFinding], too_thick: str) -> str:
+    """What the patient's call rests on, in a line."""
+    fractured = [f for f in assessed if f.call == "fractured"]
+    if fractured:
+        basis = "; ".join(f"{f.level}: {f.basis}" for f in fractured)
+    elif not assessed:
+        basis = "no vertebra could be assessed"
+    else:
+        differ = [f.level for f in assessed if f.agree is False]
+        basis = (f"none of {len(assessed)} vertebrae assessed called fractured"
+                 + (f"; the opinions differ at {', '.join(differ)}" if differ else ""))
+    return basis + (f"; {too_thick}: the classifier alone decides" if too_thick else "")
+
+
+def _patient(findings: list[VertebraFinding], components: list[dict], source: str, config: FractureConfig,
+             too_thick: str = "", off_spine: int = 0) -> dict:
+    """The patient's one call with its basis, and the two opinions under their own names; each group of
+    fracture voxels gets the vertebra it lies at, and one away from all of them is noted, never called."""
+    for component in components:   # a group at a vertebra cut by the scan's edge is explained by it too
         distances = [float(np.linalg.norm(np.array(component["centroid_lps"]) - f.centroid_lps)) for f in findings]
         nearest = int(np.argmin(distances))
         component["level"] = findings[nearest].level if distances[nearest] <= config.component_reach_mm else None
-    fractured = [f.level for f in findings if f.call == "fractured"]
+    assessed = [f for f in findings if f.call != "not assessed"]
+    fractured = [f.level for f in assessed if f.call == "fractured"]
     elsewhere = [c for c in components if c["level"] is None]
+    notes = ([f"{len(elsewhere)} group(s) of fracture voxels lie away from every assessed vertebra: look at the "
+              "probability map"] if elsewhere else []) + \
+        ([f"{off_spine} body-like part(s) off the spine were not taken for vertebrae"] if off_spine else [])
     return {
-        "call": "fractured" if fractured else "normal",
+        "call": "fractured" if fractured else "normal" if assessed else "not assessed",
+        "basis": _patient_basis(assessed, too_thick),
         "fractured_levels": fractured,
-        "classifier_call": "fractured" if components else "normal",
-        "max_vertebra_probability": max((f.probability for f in findings
-                                         if f.probability is not None and f.call != "not assessed"), default=None),
-        "fracture_components": components,
-        "vertebrae_assessed": sum(f.call != "not assessed" for f in findings),
+        "vertebrae_assessed": len(assessed),
+        "opinions": _opinions(assessed, components, too_thick, config),
         "level_source": source,
-        "note": f"{len(elsewhere)} group(s) of fracture voxels lie away from every assessed vertebra: "
-                "look at the probability map" if elsewhere else "",
+        "note": "; ".join(notes),
     }
 
 
@@ -269,12 +280,14 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
     reused = maps is not None
     if maps is None:
         maps = fracture_probabilities(ct, model, progress)
+    off_spine = 0
     if not source:
-        centroids = find_vertebrae(maps, config)
-        if not centroids:
+        found = find_vertebrae(maps, config)
+        if not found.centroids:
             raise SpineAnalysisError("no vertebral bodies found in this CT: is the spine in view, and is the "
                                      "volume in Hounsfield units?")
-        source = ("unnamed: found by the classifier (connected parts of vertebral-body voxels), "
+        centroids, off_spine = found.centroids, len(found.off_spine)
+        source = ("unnamed: found by the classifier (vertebral-body voxels in a chain along the spine), "
                   "numbered from the top")
     # Assessed where the rows say they are (0.01 mm): those centroids sent back (a re-run) give the same answer.
     centroids = [Centroid(c.level, np.round(np.asarray(c.lps, dtype=float), 2)) for c in centroids]
@@ -291,14 +304,15 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
     cut = _cut_by_edge(maps, ct, centroids, config)
     for centroid, probability, grade, (_heights_mm, note), is_cut in zip(
             centroids, probabilities, grades, measured, cut):
-        call, basis, agree = _call(probability, grade, config)
+        call, basis, agree = _call(probability, grade, config, note or "heights not measured")
         if is_cut:   # the classifier is unreliable on a part of a body (the paper's edge-vertebra errors)
             call, basis, agree = "not assessed", "its body is cut by the edge of the scan", None
         findings.append(VertebraFinding(centroid.level, np.asarray(centroid.lps, float), probability, grade,
                                         call, basis, agree, note))
     progress(0.97, "writing the probability map")
     probability_image = maps.fractured_on(ct)
-    patient = _patient(findings, fracture_components(maps, config), source, config)
+    patient = _patient(findings, fracture_components(maps, config), source, config, thick_slices(ct, config),
+                       off_spine)
     return FractureResult(probability_image, findings, patient, source, maps,
                           {"classifier": 0.0 if reused else round(maps.seconds, 2),
                            "vertebrae": round(time.perf_counter() - started, 2)})

@@ -1,10 +1,14 @@
 """Genant's side of fracture detection: each vertebral body's heights at its centroid and its grade.
 
-The body is a given label map's (the label's body, ``body_labels.body_from_vertebra``) or the body
-network's at the centroid, cleaned of thin tails (``FractureConfig.tail_fraction``,
-``tail_radius_mm``), on a 1 mm grid of ``label_patch_xyz``. It is measured with
-``genant.vertebral_heights`` and graded against the larger of its own posterior height and its
-neighbours' (within ``neighbour_mm``) mean posterior height, so a crushed body is seen too.
+One measurement whichever input named the vertebra: the body is a given label map's (the label's
+body, ``body_labels.body_from_vertebra``, its label sampled linearly onto the grid) or the body
+network's at the centroid, on a 1 mm grid of ``label_patch_xyz``, and either is reduced the same way
+(``body_for_heights``: thin tails and corner spurs cut off, ``FractureConfig.tail_fraction``,
+``tail_radius_mm``) before ``genant.vertebral_heights`` measures it. A body is graded against the
+larger of its own posterior height and its neighbours' (within ``neighbour_mm``) mean posterior
+height, so a crushed body is seen too. Heights are measured only where the CT's slices allow
+(spacing along the patient's long axis at most ``max_slice_mm``); otherwise none is, and the
+classifier alone decides.
 """
 from __future__ import annotations
 
@@ -23,52 +27,76 @@ from .patches import patch_grid, reaches_edge, sample_patch
 from .vertebral_body import segment_vertebral_body
 
 
+def slice_spacing_mm(ct: sitk.Image) -> float:
+    """The CT's largest step between neighbouring voxels along the patient's long (S-I) axis, in mm: the
+    slice spacing of an axial scan, whatever the voxels' order and tilt."""
+    direction = np.array(ct.GetDirection()).reshape(3, 3)   # columns: the voxel axes in LPS
+    return float(np.max(np.abs(direction[2]) * np.array(ct.GetSpacing())))
+
+
+def body_for_heights(body: np.ndarray, config: FractureConfig) -> np.ndarray:
+    """A vertebral body on a 1 mm grid as it is measured, whichever input gave it: opened by a ball of
+    ``tail_fraction`` of its height (within ``tail_radius_mm``) and reduced to its largest part, so thin
+    tails (a pedicle stub, a leak along a ligament) and corner spurs (osteophytes, the rim of a whole-
+    vertebra label) do not set its margins, and so where its anterior and posterior heights are taken."""
+    height = np.count_nonzero(body.any(axis=(1, 2)))
+    return without_tails(body, int(np.clip(round(height * config.tail_fraction), *config.tail_radius_mm)))
+
+
+def _as_mask(body: np.ndarray, grid: sitk.Image, ct: sitk.Image, source: sitk.Image | None = None) -> sitk.Image:
+    """``body`` reduced for measuring (``body_for_heights``), as an image on ``grid``; refused when it is empty
+    or cut by the edge of the scan (or of the label map ``source``)."""
+    if not body.any():
+        raise SpineAnalysisError("the vertebral body found is too thin to measure")
+    if reaches_edge(body, grid, ct) or (source is not None and reaches_edge(body, grid, source)):
+        raise SpineAnalysisError("the body is cut by the edge of the scan")
+    mask = sitk.GetImageFromArray(body.astype(np.uint8))
+    mask.CopyInformation(grid)
+    return mask
+
+
 def _body_mask_from_labels(ct: sitk.Image, label_map: sitk.Image, value: int, centroid: np.ndarray,
-                           config: FractureConfig) -> sitk.Image | None:
-    """The body of label ``value`` (a whole vertebra, or a body alone) on a 1 mm grid at the centroid."""
+                           config: FractureConfig) -> sitk.Image:
+    """The body of label ``value`` (a whole vertebra, or a body alone) on a 1 mm grid at the centroid, reduced
+    as the network's is. The label is sampled linearly (then halved), as the network's probability is, so
+    a label drawn on thick slices is not measured in its steps."""
     grid = patch_grid(centroid, config.label_patch_xyz, 1.0)
-    vertebra = sample_patch(label_map, grid, labels=True) == value
+    vertebra = sample_patch(sitk.Cast(label_map == value, sitk.sitkFloat32), grid, outside=0.0) >= 0.5
     body = body_from_vertebra(vertebra)
     if body is None:
-        return None
-    if reaches_edge(body, grid, ct) or reaches_edge(body, grid, label_map):
-        raise SpineAnalysisError("the body is cut by the edge of the scan")
-    image = sitk.GetImageFromArray(body.astype(np.uint8))
-    image.CopyInformation(grid)
-    return image
+        raise SpineAnalysisError("its label holds no clear vertebral body")
+    return _as_mask(body_for_heights(body, config), grid, ct, label_map)
 
 
 def _body_mask_from_network(ct: sitk.Image, centroid: np.ndarray, body_model, config: FractureConfig) -> sitk.Image:
-    """The body network's body at the centroid, on a 1 mm grid, without thin tails."""
+    """The body network's body at the centroid on a 1 mm grid, reduced for measuring."""
     body = segment_vertebral_body(ct, centroid, "lps", "unet", body_model).body
     image = sitk.GetImageFromArray(body.astype(np.float32))
     image.CopyInformation(ct)
     grid = patch_grid(centroid, config.label_patch_xyz, 1.0)
-    raw = sample_patch(image, grid, outside=0.0) > 0.5
-    height = np.count_nonzero(raw.any(axis=(1, 2)))
-    cleaned = without_tails(raw, int(np.clip(round(height * config.tail_fraction), *config.tail_radius_mm)))
-    if not cleaned.any():
-        raise SpineAnalysisError("the vertebral body found is too thin to measure")
-    if reaches_edge(cleaned, grid, ct):
-        raise SpineAnalysisError("the body is cut by the edge of the scan")
-    mask = sitk.GetImageFromArray(cleaned.astype(np.uint8))
-    mask.CopyInformation(grid)
-    return mask
+    return _as_mask(body_for_heights(sample_patch(image, grid, outside=0.0) > 0.5, config), grid, ct)
+
+
+def thick_slices(ct: sitk.Image, config: FractureConfig) -> str:
+    """"heights not assessed: slices N mm" when the CT's slices are too far apart for heights, else ""."""
+    spacing = slice_spacing_mm(ct)
+    return f"heights not assessed: slices {spacing:.1f} mm" if spacing > config.max_slice_mm else ""
 
 
 def measure_heights(ct: sitk.Image, centroids: Sequence[Centroid], label_map: sitk.Image | None,
                     label_values: Sequence[int], body_model, config: FractureConfig,
                     progress: Progress) -> list[tuple[VertebralHeights | None, str]]:
     """(heights or None, note) per centroid, from the label map's bodies (where ``label_values`` names
-    a label) or the body network's."""
+    a label) or the body network's; none on slices too thick (``thick_slices``: the note says so)."""
+    too_thick = thick_slices(ct, config)
+    if too_thick:
+        return [(None, too_thick)] * len(centroids)
     measured = []
     for k, centroid in enumerate(centroids):
         progress(0.75 + 0.2 * k / max(1, len(centroids)), f"measuring {centroid.level}")
         try:
             if label_map is not None and label_values[k]:
                 mask = _body_mask_from_labels(ct, label_map, label_values[k], centroid.lps, config)
-                if mask is None:
-                    raise SpineAnalysisError("its label holds no clear vertebral body")
             else:
                 mask = _body_mask_from_network(ct, centroid.lps, body_model, config)
             measured.append((vertebral_heights(mask), ""))
