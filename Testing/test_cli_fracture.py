@@ -69,6 +69,10 @@ def test_fracture_with_a_label_map_grades_the_squeezed_body_and_writes_every_out
     assert values.min() >= 0 and values.max() <= 1
     patient = json.loads((out / "patient.json").read_text())
     assert patient["call"] == "fractured" and "L3" in patient["fractured_levels"]
+    assert [key for key in patient if "call" in key] == ["call"] and patient["basis"].startswith("L3: ")
+    assert set(patient["opinions"]) == {"classifier", "morphometry"}
+    assert "L3" in patient["opinions"]["morphometry"]["fractured_levels"]
+    assert f"patient: fractured (L3): {patient['basis']}" in proc.stdout and "opinions: classifier: " in proc.stdout
     assert "label map" in patient["level_source"] and patient["model"].startswith("fracture model")
     assert json.loads((out / "vertebrae.json").read_text())["vertebrae"][1]["level"] == "L3"
 
@@ -86,6 +90,28 @@ def test_centroids_from_a_csv_name_the_levels(tmp_path, fractured):
 
 
 @needs_model
+def test_on_thick_slices_no_heights_are_measured_and_every_basis_says_so(tmp_path, fractured):
+    ct_path, labels_path = fractured
+    ct = sitk.ReadImage(str(ct_path))
+    thick = sitk.Image([ct.GetSize()[0], ct.GetSize()[1], ct.GetSize()[2] // 5], sitk.sitkInt16)
+    thick.SetSpacing((1.0, 1.0, 5.0))
+    thick.SetOrigin(ct.GetOrigin())
+    sitk.WriteImage(sitk.Resample(ct, thick, sitk.Transform(), sitk.sitkLinear, -1000.0),
+                    str(tmp_path / "thick.nii.gz"))
+    proc = run(tmp_path, "fracture", tmp_path / "thick.nii.gz", "--labels", labels_path, "--out-dir", tmp_path / "o",
+               timeout=300)
+    assert_ok(proc)
+    rows = json.loads((tmp_path / "o" / "vertebrae.json").read_text())["vertebrae"]
+    assert [r["genant_grade"] for r in rows] == [None] * 3
+    for row in rows:
+        assert row["call"] == "not assessed" or row["basis"] == "classifier alone (heights not assessed: slices 5.0 mm)"
+    patient = json.loads((tmp_path / "o" / "patient.json").read_text())
+    assert "heights not assessed: slices 5.0 mm: the classifier alone decides" in patient["basis"]
+    assert patient["opinions"]["morphometry"] == {"fractured_levels": [], "vertebrae_graded": 0, "deformed": [],
+                                                  "note": "heights not assessed: slices 5.0 mm"}
+
+
+@needs_model
 def test_a_batch_goes_on_past_a_bad_file_and_says_so(tmp_path, fractured):
     ct_path, _ = fractured
     bad = tmp_path / "broken.nii.gz"
@@ -95,8 +121,9 @@ def test_a_batch_goes_on_past_a_bad_file_and_says_so(tmp_path, fractured):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert (out / "spine" / "vertebrae.csv").is_file() and not (out / "broken").exists()
     with open(out / "patients.csv", newline="") as handle:
-        calls = {row["ct"].split("/")[-1]: row["call"] for row in csv.DictReader(handle)}
-    assert calls["broken.nii.gz"] == "error" and calls["spine.nii.gz"] in ("fractured", "normal")
+        rows = {row["ct"].split("/")[-1]: row for row in csv.DictReader(handle)}
+    assert rows["broken.nii.gz"]["call"] == "error" and rows["spine.nii.gz"]["call"] in ("fractured", "normal")
+    assert rows["spine.nii.gz"]["basis"] and 0 <= float(rows["spine.nii.gz"]["max_vertebra_probability"]) <= 1
 
 
 @needs_model

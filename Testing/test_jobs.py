@@ -159,6 +159,8 @@ def test_fracture_job_writes_its_outputs_and_moved_centroids_reuse_the_classifie
     result = answers[-1]
     assert [r["level"] for r in result["vertebrae"]] == ["L2", "L3", "L4"]
     assert result["vertebrae"][1]["genant_grade"] == 3 and Path(result["probability"]).is_file()
+    assert [key for key in result["patient"] if "call" in key] == ["call"]   # one call; the opinions by name
+    assert result["patient"]["basis"] and set(result["patient"]["opinions"]) == {"classifier", "morphometry"}
 
     calls = []
     monkeypatch.setattr(fracture, "fracture_probabilities", lambda *a, **k: calls.append(a))

@@ -133,7 +133,8 @@ def evaluate_folds(folds: Path, data: Path, grades, noise_mm: float, seed: int, 
                             "call": finding.call})
                     patient_rows.append({"fold": fold.name, "scan": name, "crop": f"{level} {grade}",
                                          "truth": grade, "shape": shape if grade != "normal" else None,
-                                         "max_probability": result.patient["max_vertebra_probability"],
+                                         "max_probability":
+                                             result.patient["opinions"]["classifier"]["max_vertebra_probability"],
                                          "call": result.patient["call"], "call_without_centroids": auto_call,
                                          "vertebrae_found_without_centroids": len(found.vertebrae),
                                          "vertebrae_given": len(centroids), "seconds": round(seconds, 2)})

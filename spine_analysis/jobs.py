@@ -29,7 +29,8 @@ Jobs (``"job"`` in the request; a request with an ``"image"`` and no job is a ``
 - ``fracture``: ``{"ct": PATH, "centroids": [{"level": name, "point": [x, y, z]}, ...] or null,
   "coordinate_system": "ras" or "lps" (of those points), "labels": PATH or null, "weights": PATH or null,
   "out_dir": PATH}`` -> writes ``ct.fracture.OUTPUT_FILES`` and ``overview.png`` into ``out_dir`` and answers
-  ``{"probability": PATH, "vertebrae": [VertebraFinding.row(), ...], "patient": {...},
+  ``{"probability": PATH, "vertebrae": [VertebraFinding.row(), ...], "patient": {"call", "basis",
+  "fractured_levels", "vertebrae_assessed", "opinions": {"classifier": {...}, "morphometry": {...}}, ...},
   "level_source": text, "model": version text, "seconds": {...}}``. The classifier's
   probabilities of the last CT are kept: moved centroids are assessed again without it.
 

@@ -107,9 +107,22 @@ def _print_findings(name: str, assessment, out_dir: Path) -> None:
         print(f"  {row['level']:<11} {prob:>5} {grade:<9} {heights}  {row['call']} ({row['basis']})")
     patient = result.patient
     print(f"  patient: {patient['call']}" + (f" ({', '.join(patient['fractured_levels'])})"
-                                            if patient["fractured_levels"] else "")
-          + (f"; {patient['note']}" if patient["note"] else ""))
+                                            if patient["fractured_levels"] else "") + f": {patient['basis']}")
+    print(f"  opinions: {_opinions_line(patient['opinions'])}")
+    if patient["note"]:
+        print(f"  note: {patient['note']}")
     print(f"  outputs: {out_dir}/ ({', '.join(Path(p).name for p in assessment.outputs.values())})")
+
+
+def _opinions_line(opinions: dict) -> str:
+    """Each opinion of the patient summary in a few words: which levels it alone would call fractured."""
+    classifier, morphometry = opinions["classifier"], opinions["morphometry"]
+    highest = classifier["max_vertebra_probability"]
+    return (f"classifier: fractured {', '.join(classifier['fractured_levels']) or 'none'} (highest p "
+            + ("-" if highest is None else f"{highest:.2f}") + f", threshold {classifier['threshold']:g}); "
+            f"morphometry: fractured {', '.join(morphometry['fractured_levels']) or 'none'} "
+            f"({morphometry['vertebrae_graded']} graded" + (f"; {morphometry['note']}" if morphometry["note"] else "")
+            + ")")
 
 
 def _fracture_case(args, ct_path: str, out_dir: Path, models) -> dict:
@@ -138,8 +151,8 @@ def _fracture_case(args, ct_path: str, out_dir: Path, models) -> dict:
             if args.centroids else "", progress=progress, slices=study.slices, protect=protect)
     _print_findings(Path(ct_path).name, assessment, out_dir)
     patient = assessment.result.patient
-    return {"ct": str(ct_path), **{k: patient[k] for k in ("call", "fractured_levels", "max_vertebra_probability",
-                                                              "vertebrae_assessed")}}
+    return {"ct": str(ct_path), **{k: patient[k] for k in ("call", "basis", "fractured_levels", "vertebrae_assessed")},
+            "max_vertebra_probability": patient["opinions"]["classifier"]["max_vertebra_probability"]}
 
 
 def _cmd_fracture(args) -> int:
@@ -170,8 +183,10 @@ def _cmd_fracture(args) -> int:
             print(f"spine-analysis: error: {ct_path}: {exc}", file=sys.stderr)
             summaries.append({"ct": ct_path, "call": "error", "fractured_levels": [], "note": str(exc)})
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv_rows(("ct", "call", "fractured_levels", "max_vertebra_probability", "vertebrae_assessed", "note"),
-                   [[s["ct"], s["call"], " ".join(s["fractured_levels"]), s.get("max_vertebra_probability", ""),
+    write_csv_rows(("ct", "call", "basis", "fractured_levels", "max_vertebra_probability", "vertebrae_assessed",
+                    "note"),
+                   [[s["ct"], s["call"], s.get("basis", ""), " ".join(s["fractured_levels"]),
+                     "" if s.get("max_vertebra_probability") is None else s["max_vertebra_probability"],
                      s.get("vertebrae_assessed", ""), s.get("note", "")] for s in summaries],
                    out_dir / "patients.csv")
     print(f"{len(args.ct) - failed} of {len(args.ct)} CTs assessed; summary: {out_dir / 'patients.csv'}")
