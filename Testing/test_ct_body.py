@@ -197,3 +197,42 @@ def test_level_from_label_map_needs_half_of_the_segment():
 ])
 def test_a_typed_text_is_a_level_only_when_it_names_one(text, level):
     assert level_from_text(text) == level
+
+
+def _cylinder(shape, centre_zyx, radius, half_height):
+    z, y, x = np.indices(shape)
+    return (np.hypot(y - centre_zyx[1], x - centre_zyx[2]) <= radius) & (np.abs(z - centre_zyx[0]) <= half_height)
+
+
+def test_a_body_with_holes_becomes_one_solid_and_its_centrum_one_piece():
+    """Low-density marrow leaves the network's body in pieces with holes; the body is made solid and
+    the centrum (body less the shell) is one piece, wherever inside the click falls (even in a hole)."""
+    from scipy import ndimage as ndi
+
+    from spine_analysis.ct.body_model.config import BodyConfig
+    from spine_analysis.ct.vertebral_body import _one_body
+
+    shape, centre = (64, 96, 96), (32, 48, 48)
+    body = _cylinder(shape, centre, 18, 11)
+    rng = np.random.default_rng(0)
+    holey = body.copy()
+    for zyx in rng.integers([24, 40, 40], [41, 57, 57], (25, 3)):   # marrow holes up to 8 mm wide, inside
+        holey &= ~_cylinder(shape, zyx, rng.integers(2, 5), 3)      # the cortex
+    holey &= ~(_cylinder(shape, centre, 30, 0) & ~_cylinder(shape, centre, 16, 0))   # a 2 mm notch all round
+    assert ndi.label(centrum_from_body(holey, 3.0))[1] > 1 or not holey[centre]
+    hole = tuple(np.argwhere(body & ~holey & (np.abs(np.indices(shape)[0] - 32) < 6))[0])
+    for seed in (centre, hole):
+        solid = _one_body(holey, seed, BodyConfig())
+        assert dice(solid, body) > 0.97
+        assert ndi.label(centrum_from_body(solid, 3.0))[1] == 1
+
+
+def test_a_thin_bridge_through_the_disc_does_not_join_the_neighbour():
+    from spine_analysis.ct.body_model.config import BodyConfig
+    from spine_analysis.ct.vertebral_body import _one_body
+
+    shape, centre = (64, 96, 96), (20, 48, 48)
+    own, neighbour = _cylinder(shape, centre, 16, 8), _cylinder(shape, (50, 48, 48), 16, 8)
+    bridge = _cylinder(shape, (35, 48, 60), 2, 8)                     # 4 mm wide, across the disc
+    solid = _one_body(own | neighbour | bridge, centre, BodyConfig())
+    assert dice(solid, own) > 0.97 and not (solid & neighbour).any()

@@ -465,6 +465,14 @@ def test_console_segment_at_seed_as_the_readme_shows(app, logic, data):
     assert [row["segment"] for row in harness.tableRows(metricsTableOf(segmentationNode))] == \
         ["vertebra 1 centrum", "L1 centrum"]
 
+    # The shell setting: a 2 mm shell (a finite-element benchmark's convention) leaves a larger centrum.
+    segmentId, thin = logic.segmentAtSeed(data.ct, list(data.centroids["L2"]), level="L2", shellMm=2.0)
+    _, thick = logic.segmentAtSeed(data.ct, list(data.centroids["L3"]), level="L3", shellMm=3.0)
+    assert (thin["shell_mm"], thick["shell_mm"]) == (2.0, 3.0)
+    _, thickL2 = logic.segmentAtSeed(data.ct, list(data.centroids["L2"]), level="L2", shellMm=3.0,
+                                     segmentationNode=slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode"))
+    assert thin["volume_ml"] > 1.1 * thickL2["volume_ml"]
+
     with pytest.raises(JobFailed, match="^The seed is not inside a vertebral body"):
         logic.segmentAtSeed(data.ct, list((data.centroids["L1"] + data.centroids["L2"]) / 2))
-    assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 2
+    assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 4
