@@ -310,7 +310,8 @@ class SpineFractureLogic(WarmEngineRunner, ScriptedLoadableModuleLogic):
 
     @staticmethod
     def patient(tableNode):
-        """The engine's patient summary of a result: call, fractured_levels, classifier_call, ..."""
+        """The engine's patient summary of a result: its one call, basis, fractured_levels, and the two opinions under
+        "opinions" ("classifier", "morphometry")."""
         return outputs.resultPatient(tableNode)
 
     def vertebraPosition(self, tableNode, level):
@@ -567,9 +568,14 @@ class SpineFractureTest(ScriptedLoadableModuleTest):
                   "vertebrae": [row("L1", 0.91, 2, "fractured", "both", True),
                                 row("L2", 0.05, 0, "normal", "both", True),
                                 row("L3", None, None, "not assessed", "no body at the centroid", None)],
-                  "patient": {"call": "fractured", "fractured_levels": ["L1"], "classifier_call": "fractured",
-                              "max_vertebra_probability": 0.91, "fracture_components": [{"volume_ml": 5.8}],
-                              "vertebrae_assessed": 2, "level_source": "label map (VerSe numbering)", "note": ""}}
+                  "patient": {"call": "fractured", "basis": "L1: classifier and morphometry agree",
+                              "fractured_levels": ["L1"], "vertebrae_assessed": 2,
+                              "opinions": {"classifier": {"fractured_levels": ["L1"], "threshold": 0.5,
+                                                          "max_vertebra_probability": 0.91,
+                                                          "fracture_components": [{"volume_ml": 5.8}]},
+                                           "morphometry": {"fractured_levels": ["L1"], "vertebrae_graded": 2,
+                                                           "deformed": [{"level": "L1", "grade": 2}], "note": ""}},
+                              "level_source": "label map (VerSe numbering)", "note": ""}}
         logic = SpineFractureLogic()
         try:
             probabilityVolume, tableNode, patient = logic.importResult(ctNode, result)

@@ -108,36 +108,61 @@ def test_a_point_belongs_to_the_row_of_its_name_else_to_the_nearest_centroid():
     assert findings.rowIndexForLevel(rows, "") is None
 
 
-def test_the_patient_summary_says_the_call_first_then_each_opinion():
+def _patient(call, levels, assessed, classifier=(), probability=None, components=(), graded=0, deformed=(),
+             morphometry=(), basis="", note="", source=""):
+    """A patient summary as the engine writes it: one call with its basis, each opinion under its own name."""
+    return {"call": call, "basis": basis, "fractured_levels": list(levels), "vertebrae_assessed": assessed,
+            "opinions": {"classifier": {"fractured_levels": list(classifier), "threshold": 0.5,
+                                        "max_vertebra_probability": probability,
+                                        "fracture_components": list(components)},
+                         "morphometry": {"fractured_levels": list(morphometry), "vertebrae_graded": graded,
+                                         "deformed": list(deformed), "note": ""}},
+            "level_source": source, "note": note}
+
+
+def test_the_patient_summary_says_the_one_call_and_its_basis_first_then_each_opinion():
     rows = [_row("T12", (0, 0, 130), 0.2, 0, "normal", opinions_agree=True),
             _row("L1", (0, 0, 100), 0.91, 2, "fractured", opinions_agree=True),
             _row("L2", (0, 0, 70), 0.64, 0, "fractured", basis="classifier", opinions_agree=False),
             _row("L3", (0, 0, 40), None, None, "not assessed", opinions_agree=None)]
-    patient = {"call": "fractured", "fractured_levels": ["L1", "L2"], "classifier_call": "fractured",
-               "max_vertebra_probability": 0.91, "fracture_components": [{"volume_ml": 3.44}, {"volume_ml": 2.0}],
-               "vertebrae_assessed": 3, "level_source": "points given", "note": ""}
+    patient = _patient("fractured", ["L1", "L2"], 3, classifier=["L1", "L2"], probability=0.91,
+                       components=[{"volume_ml": 3.44}, {"volume_ml": 2.0}], graded=3, morphometry=["L1"],
+                       deformed=[{"level": "L1", "grade": 2, "label": "moderate", "deformity": "wedge"}],
+                       basis="L1: classifier and morphometry agree; L2: classifier (morphometry: normal)",
+                       source="points given")
+    assert not [key for key in patient if "call" in key and key != "call"]   # one call, no second opinion-call
     lines = findings.patientSummary(patient, rows)
     assert lines[0] == "Fracture: L1, L2 (3 of 4 vertebrae assessed)."
-    assert lines[1] == "Classifier: fractured; highest vertebra probability 0.91; 2 fracture regions (3.4 mL, 2.0 mL)."
-    assert lines[2] == "Morphometry (Genant): 3 vertebrae graded; L1 grade 2."
-    assert lines[3] == "The two opinions disagree at L2: see the basis of each call."
-    assert lines[4] == "Levels: points given."
-    assert len(lines) == 5
+    assert lines[1] == "Basis: L1: classifier and morphometry agree; L2: classifier (morphometry: normal)."
+    assert lines[2] == ("Classifier: fractured L1, L2 (highest vertebra probability 0.91, threshold 0.5); "
+                        "2 fracture regions (3.4 mL, 2.0 mL).")
+    assert lines[3] == "Morphometry (Genant): 3 vertebrae graded; L1 grade 2."
+    assert lines[4] == "The two opinions disagree at L2: see the basis of each call."
+    assert lines[5] == "Levels: points given."
+    assert len(lines) == 6
 
 
-def test_the_patient_summary_of_a_normal_spine_and_of_voxels_away_from_the_vertebrae():
-    normal = {"call": "normal", "fractured_levels": [], "classifier_call": "normal", "max_vertebra_probability": None,
-              "fracture_components": [], "vertebrae_assessed": 0, "level_source": "", "note": ""}
-    lines = findings.patientSummary(normal)
-    assert lines == ["No fracture found (0 vertebrae assessed).",
-                     "Classifier: normal; highest vertebra probability n/a."]
-    away = dict(normal, call="fractured", classifier_call="fractured", fracture_components=[{"volume_ml": 2.5}],
-                note="the classifier found fracture voxels away from every assessed vertebra: look at the map")
+def test_the_patient_summary_of_a_normal_spine_of_thick_slices_and_of_voxels_away_from_the_vertebrae():
+    normal = _patient("not assessed", [], 0, basis="no vertebra could be assessed")
+    assert findings.patientSummary(normal) == [
+        "Call: not assessed (0 vertebrae assessed).", "Basis: no vertebra could be assessed.",
+        "Classifier: fractured none (highest vertebra probability n/a, threshold 0.5).",
+        "Morphometry (Genant): 0 vertebrae graded; no deformity."]
+    thick = _patient("normal", [], 1, probability=0.12, basis="none of 1 vertebrae assessed called fractured; "
+                     "heights not assessed: slices 5.0 mm: the classifier alone decides")
+    thick["opinions"]["morphometry"]["note"] = "heights not assessed: slices 5.0 mm"
+    lines = findings.patientSummary(thick, [_row("L1", (0, 0, 0), 0.12, None, "normal")])
+    assert lines[0] == "No fracture found (1 of 1 vertebrae assessed)."
+    assert "heights not assessed: slices 5.0 mm: the classifier alone decides" in lines[1]
+    assert lines[3] == "Morphometry (Genant): 0 vertebrae graded; no deformity; heights not assessed: slices 5.0 mm."
+    away = _patient("normal", [], 1, probability=0.1, components=[{"volume_ml": 2.5}],
+                    note="1 group(s) of fracture voxels lie away from every assessed vertebra: look at the "
+                         "probability map")
     lines = findings.patientSummary(away, [_row("L1", (0, 0, 0))])
-    assert lines[0].startswith("Fracture suspected by the classifier away from the assessed vertebrae")
+    assert lines[0].startswith("No fracture found")           # voxels away from the vertebrae are never a call
     assert "1 fracture region (2.5 mL)" in lines[1]
-    assert lines[-1] == ("Note: the classifier found fracture voxels away from every assessed vertebra: "
-                         "look at the map.")
+    assert lines[-1] == ("Note: 1 group(s) of fracture voxels lie away from every assessed vertebra: look at the "
+                         "probability map.")
 
 
 def test_an_incomplete_answer_is_refused():

@@ -199,14 +199,45 @@ def _probabilityText(value):
     return "n/a" if value is None else f"{float(value):.2f}"
 
 
+def _levelsText(levels):
+    return ", ".join(str(level) for level in levels) or "none"
+
+
+def _classifierLine(classifier):
+    """The classifier's opinion in a line: the levels it alone would call fractured, its highest probability and the
+    fracture regions the paper reports."""
+    components = classifier.get("fracture_components") or []
+    threshold = classifier.get("threshold")
+    line = f"Classifier: fractured {_levelsText(classifier.get('fractured_levels') or [])} (highest vertebra " \
+           f"probability {_probabilityText(classifier.get('max_vertebra_probability'))}" + \
+           (f", threshold {float(threshold):g})" if threshold is not None else ")")
+    if components:
+        volumes = ", ".join(f"{float(c.get('volume_ml', 0.0)):.1f} mL" for c in components)
+        line += f"; {len(components)} fracture region{'s' if len(components) != 1 else ''} ({volumes})"
+    return line + "."
+
+
+def _morphometryLine(morphometry, rows):
+    """The morphometric opinion in a line: how many vertebrae were graded and which are deformed, or why none was."""
+    graded = [row for row in rows if row.get("genant_grade") is not None]
+    count = morphometry.get("vertebrae_graded", len(graded))
+    deformed = [f"{d.get('level')} grade {int(d.get('grade'))}" for d in morphometry.get("deformed") or []] if \
+        "deformed" in morphometry else [f"{row.get('level')} grade {int(row['genant_grade'])}"
+                                        for row in graded if row["genant_grade"] > 0]
+    line = f"Morphometry (Genant): {count} vertebrae graded" + ("; " + ", ".join(deformed) if deformed else
+                                                                  "; no deformity")
+    if morphometry.get("note"):
+        line += f"; {morphometry['note']}"
+    return line + "."
+
+
 def patientSummary(patient, rows=None):
-    """Plain-text lines that sum up a result for the radiologist: the call first, then each opinion."""
+    """Plain-text lines that sum up a result for the radiologist: the one call and its basis first, then each
+    opinion under its own name."""
     rows = rows or []
     fractured = list(patient.get("fractured_levels") or fracturedLevels(rows))
-    components = patient.get("fracture_components") or []
     if patient.get("call") == "fractured":
-        first = "Fracture: " + ", ".join(fractured) if fractured else \
-            "Fracture suspected by the classifier away from the assessed vertebrae"
+        first = "Fracture: " + ", ".join(fractured)
     elif patient.get("call") == "normal":
         first = "No fracture found"
     else:
@@ -215,20 +246,16 @@ def patientSummary(patient, rows=None):
     if assessed is not None:
         first += f" ({assessed} of {len(rows)} vertebrae assessed)" if rows else f" ({assessed} vertebrae assessed)"
     lines = [first + "."]
-    classifier = f"Classifier: {patient.get('classifier_call') or 'n/a'}; highest vertebra probability " \
-                 f"{_probabilityText(patient.get('max_vertebra_probability'))}"
-    if components:
-        volumes = ", ".join(f"{float(c.get('volume_ml', 0.0)):.1f} mL" for c in components)
-        classifier += f"; {len(components)} fracture region{'s' if len(components) != 1 else ''} ({volumes})"
-    lines.append(classifier + ".")
-    graded = [row for row in rows if row.get("genant_grade") is not None]
-    if rows:
-        deformed = [f"{row.get('level')} grade {int(row['genant_grade'])}" for row in graded if row["genant_grade"] > 0]
-        morphometry = f"Morphometry (Genant): {len(graded)} vertebrae graded"
-        lines.append(morphometry + ("; " + ", ".join(deformed) if deformed else "; no deformity") + ".")
-        disagree = [str(row.get("level")) for row in rows if row.get("opinions_agree") is False]
-        if disagree:
-            lines.append("The two opinions disagree at " + ", ".join(disagree) + ": see the basis of each call.")
+    if patient.get("basis"):
+        lines.append(f"Basis: {patient['basis']}.")
+    opinions = patient.get("opinions") or {}
+    if opinions.get("classifier") is not None:
+        lines.append(_classifierLine(opinions["classifier"]))
+    if rows or opinions.get("morphometry"):
+        lines.append(_morphometryLine(opinions.get("morphometry") or {}, rows))
+    disagree = [str(row.get("level")) for row in rows if row.get("opinions_agree") is False]
+    if disagree:
+        lines.append("The two opinions disagree at " + ", ".join(disagree) + ": see the basis of each call.")
     if patient.get("level_source"):
         lines.append(f"Levels: {patient['level_source']}.")
     if patient.get("note"):
