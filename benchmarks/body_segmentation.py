@@ -274,7 +274,7 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="only every N-th vertebra of each scan, top down (a quicker sample)")
     parser.add_argument("--summarise", nargs="+", metavar="ROWS.json", default=None,
-                        help="print the figures over rows that --folds runs saved with --json (e.g. one run per scan)")
+                        help="print the figures over rows that runs saved with --json (e.g. one run per scan)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for the network (default 2)")
     parser.add_argument("--methods", nargs="+", choices=("unet", "classical"), default=["unet", "classical"],
                         help="which methods to run (the classical one needs no model: run it once, apart)")
@@ -285,7 +285,8 @@ def main() -> int:
         for path in args.summarise:
             for row in json.loads(Path(path).read_text()):
                 merged.setdefault((row["scan"], row["level"]), {}).update(row)
-        summarise(list(merged.values()), True)
+        rows = list(merged.values())
+        summarise(rows, all(row.get("held_out", False) for row in rows))
         return 0
 
     scans = [s for s in load_scans(args.data or ct_dir(), log=lambda line: None)
@@ -301,7 +302,7 @@ def main() -> int:
                             default=None)
             if neighbour is not None and np.linalg.norm(neighbour.centre_lps - vertebra.centre_lps) > 45:
                 neighbour = None
-            row = {"scan": scan.name, "level": vertebra.level, "labels": vertebra.source}
+            row = {"scan": scan.name, "level": vertebra.level, "labels": vertebra.source, "held_out": bool(args.folds)}
             for method in args.methods:
                 result = evaluate_vertebra(scan, vertebra, neighbour, method, model)
                 row.update({f"{method}_{k}": v for k, v in result.items()})

@@ -161,6 +161,15 @@ def _body_centre(grid: sitk.Image, body: np.ndarray, ct: sitk.Image) -> np.ndarr
     return np.array(ct.TransformIndexToPhysicalPoint(ct.TransformPhysicalPointToIndex(centre)))
 
 
+def _holds(grid: sitk.Image, body: np.ndarray, point_lps: np.ndarray) -> bool:
+    """Whether the body (on ``grid``), grown by a voxel, holds ``point_lps``: after recentring, a click in a
+    disc ends in one of the two bodies beside it, and is refused rather than moved there."""
+    index = np.round(grid.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps])).astype(int)[::-1]
+    if np.any(index < 0) or np.any(index >= body.shape):
+        return False
+    return bool(ndi.binary_dilation(body)[tuple(index)])
+
+
 def slice_thickness_mm(ct: sitk.Image) -> float:
     """The CT's spacing along the voxel axis closest to the patient's long (S-I) axis."""
     direction = np.abs(np.array(ct.GetDirection()).reshape(3, 3))
@@ -221,6 +230,9 @@ def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], coordinate_sys
         if not again[1].any():
             break
         grid, body = again
+    if not _holds(grid, body, seed_lps):
+        raise SpineAnalysisError("the seed is not inside a vertebral body: the body found from it lies beside it "
+                                 "(a disc or the gap between two vertebrae?): click inside the body")
     centrum_patch = _part_at_seed(centrum_from_body(body, shell_mm, config.spacing_mm),
                                   _seed_voxel(config.patch_xyz), np.inf)
     centrum = patch_to_scan(centrum_patch.astype(np.float32), grid, ct, 0.5)
