@@ -93,7 +93,7 @@ def test_the_patient_has_one_call_with_its_basis_and_each_opinion_under_its_own_
         patient["note"]
     thick = _patient([_finding("L2", "normal")], [], "points", config, "heights not assessed: slices 5.0 mm")
     assert thick["call"] == "normal" and thick["basis"] == (
-        "none of 1 vertebrae assessed called fractured; heights not assessed: slices 5.0 mm: the classifier alone "
+        "no vertebra called fractured (1 assessed); heights not assessed: slices 5.0 mm: the classifier alone "
         "decides")
     assert thick["opinions"]["morphometry"]["note"] == "heights not assessed: slices 5.0 mm"
     nothing = _patient([_finding("L3", "not assessed", None, None, "cut")], [], "points", config)

@@ -148,7 +148,7 @@ def test_the_patient_summary_of_a_normal_spine_of_thick_slices_and_of_voxels_awa
         "Call: not assessed (0 vertebrae assessed).", "Basis: no vertebra could be assessed.",
         "Classifier: fractured none (highest vertebra probability n/a, threshold 0.5).",
         "Morphometry (Genant): 0 vertebrae graded; no deformity."]
-    thick = _patient("normal", [], 1, probability=0.12, basis="none of 1 vertebrae assessed called fractured; "
+    thick = _patient("normal", [], 1, probability=0.12, basis="no vertebra called fractured (1 assessed); "
                      "heights not assessed: slices 5.0 mm: the classifier alone decides")
     thick["opinions"]["morphometry"]["note"] = "heights not assessed: slices 5.0 mm"
     lines = findings.patientSummary(thick, [_row("L1", (0, 0, 0), 0.12, None, "normal")])

@@ -227,7 +227,7 @@ def _patient_basis(assessed: list[VertebraFinding], too_thick: str) -> str:
         basis = "no vertebra could be assessed"
     else:
         differ = [f.level for f in assessed if f.agree is False]
-        basis = (f"none of {len(assessed)} vertebrae assessed called fractured"
+        basis = (f"no vertebra called fractured ({len(assessed)} assessed)"
                  + (f"; the opinions differ at {', '.join(differ)}" if differ else ""))
     return basis + (f"; {too_thick}: the classifier alone decides" if too_thick else "")
 
@@ -300,19 +300,19 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
     measured = measure_heights(ct, centroids, label_map, label_values or [0] * len(centroids), body_model, config,
                                progress)
     grades = grade_heights(centroids, measured, config)
+    too_thick = thick_slices(ct, config)   # said in every basis; why else a body has no heights is in its note
     findings = []
     cut = _cut_by_edge(maps, ct, centroids, config)
     for centroid, probability, grade, (_heights_mm, note), is_cut in zip(
             centroids, probabilities, grades, measured, cut):
-        call, basis, agree = _call(probability, grade, config, note or "heights not measured")
+        call, basis, agree = _call(probability, grade, config, too_thick or "heights not measured")
         if is_cut:   # the classifier is unreliable on a part of a body (the paper's edge-vertebra errors)
             call, basis, agree = "not assessed", "its body is cut by the edge of the scan", None
         findings.append(VertebraFinding(centroid.level, np.asarray(centroid.lps, float), probability, grade,
                                         call, basis, agree, note))
     progress(0.97, "writing the probability map")
     probability_image = maps.fractured_on(ct)
-    patient = _patient(findings, fracture_components(maps, config), source, config, thick_slices(ct, config),
-                       off_spine)
+    patient = _patient(findings, fracture_components(maps, config), source, config, too_thick, off_spine)
     return FractureResult(probability_image, findings, patient, source, maps,
                           {"classifier": 0.0 if reused else round(maps.seconds, 2),
                            "vertebrae": round(time.perf_counter() - started, 2)})
