@@ -344,14 +344,20 @@ def test_measure_label_map_measures_every_vertebra_as_the_centra_are(app, logic,
     assert [row["segment"] for row in rows] == list(VERSE_LABELS)
     assert [(row["level"], row["level_from"], row["method"]) for row in rows] == \
         [(level, "label map", "") for level in VERSE_LABELS]
+    import SimpleITK as sitk
+    from spine_analysis.ct.lesions import lesion_masks
+
+    image = sitk.GetImageFromArray(data.ctArray)
+    image.SetSpacing(data.ct.GetSpacing())
     for row, label in zip(rows, VERSE_LABELS.values()):
         hu = data.ctArray[data.labelArray == label].astype(float)
+        lytic, sclerotic = lesion_masks(image, data.labelArray == label, 0.0, 400.0, 0.1)   # the engine's regions
         assert row["volume_ml"] == pytest.approx(hu.size * data.voxelMl, rel=1e-6)
         assert row["hu_mean"] == pytest.approx(hu.mean(), abs=0.01)
         assert row["hu_median"] == pytest.approx(np.median(hu), abs=0.01)
         assert row["hu_std"] == pytest.approx(hu.std(ddof=1), abs=0.01)
-        assert row["lytic_percent"] == pytest.approx(100.0 * np.mean(hu < 0), abs=1e-6)
-        assert row["sclerotic_percent"] == pytest.approx(100.0 * np.mean(hu > 400), abs=1e-6)
+        assert row["lytic_percent"] == pytest.approx(100.0 * lytic.sum() / hu.size, abs=0.1)
+        assert row["sclerotic_percent"] == pytest.approx(100.0 * sclerotic.sum() / hu.size, abs=0.1)
         assert row["density_hint"].startswith("screening hint, not a diagnosis")
     assert [row["at_seed"] for row in rows] == ["no", "no", "yes", "no", "no"]
     assert tableNode.GetAttribute(logic.SEED_ATTRIBUTE) == "L3"
@@ -367,8 +373,10 @@ def test_measure_label_map_measures_every_vertebra_as_the_centra_are(app, logic,
 
 
 def test_measure_label_map_gives_the_engines_centrum_metrics_of_a_hand_built_ct(app, scene, logic):
-    """Known values: L1 holds 12 voxels of 100 HU, 6 lytic ones of -20 HU and 6 sclerotic ones of 500 HU; L2 is 90 HU
-    throughout; label 50 is no VerSe number. As a segmentation, the segment names give the levels."""
+    """Known values: L1 holds 12 voxels of 100 HU, 6 lytic ones of -20 HU and 6 sclerotic ones of 500 HU (each
+    region 0.38 ml, above the 0.1 ml a lesion needs); L2 is 90 HU throughout; label 50 is no VerSe number; a block
+    of cortex between them (700 HU, 1.5 ml) makes it a CT with bone. As a segmentation, the segment names give the
+    levels."""
     import slicer
 
     ct = np.full((10, 8, 12), -1000, np.int16)  # (k, j, i)
@@ -381,8 +389,9 @@ def test_measure_label_map_gives_the_engines_centrum_metrics_of_a_hand_built_ct(
     labels[5:7, 2:5, 2:6] = 21   # L2
     ct[8, 2:5, 2:6] = 250
     labels[8, 2:5, 2:6] = 50     # not a VerSe number
-    ijkToRas = np.array([[-0.8, 0, 0, 12.0], [0, -0.7, 0, -30.0], [0, 0, 1.5, 100.0], [0, 0, 0, 1]])
-    voxelMl = 0.8 * 0.7 * 1.5 / 1000.0
+    ct[3:5, 2:5, 2:6] = 700      # cortex, between L1 and L2, in no label
+    ijkToRas = np.array([[-4.0, 0, 0, 12.0], [0, -4.0, 0, -30.0], [0, 0, 4.0, 100.0], [0, 0, 0, 1]])
+    voxelMl = 4.0 * 4.0 * 4.0 / 1000.0
     ctNode = slicer.util.addVolumeFromArray(ct, ijkToRAS=ijkToRas, name="Hand-built CT")
     labelNode = slicer.util.addVolumeFromArray(labels, ijkToRAS=ijkToRas, name="Hand-built labels",
                                                nodeClassName="vtkMRMLLabelMapVolumeNode")
