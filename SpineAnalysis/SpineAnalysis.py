@@ -624,11 +624,12 @@ class SpineAnalysisTest(ScriptedLoadableModuleTest):
         labels[4:10, 8:20, 8:24] = 20
         ct[14:20, 8:20, 8:24] = 150  # L2 (21): 150 HU
         labels[14:20, 8:20, 8:24] = 21
-        ijkToRAS = np.array([[-0.8, 0, 0, 12.0], [0, -0.7, 0, -30.0], [0, 0, 1.5, 100.0], [0, 0, 0, 1]])
+        # 1 x 1.2 x 1.5 mm voxels: L1 holds 2 ml of bone, as a CT of the spine must (less is refused)
+        ijkToRAS = np.array([[-1.0, 0, 0, 12.0], [0, -1.2, 0, -30.0], [0, 0, 1.5, 100.0], [0, 0, 0, 1]])
         ctNode = slicer.util.addVolumeFromArray(ct, ijkToRAS=ijkToRAS, name="SyntheticCT")
         labelNode = slicer.util.addVolumeFromArray(labels, ijkToRAS=ijkToRAS, name="SyntheticVertebrae",
                                                    nodeClassName="vtkMRMLLabelMapVolumeNode")
-        voxelVolumeMl = 0.8 * 0.7 * 1.5 / 1000.0
+        voxelVolumeMl = 1.0 * 1.2 * 1.5 / 1000.0
         return ctNode, labelNode, 6 * 12 * 16, voxelVolumeMl, ijkToRAS
 
     def _column(self, tableNode, name):

@@ -128,7 +128,8 @@ class JobRunner:
 
     def _read_ct(self, path, series=None):
         """The CT at ``path`` (its ``series`` for a DICOM folder), from memory when the same file and
-        series were read last and the file has not changed since."""
+        series were read last and the file has not changed since. Not checked for bone: the Slicer
+        module sends crops around a click (checked at the click); the fracture job checks the whole CT."""
         from pathlib import Path
 
         from .ct.study import read_study
@@ -138,7 +139,7 @@ class JobRunner:
         stat = Path(path).stat() if Path(path).is_file() else None
         key = (str(path), series, stat.st_size, stat.st_mtime_ns) if stat else None
         if key is None or self._ct is None or self._ct[0] != key:
-            self._ct = (key, read_study(path, series).ct)
+            self._ct = (key, read_study(path, series, check_bone=False).ct)
         return self._ct[1]
 
     def _model(self, kind: str, weights, emit: Emit, fraction: float):
@@ -194,6 +195,7 @@ class JobRunner:
         from .ct.fracture import Centroid
         from .ct.patches import to_lps
         from .ct.study import assess_fractures
+        from .ct.vertebral_body import check_spine_ct
         from .io.ct import read_ct
 
         if not request.get("out_dir"):
@@ -201,6 +203,7 @@ class JobRunner:
         coordinate_system = _coordinate_system(request)
         emit(_progress(0.02, "reading the CT"))
         ct = self._read_ct(request.get("ct"), request.get("series"))
+        check_spine_ct(ct)
         weights = request.get("weights") or None
         model = self._model("fracture", weights, emit, 0.04)
         centroids = None

@@ -39,11 +39,13 @@ class StudyInputs:
 
 
 def read_study(ct_path, series_uid: str | None = None, *, for_dicom_seg: bool = False,
-               labels=None) -> StudyInputs:
+               labels=None, check_bone: bool = True) -> StudyInputs:
     """The CT at ``ct_path`` (its ``series_uid`` in a DICOM folder) and the label map at ``labels``.
 
     With ``for_dicom_seg`` the CT must be a folder of DICOM slices that a DICOM SEG can reference,
-    checked before any long computation so that a CT that cannot carry one fails at once."""
+    checked before any long computation so that a CT that cannot carry one fails at once. With
+    ``check_bone`` a volume with no bone is refused (``vertebral_body.check_spine_ct``); the Slicer
+    module's crops around one click are checked at the click instead."""
     from ..io.ct import read_ct
     from ..io.dicom_out import check_sources
     from ..io.dicom_series import read_acquired_series
@@ -57,7 +59,8 @@ def read_study(ct_path, series_uid: str | None = None, *, for_dicom_seg: bool = 
     else:
         study = StudyInputs(*read_acquired_series(ct_path, series_uid))
         check_sources(study.slices)
-    check_spine_ct(study.ct)
+    if check_bone:
+        check_spine_ct(study.ct)
     study.label_map = read_ct(labels) if labels else None
     return study
 
