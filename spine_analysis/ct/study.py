@@ -152,9 +152,10 @@ def segment_seeds(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordinate_s
                   method: str = "unet", body_model: LoadedModel | None = None,
                   levels: Sequence[str | None] | None = None, label_map: sitk.Image | None = None,
                   centroids: dict | None = None, thresholds: DensityThresholds | None = None,
-                  progress=None, shell_mm: float | None = None) -> Segmentation:
+                  progress=None, shell_mm: float | None = None, refused: list | None = None) -> Segmentation:
     """``vertebral_body.segment_vertebrae`` of ``seeds`` (mm, in ``coordinate_system`` "lps" or "ras");
-    the "unet" method needs ``body_model``; ``shell_mm`` (default: the model's) is removed from each body."""
+    the "unet" method needs ``body_model``; ``shell_mm`` (default: the model's) is removed from each body;
+    ``refused``, a list, collects the seeds that cannot be segmented instead of raising."""
     from .vertebral_body import DensityThresholds, segment_vertebrae, slice_thickness_mm, thick_slice_warning
 
     if method == "unet" and body_model is None:
@@ -162,7 +163,7 @@ def segment_seeds(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordinate_s
     network = body_model.network if method == "unet" else None
     centra, bodies, metrics = segment_vertebrae(ct, seeds, coordinate_system, method, network, levels, label_map,
                                                 centroids, thresholds or DensityThresholds(), progress=progress,
-                                                shell_mm=shell_mm)
+                                                shell_mm=shell_mm, refused=refused)
     warning = thick_slice_warning(ct)
     return Segmentation(centra, bodies, metrics, method, body_model.version if method == "unet" else "classical",
                         slice_mm=slice_thickness_mm(ct), warnings=[warning] if warning else [])
@@ -173,44 +174,20 @@ def segment_centroids(ct: sitk.Image, centroids: dict[str, np.ndarray], method: 
                       thresholds: DensityThresholds | None = None, progress=None,
                       shell_mm: float | None = None) -> Segmentation:
     """The vertebral body at each of ``centroids`` (LPS, keyed by level, as ``levels.read_centroids`` reads
-    a file), in their order, each through ``segment_seeds`` and named by its level: label k for the k-th
-    segmented. A centroid whose body cannot be segmented (cut by the scan's edge, not inside a body, in a
-    vertebra segmented already) goes into ``refused`` with the reason and the others go on; when none
-    can be, the reasons are raised."""
-    from dataclasses import replace
-
-    import numpy as np
-
-    centra = bodies = done = None
-    metrics: list = []
-    refused: list[dict] = []
-    for number, (level, point) in enumerate(centroids.items()):
-        def step(fraction, message, number=number, level=level):
-            progress((number + fraction) / len(centroids), f"segmenting {level} ({number + 1} of {len(centroids)})")
-        try:
-            one = segment_seeds(ct, [point], "lps", method, body_model, [level], label_map, centroids, thresholds,
-                                step if progress else None, shell_mm=shell_mm)
-        except SpineAnalysisError as exc:
-            reason = str(exc).removeprefix("seed 1: ")
-        else:
-            mine = one.centra == 1
-            if centra is None:
-                centra, bodies = np.zeros_like(one.centra), np.zeros_like(one.bodies)
-            taken = centra[mine]
-            if np.count_nonzero(taken) * 2 <= taken.size:
-                done = one
-                one.vertebrae[0].index = len(metrics) + 1
-                metrics.append(one.vertebrae[0])
-                centra[mine & (centra == 0)] = len(metrics)
-                bodies[(one.bodies == 1) & (bodies == 0)] = len(metrics)
-                continue
-            other = metrics[int(np.bincount(taken[taken > 0]).argmax()) - 1].level
-            reason = f"it lies in the centrum of {other}, segmented already"
-        refused.append({"level": level, "centroid_lps": [round(float(v), 2) for v in point], "reason": reason})
-    if not metrics:
+    a file), in their order, named by its level: label k for the k-th segmented. A centroid whose body
+    cannot be segmented (cut by the scan's edge, not inside a body, in a vertebra segmented already) goes
+    into ``refused`` with the reason and the others go on; when none can be, the reasons are raised."""
+    levels, points = list(centroids), list(centroids.values())
+    seeds_refused: list[tuple[int, str]] = []
+    segmentation = segment_seeds(ct, points, "lps", method, body_model, levels, label_map, centroids, thresholds,
+                                 progress, shell_mm, refused=seeds_refused)
+    segmentation.refused = [{"level": levels[number - 1],
+                             "centroid_lps": [round(float(v), 2) for v in points[number - 1]], "reason": reason}
+                            for number, reason in seeds_refused]
+    if not segmentation.vertebrae:
         raise SpineAnalysisError("no vertebral body could be segmented at the centroids ("
-                                 + "; ".join(f"{r['level']}: {r['reason']}" for r in refused) + ")")
-    return replace(done, centra=centra, bodies=bodies, vertebrae=metrics, refused=refused)
+                                 + "; ".join(f"{r['level']}: {r['reason']}" for r in segmentation.refused) + ")")
+    return segmentation
 
 
 def _overview_title(segmentation: Segmentation) -> str:

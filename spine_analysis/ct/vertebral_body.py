@@ -350,11 +350,12 @@ def _name_level(segmentation: BodySegmentation, entered: str | None, label_map: 
 def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordinate_system: str, method: str = "unet",
                       model=None, levels: Sequence[str | None] | None = None, label_map: sitk.Image | None = None,
                       centroids: dict | None = None, thresholds: DensityThresholds = DensityThresholds(),
-                      progress=None, shell_mm: float | None = None) -> tuple[np.ndarray, np.ndarray,
-                                                                              list[CentrumMetrics]]:
+                      progress=None, shell_mm: float | None = None,
+                      refused: list | None = None) -> tuple[np.ndarray, np.ndarray, list[CentrumMetrics]]:
     """Segment the vertebra at each seed: the centra and the whole bodies (shell included) as label
-    arrays on the CT's grid (value k for the k-th seed, uint8), and each centrum's metrics. Two
-    seeds in the same vertebra are refused.
+    arrays on the CT's grid (value k for the k-th vertebra segmented, uint8), and each centrum's metrics.
+    Two seeds in the same vertebra are refused. A seed that cannot be segmented raises; with a
+    ``refused`` list it is appended there as (seed number, reason) instead and the other seeds go on.
 
     ``levels`` are the user's names per seed (None: not entered); ``label_map`` (VerSe numbering,
     on the CT's grid) or ``centroids`` (``levels.read_verse_centroids``) name them instead when
@@ -373,20 +374,27 @@ def segment_vertebrae(ct: sitk.Image, seeds: Sequence[Sequence[float]], coordina
         label_map = labels_on_ct_grid(ct, label_map)
     output = np.zeros(sitk.GetArrayViewFromImage(ct).shape, dtype=np.uint8)
     bodies = np.zeros_like(output)
-    metrics = []
+    metrics: list[CentrumMetrics] = []
     for index, (seed, entered) in enumerate(zip(seeds, levels), start=1):
         if progress:
-            progress((index - 1) / len(seeds), f"segmenting vertebra {index} of {len(seeds)}")
+            progress((index - 1) / len(seeds), f"segmenting {entered or 'vertebra'} ({index} of {len(seeds)})")
         try:
             segmentation = segment_vertebral_body(ct, seed, coordinate_system, method, model, shell_mm=shell_mm)
         except SpineAnalysisError as exc:
-            raise SpineAnalysisError(f"seed {index}: {exc}") from None
-        taken = output[segmentation.centrum]
-        if taken.size and np.count_nonzero(taken) * 2 > taken.size:
-            other = int(np.bincount(taken[taken > 0]).argmax())
-            raise SpineAnalysisError(f"seeds {other} and {index} are in the same vertebra")
-        output[segmentation.centrum & (output == 0)] = index
-        bodies[segmentation.body & (bodies == 0)] = index
-        level, source = _name_level(segmentation, entered, label_map, centroids)
-        metrics.append(centrum_metrics(ct, segmentation, index, level, source, thresholds))
+            reason, message = str(exc), f"seed {index}: {exc}"
+        else:
+            taken = output[segmentation.centrum]
+            if not taken.size or np.count_nonzero(taken) * 2 <= taken.size:
+                label = len(metrics) + 1
+                output[segmentation.centrum & (output == 0)] = label
+                bodies[segmentation.body & (bodies == 0)] = label
+                level, source = _name_level(segmentation, entered, label_map, centroids)
+                metrics.append(centrum_metrics(ct, segmentation, label, level, source, thresholds))
+                continue
+            other = metrics[int(np.bincount(taken[taken > 0]).argmax()) - 1]
+            reason = f"it lies in the centrum of {other.level or f'seed {other.index}'}, segmented already"
+            message = f"seeds {other.index} and {index} are in the same vertebra"
+        if refused is None:
+            raise SpineAnalysisError(message)
+        refused.append((index, reason))
     return output, bodies, metrics
