@@ -1,7 +1,7 @@
 """The ``spine-analysis`` command line: a thin front end over the engine.
 
 One module per command group (``xray``: cobb, angles, predict, evaluate; ``ct``: segment, fracture;
-``training``: train-landmarks, train-body, train-fracture; ``serve``), shared argument types in
+``training``: train-landmarks, train-body, train-fracture; ``serve``; ``cohort``), shared argument types in
 ``common``. Every failure a user can cause (bad path, bad image, bad landmarks) ends as one line on
 stderr and exit code 2; nothing is printed as a traceback.
 """
@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import SpineAnalysisError, os_error_message
-from . import ct, serve, training, xray
+from . import cohort, ct, serve, training, xray
 from .common import Parser
 
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (xray.add_cobb, serve.add_serve, xray.add_angles, xray.add_predict_and_evaluate,
                 training.add_train_landmarks, ct.add_segment, ct.add_fracture, training.add_train_body,
-                training.add_train_fracture):
+                training.add_train_fracture, cohort.add_cohort):
         add(sub)
     return parser
 
