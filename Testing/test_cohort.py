@@ -177,11 +177,13 @@ def test_a_manifest_names_paths_ids_and_centroids(tmp_path):
 def test_a_ct_folder_holds_volumes_and_dicom_folders_not_label_maps(tmp_path):
     for name in ("verse/sub-v1_ct.nii.gz", "verse/sub-v1_seg-vb_ctd.json", "verse/sub-v1_seg-vert_msk.nii.gz",
                  "abdomen/example_ct.nii.gz", "abdomen/totalseg.nii.gz", "abdomen/mask.nii.gz",
+                 "lumbar/sub-ct_label-22_ct.nii.gz", "lumbar/sub-ct_seg-vert_label-22_msk.nii.gz",
                  "series/CT.1.dcm", "series/CT.2.dcm", "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     assert discover_folder(tmp_path, "fracture") == [
         Study("abdomen__example_ct", str(tmp_path / "abdomen" / "example_ct.nii.gz")),
+        Study("lumbar__sub-ct_label-22_ct", str(tmp_path / "lumbar" / "sub-ct_label-22_ct.nii.gz")),
         Study("series", str(tmp_path / "series")),
         Study("verse__sub-v1_ct", str(tmp_path / "verse" / "sub-v1_ct.nii.gz"),
               str(tmp_path / "verse" / "sub-v1_seg-vb_ctd.json"))]

@@ -19,8 +19,8 @@ from ..errors import SpineAnalysisError
 
 RADIOGRAPH_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 CT_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
-#: Files of a CT folder that are label maps or masks, not CTs (VerSe, TotalSegmentator, TPTBox names).
-_NOT_A_CT = re.compile(r"(^|[_\-.])(seg|msk|mask|label|labels|totalseg)([_\-.]|$)", re.IGNORECASE)
+#: Words naming a label map or mask, not a CT, in VerSe, TotalSegmentator and TPTBox file names.
+_MASK_WORDS = {"seg", "msk", "mask", "label", "labels", "labelmap", "segmentation", "totalseg"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _HASHED_BYTES = 1 << 20
 
@@ -59,6 +59,13 @@ def _unique_ids(studies: list[Study]) -> list[Study]:
             if counts[s.id] > 1 else s for s in studies]
 
 
+def _is_ct_name(stem: str) -> bool:
+    """A CT by its file name: a BIDS-style name ending in ``_ct`` (``sub-x_label-22_ct``), else any name
+    without a mask word (``sub-x_seg-vert_msk``, ``totalseg_vertebrae``, ``mask`` are label maps)."""
+    words = [w.lower() for w in re.split(r"[_\-.]", stem) if w]
+    return bool(words) and (words[-1] == "ct" or not _MASK_WORDS & set(words))
+
+
 def _verse_centroids(ct: Path) -> str | None:
     """The centroid file beside a VerSe-named CT (``sub-X_ct.nii.gz`` with ``sub-X_*ctd.json``), if one."""
     name = ct.name
@@ -89,7 +96,7 @@ def discover_folder(root, task: str, skip=()) -> list[Study]:
             suffix = _suffix(path)
             if task == "cobb" and suffix in RADIOGRAPH_SUFFIXES:
                 studies.append(Study(_id_from(path.relative_to(root)), str(path)))
-            elif task != "cobb" and suffix in CT_SUFFIXES and not _NOT_A_CT.search(name[:-len(suffix)]):
+            elif task != "cobb" and suffix in CT_SUFFIXES and _is_ct_name(name[:-len(suffix)]):
                 studies.append(Study(_id_from(path.relative_to(root)), str(path), _verse_centroids(path)))
     return _unique_ids(studies)
 
