@@ -1,6 +1,7 @@
 """The cohort command: every study of a folder or manifest through one task, on Dask (``spine_analysis.cohort``)."""
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def _cmd_cohort(args) -> int:
     from ..cohort.sources import find_studies
     from ..cohort.summary import write_summary
     from ..cohort.tables import cohort_rows, write_table
+    from ..cohort.tasks import STAGING
 
     _check_options(args)
     studies = find_studies(args.source, args.task, args.out_dir)
@@ -79,6 +81,8 @@ def _cmd_cohort(args) -> int:
           f"(--retry-errors runs them again), {len(work.run)} to run")
     try:
         if work.run:
+            # staging folders of studies a killed run left unfinished: never in the ledger, never in place
+            shutil.rmtree(ledger.out_dir / STAGING, ignore_errors=True)
             _run(args, work, ledger, weights, settings)
     finally:
         ledger.close()

@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 import uuid
+from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 
@@ -193,5 +194,5 @@ def run_study(task: str, study: dict, out_dir: str, weights: dict, options: dict
         shutil.rmtree(final, ignore_errors=True)
     row.update(seconds=round(time.perf_counter() - started, 3), peak_memory_mb=_peak_memory_mb(),
                worker=f"{socket.gethostname()}:{os.getpid()}",
-               finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+               finished=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
     return row
