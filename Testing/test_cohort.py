@@ -195,6 +195,8 @@ def test_a_ct_folder_holds_volumes_and_dicom_folders_not_label_maps(tmp_path):
     (["{src}", "--task", "fracture", "--force"], "belongs to --task cobb"),
     (["{src}", "--task", "cobb", "--scheduler", "10.0.0.1:8786"], "tcp://HOST:PORT"),
     (["{src}", "--task", "cobb"], "holds no radiographs"),
+    (["{src}", "--task", "cobb", "--scheduler", "tls://127.0.0.1:8786"], "needs TLS certificates"),
+    (["{src}", "--task", "cobb", "--scheduler", "tls://127.0.0.1:8786", "--tls-cert", "c.pem"], "all three"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
     (tmp_path / "src").mkdir()

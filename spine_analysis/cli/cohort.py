@@ -23,6 +23,11 @@ def _check_options(args) -> None:
                                  "the local cluster listens on the loopback address only")
     if args.scheduler and "://" not in args.scheduler:
         raise SpineAnalysisError(f"--scheduler {args.scheduler}: give tcp://HOST:PORT or tls://HOST:PORT")
+    if args.scheduler:
+        from ..cohort.run import ClusterOptions, security
+
+        security(ClusterOptions(scheduler=args.scheduler, tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert,
+                                tls_key=args.tls_key))
     if args.force and args.task != "cobb":
         raise SpineAnalysisError("--force measures radiographs that fail the spine check: it belongs to --task cobb")
     source, out_dir = Path(args.source).resolve(), Path(args.out_dir).resolve()

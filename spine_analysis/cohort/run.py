@@ -41,7 +41,13 @@ def security(options: ClusterOptions):
 
     files = (options.tls_ca_file, options.tls_cert, options.tls_key)
     if not any(files):
-        return None
+        if not (options.scheduler or "").startswith("tls://"):
+            return None
+        security = Security()   # Dask's configuration: distributed.comm.tls.ca-file, .client.cert, .client.key
+        if not (security.tls_ca_file and security.tls_client_cert):
+            raise SpineAnalysisError(f"{options.scheduler} needs TLS certificates: give --tls-ca-file, --tls-cert and "
+                                     "--tls-key (or set distributed.comm.tls in Dask's configuration)")
+        return security
     if not all(files):
         raise SpineAnalysisError("TLS needs all three of --tls-ca-file, --tls-cert and --tls-key")
     for path in files:
@@ -63,12 +69,14 @@ def connect(options: ClusterOptions, say=print):
 
     if options.scheduler:
         if _unprotected(options.scheduler):
-            say(f"warning: {options.scheduler} is plain TCP: anyone who can reach it can run code on the cluster "
-                "and read the studies; use tls:// with --tls-ca-file/--tls-cert/--tls-key on untrusted networks")
+            print(f"spine-analysis: warning: {options.scheduler} is plain TCP: anyone who can reach it can run code "
+                  "on the cluster and read the studies; use tls:// with --tls-ca-file/--tls-cert/--tls-key on "
+                  "untrusted networks", file=sys.stderr)
         try:
             client = Client(options.scheduler, security=security(options), timeout="30s")
-        except (OSError, TimeoutError) as exc:
-            raise SpineAnalysisError(f"cannot reach the Dask scheduler at {options.scheduler} ({exc})") from None
+        except Exception as exc:   # refused, timed out, or something that is no Dask scheduler answered
+            raise SpineAnalysisError(f"cannot reach the Dask scheduler at {options.scheduler} "
+                                     f"({type(exc).__name__}: {str(exc)[:200]})") from None
         cluster = None
     else:
         cluster = LocalCluster(n_workers=options.workers, threads_per_worker=1, processes=True, host=LOOPBACK,

@@ -134,8 +134,9 @@ def read_manifest(path) -> list[Study]:
 
 
 def find_studies(source, task: str, out_dir) -> list[Study]:
-    """The studies of ``source`` (a folder or a .csv manifest) for ``task``; none is an error."""
-    source = Path(source)
+    """The studies of ``source`` (a folder or a .csv manifest) for ``task``, with absolute paths (a worker
+    elsewhere starts in another folder); none is an error."""
+    source = Path(source).absolute()
     if not source.exists():
         raise SpineAnalysisError(f"{source} not found: give a folder of studies or a CSV manifest")
     if source.is_file():
