@@ -121,6 +121,37 @@ def test_what_a_rerun_runs_again(cohort, model_dir, tmp_path):  # noqa: F811
         (cohort["source"] / "broken.png").write_bytes(b"not a picture")
 
 
+def test_a_ct_study_equals_segment_with_its_centroids(tmp_path):
+    """The centra task on one study (in this process: the cluster adds nothing here) writes the masks and
+    metrics ``segment --centroids`` writes; its table rows are the vertebrae."""
+    import numpy as np
+    import SimpleITK as sitk
+    from ct_phantom import phantom_ct
+
+    from spine_analysis.cohort.tasks import run_study
+
+    ct, centroids = tmp_path / "spine.nii.gz", tmp_path / "ctd.csv"
+    sitk.WriteImage(phantom_ct(), str(ct))
+    centroids.write_text("level,x,y,z\nL2,1.0,-1.0,32.0\nL3,0.0,0.0,0.0\n", encoding="utf-8")
+    row = run_study("centra", Study("p", str(ct), str(centroids)).to_dict(), str(tmp_path / "out"),
+                    worker_weights({}), {})
+    assert row["status"] == "done" and row["model"].startswith("body:"), row
+    code, _, err = _main("segment", ct, "--centroids", centroids, "--out", tmp_path / "single.nii.gz",
+                         "--body-out", tmp_path / "bodies.nii.gz", "--json", tmp_path / "single.json")
+    assert code == 0, err
+    mine = tmp_path / "out" / "p"
+
+    def metrics(path):
+        return [{k: v for k, v in m.items() if k != "seconds"} for m in json.loads(path.read_text())["vertebrae"]]
+
+    assert metrics(mine / "centra.json") == metrics(tmp_path / "single.json")
+    for name, single in (("centra.nii.gz", "single.nii.gz"), ("bodies.nii.gz", "bodies.nii.gz")):
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(mine / name))),
+                                      sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / single))))
+    rows = json.loads((mine / "cohort_rows.json").read_text())["rows"]
+    assert [(r["level"], r["segmented"]) for r in rows] == [("L2", True), ("L3", True)]
+
+
 def test_the_local_cluster_listens_on_loopback_only():
     psutil = pytest.importorskip("psutil")
     client, cluster = connect(ClusterOptions(workers=1, dashboard_port=0), say=lambda line: None)
