@@ -9,6 +9,7 @@ elsewhere by the scheduler, and the ledger, written here only, keeps one row per
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 import uuid
@@ -21,6 +22,8 @@ from .models import models_digest, task_models
 from .sources import Study, fingerprint
 
 LOOPBACK = "127.0.0.1"
+#: Tasks kept on the cluster at a time (at least; four per worker thread when that is more).
+IN_FLIGHT = 1000
 
 
 @dataclass(frozen=True)
@@ -159,28 +162,37 @@ def run_cohort(client, todo: list[tuple[Study, str, str]], ledger: Ledger, task:
     is the digest of the networks its worker loaded (with ``settings``): a worker whose installation
     holds other shipped models than this machine is named once, and its studies run again next time.
 
-    Ctrl-C cancels what has not finished; the ledger then holds every study that did."""
+    At most ``IN_FLIGHT`` tasks (or four per worker thread, if more) are on the cluster at a time, the
+    next submitted as one completes: a scheduler holding 10^6 tasks would need gigabytes, and Ctrl-C has
+    only those to cancel; the ledger then holds every study that finished."""
     from distributed import as_completed
 
     from .tasks import run_study
 
-    if not todo:
-        return
     progress = progress or Progress(len(todo))
     out_dir = str(Path(out_dir).resolve())
-    keys = [f"{task}-{study.id}-{uuid.uuid4().hex[:8]}" for study, _, _ in todo]
-    futures = client.map(run_study, [task] * len(todo), [s.to_dict() for s, _, _ in todo], [out_dir] * len(todo),
-                         [weights] * len(todo), [options] * len(todo), key=keys, pure=False)
-    by_key = dict(zip(keys, todo))
-    finished, warned = False, False
+    waiting, outstanding = iter(todo), {}   # outstanding: key -> (study, fingerprint, digest), future
+
+    def submit(item):
+        key = f"{task}-{item[0].id}-{uuid.uuid4().hex[:8]}"
+        future = client.submit(run_study, task, item[0].to_dict(), out_dir, weights, options, key=key, pure=False)
+        outstanding[key] = item, future
+        return future
+
+    window = max(IN_FLIGHT, 4 * sum(client.nthreads().values()))
+    running = as_completed([submit(item) for item in itertools.islice(waiting, window)])
+    warned = False
     try:
-        for future in as_completed(futures):
-            study, print_, digest = by_key[future.key]
+        for future in running:
+            (study, print_, digest), _ = outstanding.pop(future.key)
             try:
                 row = future.result()
                 row["model"] += f" | {settings}" if settings else ""
             except Exception as exc:   # any failure of the task itself is the study's error
                 row = {**_failed_row(study, task, exc), "model": digest}
+            following = next(waiting, None)
+            if following is not None:
+                running.add(submit(following))
             if row["model"] != digest and not warned:
                 warned = True
                 print(f"warning: worker {row.get('worker')} ran models {row['model']}, not {digest} as here: "
@@ -188,8 +200,7 @@ def run_cohort(client, todo: list[tuple[Study, str, str]], ledger: Ledger, task:
             row["fingerprint"] = print_
             ledger.record(row)
             progress.update(row["status"])
-        finished = True
     finally:
-        if not finished:
-            client.cancel(futures)
+        if outstanding:
+            client.cancel([future for _, future in outstanding.values()])
         ledger.snapshot()
