@@ -228,6 +228,8 @@ def test_a_ct_folder_holds_volumes_and_dicom_folders_not_label_maps(tmp_path):
     (["{src}", "--task", "cobb"], "holds no radiographs"),
     (["{src}", "--task", "cobb", "--scheduler", "tls://127.0.0.1:8786"], "needs TLS certificates"),
     (["{src}", "--task", "cobb", "--scheduler", "tls://127.0.0.1:8786", "--tls-cert", "c.pem"], "all three"),
+    (["{src}", "--task", "cobb", "--scheduler", "tcp://127.0.0.1:8786", "--tls-ca-file", "{src}", "--tls-cert", "{src}",
+      "--tls-key", "{src}"], "go with a tls:// scheduler"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
     (tmp_path / "src").mkdir()

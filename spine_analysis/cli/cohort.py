@@ -96,7 +96,7 @@ def _cmd_cohort(args) -> int:
     written = write_table(rows, ledger.out_dir)
     counts = ledger.counts(ids)
     write_summary(ledger.out_dir / "summary.html", args.task, counts, rows)
-    failed = [ledger.rows[i] for i in ids if ledger.rows.get(i, {}).get("status") != "done"]
+    failed = [ledger.rows[i] for i in ids if i in ledger.rows and ledger.rows[i]["status"] != "done"]
     for row in failed[:SHOWN_FAILURES]:
         print(f"  {row['status']}: {row['id']} ({row['path']}): {row['reason']}")
     if len(failed) > SHOWN_FAILURES:

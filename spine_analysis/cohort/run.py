@@ -53,6 +53,9 @@ def security(options: ClusterOptions):
         return security
     if not all(files):
         raise SpineAnalysisError("TLS needs all three of --tls-ca-file, --tls-cert and --tls-key")
+    if not (options.scheduler or "").startswith("tls://"):
+        raise SpineAnalysisError(f"--tls-ca-file, --tls-cert and --tls-key go with a tls:// scheduler, not "
+                                 f"{options.scheduler}")
     for path in files:
         if not Path(path).is_file():
             raise SpineAnalysisError(f"{path} not found")
