@@ -9,8 +9,11 @@ elsewhere by the scheduler, and the ledger, written here only, keeps one row per
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
+import signal
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -69,6 +72,21 @@ def _unprotected(address: str) -> bool:
     return not address.startswith("tls://") and host not in ("127.0.0.1", "localhost", "::1")
 
 
+@contextlib.contextmanager
+def _workers_leave_ctrl_c_to_us():
+    """Worker processes started here ignore SIGINT (Python keeps an ignored SIGINT ignored): Ctrl-C at a
+    terminal reaches them too, and would end each with a traceback; this process cancels the tasks and
+    closes the cluster instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def connect(options: ClusterOptions, say=print):
     """A Dask client and the local cluster it owns (None with ``--scheduler``); says where the dashboard is."""
     from distributed import Client, LocalCluster
@@ -85,8 +103,9 @@ def connect(options: ClusterOptions, say=print):
                                      f"({type(exc).__name__}: {str(exc)[:200]})") from None
         cluster = None
     else:
-        cluster = LocalCluster(n_workers=options.workers, threads_per_worker=1, processes=True, host=LOOPBACK,
-                               dashboard_address=f"{LOOPBACK}:{options.dashboard_port}")
+        with _workers_leave_ctrl_c_to_us():
+            cluster = LocalCluster(n_workers=options.workers, threads_per_worker=1, processes=True, host=LOOPBACK,
+                                   dashboard_address=f"{LOOPBACK}:{options.dashboard_port}")
         client = Client(cluster)
     say(f"Dask dashboard: {client.dashboard_link}")
     return client, cluster
