@@ -131,6 +131,9 @@ def _centra(study: Study, staging: Path, weights: dict, options: dict) -> list[d
     ct = read_study(study.path).ct
     centroids = read_centroids(study.centroids, ct) if study.centroids else _found_centroids(ct, weights)
     segmentation = segment_centroids(ct, centroids, "unet", _model("body", weights["body"]))
+    if not study.centroids:   # named "vertebra k" from the top, by no file
+        for metrics in segmentation.vertebrae:
+            metrics.level_from = "found by the fracture classifier"
     staging.mkdir(parents=True, exist_ok=True)
     write_masks(segmentation, ct, staging / "centra.nii.gz", staging / "bodies.nii.gz",
                 overview_path=staging / "overview.png")
