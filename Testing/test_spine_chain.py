@@ -5,7 +5,8 @@ import SimpleITK as sitk
 
 from spine_analysis.ct.fracture_model.config import FractureConfig
 from spine_analysis.ct.fracture_model.inference import ProbabilityMaps
-from spine_analysis.ct.spine_chain import find_vertebrae, longest_chain
+from spine_analysis.ct.spine_chain import find_vertebrae, longest_chain, vertebrae_in_view
+from spine_analysis.errors import SpineAnalysisError
 
 
 def _config(**changes):
@@ -77,3 +78,9 @@ def test_of_equally_long_chains_the_one_holding_more_bone_is_the_spine():
 def test_a_lordotic_or_straight_spine_stays_one_chain(curve):
     found = find_vertebrae(_maps(_spine(curve)), FractureConfig())
     assert len(found.centroids) == 5 and found.off_spine == []
+
+
+def test_a_ct_with_no_vertebra_in_view_is_refused_and_one_with_a_spine_is_not():
+    with pytest.raises(SpineAnalysisError, match="no vertebral bodies found in this CT"):
+        vertebrae_in_view(_maps([((100, 100, 100), (3, 3, 3))]), FractureConfig())   # a speck, no body
+    assert len(vertebrae_in_view(_maps(_spine()), FractureConfig()).centroids) == 5

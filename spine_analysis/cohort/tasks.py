@@ -114,13 +114,10 @@ def _found_centroids(ct, weights: dict) -> dict:
     """The vertebrae the fracture classifier finds along the spine (``fracture.detect_fractures`` finds
     them the same way when no centroids are given), named "vertebra k" from the top."""
     from ..ct.fracture_model.inference import fracture_probabilities
-    from ..ct.spine_chain import find_vertebrae
+    from ..ct.spine_chain import vertebrae_in_view
 
     network = _model("fracture", weights["fracture"]).network
-    found = find_vertebrae(fracture_probabilities(ct, network), network.config)
-    if not found.centroids:
-        raise SpineAnalysisError("no vertebral bodies found in this CT: is the spine in view, and is the "
-                                 "volume in Hounsfield units?")
+    found = vertebrae_in_view(fracture_probabilities(ct, network), network.config)
     return {c.level: c.lps for c in found.centroids}
 
 

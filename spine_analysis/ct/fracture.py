@@ -43,7 +43,7 @@ from .fracture_model.inference import ProbabilityMaps, Progress, fracture_probab
 from .genant import GenantResult
 from .levels import Centroid, centroids_from_label_map, labels_of_centroids
 from .patches import contains_point, coverage
-from .spine_chain import find_vertebrae
+from .spine_chain import vertebrae_in_view
 from .vertebral_body import check_ct_volume
 
 #: The columns of ``vertebrae.csv``, in order.
@@ -282,10 +282,7 @@ def detect_fractures(ct: sitk.Image, model, centroids: Sequence[Centroid] | None
         maps = fracture_probabilities(ct, model, progress)
     off_spine = 0
     if not source:
-        found = find_vertebrae(maps, config)
-        if not found.centroids:
-            raise SpineAnalysisError("no vertebral bodies found in this CT: is the spine in view, and is the "
-                                     "volume in Hounsfield units?")
+        found = vertebrae_in_view(maps, config)
         centroids, off_spine = found.centroids, len(found.off_spine)
         source = ("unnamed: found by the classifier (vertebral-body voxels in a chain along the spine), "
                   "numbered from the top")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..errors import SpineAnalysisError
 from .fracture_model.config import FractureConfig
 from .fracture_model.inference import ProbabilityMaps
 from .levels import Centroid
@@ -137,3 +138,12 @@ def find_vertebrae(maps: ProbabilityMaps, config: FractureConfig) -> FoundVerteb
     chain = longest_chain(points, np.array([c.bone_ml for c in candidates]), config)
     return FoundVertebrae([Centroid(f"vertebra {k + 1}", points[i]) for k, i in enumerate(chain)],
                           [points[i] for i in range(len(candidates)) if i not in chain])
+
+
+def vertebrae_in_view(maps: ProbabilityMaps, config: FractureConfig) -> FoundVertebrae:
+    """``find_vertebrae``, refusing a CT in which there is none: there is nothing to assess."""
+    found = find_vertebrae(maps, config)
+    if not found.centroids:
+        raise SpineAnalysisError("no vertebral bodies found in this CT: is the spine in view, and is the "
+                                 "volume in Hounsfield units?")
+    return found
