@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct_phantom import MARROW_HU, phantom_ct, reference_centrum
-from spine_analysis.ct.body_labels import body_from_vertebra, centrum_from_body
+from spine_analysis.ct.body_labels import body_from_vertebra, centrum_from_body, largest_part
 from spine_analysis.ct.body_model.evaluate import dice
 from spine_analysis.ct.levels import level_from_centroids, level_from_label_map, level_from_text, read_verse_centroids
 from spine_analysis.ct.patches import contains_point, patch_grid, patch_to_scan, sample_patch, to_lps
@@ -236,3 +236,13 @@ def test_a_thin_bridge_through_the_disc_does_not_join_the_neighbour():
     bridge = _cylinder(shape, (35, 48, 60), 2, 8)                     # 4 mm wide, across the disc
     solid = _one_body(own | neighbour | bridge, centre, BodyConfig())
     assert dice(solid, own) > 0.97 and not (solid & neighbour).any()
+
+
+def test_largest_part_keeps_the_larger_of_two_pieces_joined_only_at_a_corner():
+    """A centrum resampled onto a coarse grid can keep a fragment joined by an edge or a corner: one piece stays."""
+    mask = np.zeros((10, 10, 10), bool)
+    mask[1:5, 1:5, 1:5] = True        # 64 voxels
+    mask[5:7, 5:7, 5:7] = True        # 8 voxels, touching the first only at a corner
+    kept = largest_part(mask)
+    assert kept.sum() == 64 and kept[1:5, 1:5, 1:5].all()
+    assert not largest_part(np.zeros((3, 3, 3), bool)).any()

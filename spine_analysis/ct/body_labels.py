@@ -57,8 +57,12 @@ def without_tails(body: np.ndarray, radius: int) -> np.ndarray:
     """A segmented body (1 mm grid) opened by a ball of ``radius`` voxels and reduced to its largest
     part: thin tails (a pedicle stub, a leak along the anterior ligament) would otherwise set its
     margins, and so where its anterior and posterior heights are measured."""
-    opened = ndi.binary_opening(body, ball(radius))
-    parts, count = ndi.label(opened)
+    return largest_part(ndi.binary_opening(body, ball(radius)))
+
+
+def largest_part(mask: np.ndarray) -> np.ndarray:
+    """The largest face-connected part of ``mask`` (``mask`` itself when empty)."""
+    parts, count = ndi.label(mask)
     if count == 0:
-        return opened
+        return mask
     return parts == (np.argmax(np.bincount(parts.ravel())[1:]) + 1)

@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 from ..errors import SpineAnalysisError
 from .body_model.config import BodyConfig
 from .body_model.inference import body_probabilities
-from .body_labels import ball, centrum_from_body
+from .body_labels import ball, centrum_from_body, largest_part
 from .classical_body import classical_body
 from .lesions import lesion_masks
 from .patches import contains_point, patch_grid, patch_to_scan, sample_patch, to_lps
@@ -235,7 +235,8 @@ def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], coordinate_sys
                                  "(a disc or the gap between two vertebrae?): click inside the body")
     centrum_patch = _part_at_seed(centrum_from_body(body, shell_mm, config.spacing_mm),
                                   _seed_voxel(config.patch_xyz), np.inf)
-    centrum = patch_to_scan(centrum_patch.astype(np.float32), grid, ct, 0.5)
+    # one piece on the scan's grid too: resampling can cut a thin bridge of the patch's one part
+    centrum = largest_part(patch_to_scan(centrum_patch.astype(np.float32), grid, ct, 0.5))
     if not centrum.any():
         raise SpineAnalysisError("the vertebral body at the seed has no trabecular interior on this scan's grid "
                                  "(too coarse, or not a vertebra): nothing to measure")
