@@ -11,7 +11,6 @@ from spine_analysis.ct.fracture import (
     Centroid,
     ProbabilityMaps,
     _call,
-    find_vertebrae,
     fracture_components,
     vertebra_probability,
 )
@@ -20,6 +19,7 @@ from spine_analysis.ct.fracture_model.config import FractureConfig
 from spine_analysis.ct.genant import VertebralHeights, genant_grade, vertebral_heights
 from spine_analysis.ct.levels import read_centroids
 from spine_analysis.ct.patches import ct_grid
+from spine_analysis.ct.spine_chain import find_vertebrae
 from spine_analysis.errors import SpineAnalysisError
 
 
