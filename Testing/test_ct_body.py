@@ -246,3 +246,20 @@ def test_largest_part_keeps_the_larger_of_two_pieces_joined_only_at_a_corner():
     kept = largest_part(mask)
     assert kept.sum() == 64 and kept[1:5, 1:5, 1:5].all()
     assert not largest_part(np.zeros((3, 3, 3), bool)).any()
+
+
+def test_opening_and_dilation_on_the_bounding_box_equal_scipys_on_the_whole_array():
+    """``open_by_ball`` and ``dilate_by_ball`` work on the mask's box only: the answer must not change, even where
+    the mask touches the array's edge."""
+    from scipy import ndimage as ndi
+
+    from spine_analysis.ct.body_labels import ball, dilate_by_ball, open_by_ball
+
+    rng = np.random.default_rng(3)
+    mask = ndi.gaussian_filter(rng.random((50, 60, 56)), 3) > 0.52
+    mask[:, :, :4] = False
+    mask[20:30, 0:8, 10:20] = True   # at the edge of the array
+    for radius in (1, 3, 5):
+        assert np.array_equal(open_by_ball(mask, radius), ndi.binary_opening(mask, ball(radius)))
+        assert np.array_equal(dilate_by_ball(mask, radius), ndi.binary_dilation(mask, ball(radius)))
+    assert not open_by_ball(np.zeros((5, 5, 5), bool), 2).any()

@@ -24,8 +24,6 @@ CT_DIR = ct_dir()
 def test_the_same_body_gives_the_same_heights_from_a_label_and_from_the_body_network(monkeypatch):
     """Both inputs are reduced one way (``body_for_heights``): a body label with a rim on its posterior top (as
     verse014's labels have) and the network's body, were it the same, measure alike; unreduced, the rim is measured."""
-    from types import SimpleNamespace
-
     from ct_phantom import phantom_labels, voxel_points
     from spine_analysis.ct import fracture_heights
 
@@ -36,8 +34,8 @@ def test_the_same_body_gives_the_same_heights_from_a_label_and_from_the_body_net
     bodies[(bodies == 0) & (np.hypot(x / 20, y / 15) <= 1) & (y >= 6) & (z > 12) & (z <= 15) & (np.abs(x) <= 12)] = 22
     labels = sitk.GetImageFromArray(bodies)
     labels.CopyInformation(ct)
-    network_body = SimpleNamespace(body=bodies == 22)   # were the network to find the body and its rim
-    monkeypatch.setattr(fracture_heights, "segment_vertebral_body", lambda *args: network_body)
+    # were the network to find the body and its rim (on its patch grid: here the CT's own 1 mm grid)
+    monkeypatch.setattr(fracture_heights, "body_on_patch", lambda *args: (ct, bodies == 22, 3.0))
     config = FractureConfig()
     centroid = [Centroid("L3", np.zeros(3))]
     (from_label, _), = measure_heights(ct, centroid, labels, [22], None, config, lambda f, m: None)

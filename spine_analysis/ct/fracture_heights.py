@@ -24,7 +24,7 @@ from .fracture_model.inference import Progress
 from .genant import GenantResult, VertebralHeights, genant_grade, vertebral_heights
 from .levels import Centroid
 from .patches import patch_grid, reaches_edge, sample_patch
-from .vertebral_body import segment_vertebral_body
+from .vertebral_body import body_on_patch
 
 
 def slice_spacing_mm(ct: sitk.Image) -> float:
@@ -70,9 +70,9 @@ def _body_mask_from_labels(ct: sitk.Image, label_map: sitk.Image, value: int, ce
 
 def _body_mask_from_network(ct: sitk.Image, centroid: np.ndarray, body_model, config: FractureConfig) -> sitk.Image:
     """The body network's body at the centroid on a 1 mm grid, reduced for measuring."""
-    body = segment_vertebral_body(ct, centroid, "lps", "unet", body_model).body
+    body_grid, body, _shell = body_on_patch(ct, np.asarray(centroid, float), "unet", body_model)
     image = sitk.GetImageFromArray(body.astype(np.float32))
-    image.CopyInformation(ct)
+    image.CopyInformation(body_grid)
     grid = patch_grid(centroid, config.label_patch_xyz, 1.0)
     return _as_mask(body_for_heights(sample_patch(image, grid, outside=0.0) > 0.5, config), grid, ct)
 
