@@ -68,12 +68,9 @@ def sample_patch(image: sitk.Image, grid: sitk.Image, labels: bool = False,
     return sitk.GetArrayFromImage(resampled)
 
 
-def patch_to_scan(values: np.ndarray, grid: sitk.Image, scan: sitk.Image, threshold: float = 0.5) -> np.ndarray:
-    """Where patch ``values`` (z, y, x, e.g. a probability) exceed ``threshold``, on the scan's grid.
-
-    Interpolates linearly, so a 1 mm result lands smoothly on a 0.5 mm or a 3 mm scan. Only the
-    scan voxels the patch covers are resampled; returns a boolean (z, y, x) array of the scan's shape.
-    """
+def patch_on_scan_region(values: np.ndarray, grid: sitk.Image, scan: sitk.Image) -> sitk.Image | None:
+    """Patch ``values`` (z, y, x) resampled linearly onto the scan voxels the patch covers: an image of that
+    region of the scan's grid (float32), or None when the patch misses the scan."""
     size = np.array(scan.GetSize())
     corners = np.array([[grid.TransformIndexToPhysicalPoint((int(i), int(j), int(k)))
                          for i in (0, grid.GetSize()[0] - 1)
@@ -82,14 +79,26 @@ def patch_to_scan(values: np.ndarray, grid: sitk.Image, scan: sitk.Image, thresh
     index = np.array([scan.TransformPhysicalPointToContinuousIndex(tuple(c)) for c in corners])
     low = np.clip(np.floor(index.min(axis=0)).astype(int) - 1, 0, size)
     high = np.clip(np.ceil(index.max(axis=0)).astype(int) + 2, 0, size)
-    full = np.zeros(size[::-1], dtype=bool)
     if np.any(high <= low):
-        return full
+        return None
     region = sitk.RegionOfInterest(scan, [int(v) for v in high - low], [int(v) for v in low])
     source = sitk.GetImageFromArray(np.ascontiguousarray(values, dtype=np.float32))
     source.CopyInformation(grid)
-    on_region = sitk.Resample(source, region, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    full[low[2]:high[2], low[1]:high[1], low[0]:high[0]] = sitk.GetArrayViewFromImage(on_region) > threshold
+    return sitk.Resample(source, region, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def patch_to_scan(values: np.ndarray, grid: sitk.Image, scan: sitk.Image, threshold: float = 0.5) -> np.ndarray:
+    """Where patch ``values`` (z, y, x, e.g. a probability) exceed ``threshold``, on the scan's grid.
+
+    Interpolates linearly, so a 1 mm result lands smoothly on a 0.5 mm or a 3 mm scan. Only the
+    scan voxels the patch covers are resampled; returns a boolean (z, y, x) array of the scan's shape.
+    """
+    full = np.zeros(scan.GetSize()[::-1], dtype=bool)
+    on_region = patch_on_scan_region(values, grid, scan)
+    if on_region is not None:
+        low = scan.TransformPhysicalPointToIndex(on_region.GetOrigin())
+        high = [a + n for a, n in zip(low, on_region.GetSize())]
+        full[low[2]:high[2], low[1]:high[1], low[0]:high[0]] = sitk.GetArrayViewFromImage(on_region) > threshold
     return full
 
 
