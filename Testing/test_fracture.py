@@ -260,3 +260,11 @@ def test_label_map_centroids_are_the_bodies_and_named_points_keep_their_vertebra
     nowhere = Centroid("vertebra 9", np.array([0.0, -40.0, 0.0]))
     not_in_map = Centroid("T12", np.array([0.0, 0.0, -32.0]))   # no T12 label: the one under it (L4)
     assert labels_of_centroids(labels, [canal, in_l2, nowhere, not_in_map]) == [22, 21, 0, 23]
+
+
+def test_a_calibrated_model_reports_the_platt_scaled_share():
+    maps = _maps([(40, 65)], fractured_boxes=[(40, 65)])
+    centre = np.array([29.5, 29.5, 52.0])
+    raw = vertebra_probability(maps, centre, FractureConfig())
+    scaled = vertebra_probability(maps, centre, _config_with(calibration=(0.5, -1.0)))
+    assert scaled == pytest.approx(1 / (1 + np.exp(-(0.5 * np.log(raw / (1 - raw)) - 1.0))), abs=1e-6)

@@ -37,6 +37,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ..errors import SpineAnalysisError
+from ..ml.calibration import calibrate
 from .fracture_heights import grade_heights, measure_heights, thick_slices
 from .fracture_model.config import FractureConfig
 from .fracture_model.inference import ProbabilityMaps, Progress, fracture_probabilities, quiet
@@ -95,8 +96,8 @@ class FractureResult:
 
 
 def vertebra_probability(maps: ProbabilityMaps, centroid_lps: np.ndarray, config: FractureConfig) -> float | None:
-    """Fractured share of body probability in the Gaussian-weighted cube at the centroid; None
-    when the cube holds almost no vertebral body."""
+    """Fractured share of body probability in the Gaussian-weighted cube at the centroid, Platt-scaled
+    when the model carries a calibration; None when the cube holds almost no vertebral body."""
     index = np.array(maps.grid.TransformPhysicalPointToContinuousIndex([float(v) for v in centroid_lps]))[::-1]
     half = int(round(config.cube_half_mm / config.spacing_mm))
     centre = np.round(index).astype(int)
@@ -111,7 +112,8 @@ def vertebra_probability(maps: ProbabilityMaps, centroid_lps: np.ndarray, config
     body = float((weight * maps.body[region]).sum())
     if body < 0.05 * float(weight.sum()):
         return None
-    return float((weight * maps.fractured[region]).sum()) / body
+    share = float((weight * maps.fractured[region]).sum()) / body
+    return share if config.calibration is None else float(calibrate(share, *config.calibration))
 
 
 def fracture_components(maps: ProbabilityMaps, config: FractureConfig) -> list[dict]:

@@ -99,6 +99,22 @@ def load_bundle(folder, weights_file: str, what: str) -> Bundle:
     return Bundle(folder, config, state, metadata)
 
 
+def update_settings(folder, changes: dict, note: str) -> dict:
+    """Change settings of a trained model folder that do not touch its weights (a calibration fitted
+    after training, a threshold): ``config.json`` rewritten with ``changes``, its digest renewed in
+    ``metadata.json`` and ``note`` appended to the metadata's ``settings_changes``. Both files complete
+    or as they were; returns the new config."""
+    folder = Path(folder)
+    config = {**json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")), **changes}
+    metadata = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+    metadata["settings_changes"] = [*metadata.get("settings_changes", []),
+                                    {"changes": changes, "note": note, "digest": settings_digest(config)}]
+    metadata["settings_digest"] = settings_digest(config)
+    write_json(config, folder / CONFIG_FILE)
+    write_json(metadata, folder / METADATA_FILE)
+    return config
+
+
 class BundleConfig:
     """Base of a network's frozen config dataclass: to and from the bundle's ``config.json``.
 

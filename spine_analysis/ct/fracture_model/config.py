@@ -21,7 +21,9 @@ class FractureConfig(BundleConfig):
     body_probability: float = 0.5        # a voxel is vertebral body (normal or fractured) above this
     cube_half_mm: float = 10.0           # vertebra level: the cube around the centroid (paper: 10 voxels)
     gaussian_sigma_mm: float = 6.0       # ... whose voxels are weighted by this Gaussian
-    fracture_threshold: float = 0.5      # a vertebra's aggregated probability at or above: fractured
+    calibration: tuple[float, float] | None = None   # Platt (slope, intercept) on the logit of a vertebra's
+    #   fractured share, fitted on held-out folds after training (model card); None: the share as it is
+    fracture_threshold: float = 0.5      # a vertebra's (calibrated) probability at or above: fractured
     component_probability: float = 0.5   # patient level: confident fracture voxels ...
     component_min_ml: float = 2.0        # ... in connected groups at least this large
     min_body_ml: float = 4.0             # found vertebrae (no centroids given): smaller parts are noise
