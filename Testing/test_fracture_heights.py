@@ -35,7 +35,7 @@ def test_the_same_body_gives_the_same_heights_from_a_label_and_from_the_body_net
     labels = sitk.GetImageFromArray(bodies)
     labels.CopyInformation(ct)
     # were the network to find the body and its rim (on its patch grid: here the CT's own 1 mm grid)
-    monkeypatch.setattr(fracture_heights, "body_on_patch", lambda *args: (ct, bodies == 22, 3.0))
+    monkeypatch.setattr(fracture_heights, "body_on_patch", lambda *args: (ct, bodies == 22))
     config = FractureConfig()
     centroid = [Centroid("L3", np.zeros(3))]
     (from_label, _), = measure_heights(ct, centroid, labels, [22], None, config, lambda f, m: None)

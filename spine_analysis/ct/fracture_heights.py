@@ -72,7 +72,7 @@ def _body_mask_from_network(ct: sitk.Image, centroid: np.ndarray, body_model, co
     """The body network's body at the centroid on a 1 mm grid, reduced for measuring. It passes through the
     scan's own grid, as a label drawn on it does (on 2.5 mm slices, skipping that made the network's bodies
     0.7-3 mm taller than their labels')."""
-    body_grid, body, _shell = body_on_patch(ct, np.asarray(centroid, float), "unet", body_model)
+    body_grid, body = body_on_patch(ct, np.asarray(centroid, float), "unet", body_model)
     on_scan = patch_on_scan_region(body, body_grid, ct)
     grid = patch_grid(centroid, config.label_patch_xyz, 1.0)
     if on_scan is None:

@@ -197,18 +197,12 @@ def _method_config(method: str, model, config: BodyConfig | None) -> BodyConfig:
     return model.config if method == "unet" else (config or BodyConfig(recentre=False))
 
 
-def body_on_patch(ct: sitk.Image, seed_lps: np.ndarray, method: str, model, config: BodyConfig | None = None,
-                  shell_mm: float | None = None) -> tuple[sitk.Image, np.ndarray, float]:
-    """(1 mm patch grid, solid body on it, shell in mm) of the vertebra at ``seed_lps``: the body of
+def body_on_patch(ct: sitk.Image, seed_lps: np.ndarray, method: str, model,
+                  config: BodyConfig | None = None) -> tuple[sitk.Image, np.ndarray]:
+    """(1 mm patch grid, solid body on it) of the vertebra at ``seed_lps``: the body of
     ``segment_vertebral_body`` before it goes onto the scan's grid (heights are measured on a patch).
-    Raises ``SpineAnalysisError`` as it does."""
+    Raises ``SpineAnalysisError`` as it does for a seed that is not inside a vertebral body."""
     config = _method_config(method, model, config)
-    try:
-        shell_mm = config.shell_mm if shell_mm is None else float(shell_mm)
-    except (TypeError, ValueError):
-        raise SpineAnalysisError(f"a shell of {shell_mm!r} mm: give a number of mm") from None
-    if not 0 <= shell_mm <= MAX_SHELL_MM:
-        raise SpineAnalysisError(f"a shell of {shell_mm:g} mm: choose 0 to {MAX_SHELL_MM:g} mm")
     grid, body = _body_at(ct, seed_lps, method, model, config)
     if not body.any():
         raise SpineAnalysisError("the seed is not inside a vertebral body (it lies in soft tissue, a disc "
@@ -225,7 +219,7 @@ def body_on_patch(ct: sitk.Image, seed_lps: np.ndarray, method: str, model, conf
     if not _holds(grid, body, seed_lps):
         raise SpineAnalysisError("the seed is not inside a vertebral body: the body found from it lies beside it "
                                  "(a disc or the gap between two vertebrae?): click inside the body")
-    return grid, body, shell_mm
+    return grid, body
 
 
 def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], coordinate_system: str, method: str = "unet",
@@ -253,7 +247,13 @@ def segment_vertebral_body(ct: sitk.Image, seed: Sequence[float], coordinate_sys
         raise SpineAnalysisError(f"the seed ({', '.join(f'{v:.1f}' for v in seed_lps)} mm, LPS) lies outside "
                                  "the CT volume")
     config = _method_config(method, model, config)
-    grid, body, shell_mm = body_on_patch(ct, seed_lps, method, model, config, shell_mm)
+    try:
+        shell_mm = config.shell_mm if shell_mm is None else float(shell_mm)
+    except (TypeError, ValueError):
+        raise SpineAnalysisError(f"a shell of {shell_mm!r} mm: give a number of mm") from None
+    if not 0 <= shell_mm <= MAX_SHELL_MM:
+        raise SpineAnalysisError(f"a shell of {shell_mm:g} mm: choose 0 to {MAX_SHELL_MM:g} mm")
+    grid, body = body_on_patch(ct, seed_lps, method, model, config)
     centrum_patch = _part_at_seed(centrum_from_body(body, shell_mm, config.spacing_mm),
                                   _seed_voxel(config.patch_xyz), np.inf)
     # one piece on the scan's grid too: resampling can cut a thin bridge of the patch's one part
