@@ -209,3 +209,49 @@ def test_bipartite_distance_is_zero_for_the_truth_and_sees_shape_errors():
     assert bipartite_distance(squeezed, truth).item() == pytest.approx(expected, rel=1e-5)
     heat = gaussian_heatmaps(torch.tensor([[[12.3, 7.6]]]), (24, 24), 1.5)
     torch.testing.assert_close(soft_argmax(heat), torch.tensor([[[12.3, 7.6]]]), atol=0.05, rtol=0)
+
+
+def test_ensemble_members_share_a_split_and_are_joined_into_averaged_heatmaps(tmp_path):
+    """Members trained with one --split-seed and different seeds hold out the same patients;
+    joined, both steps answer with the mean of the members' heatmaps, the config names the
+    members' seeds (so the digest differs from each member's), and mismatched members are refused."""
+    from spine_analysis.xray.landmark_model.ensemble import join_members
+
+    data = _synthetic_aasce(tmp_path / "data", n=8)
+    config = LandmarkConfig(working_height=256, **TINY)
+    folders = []
+    for seed in (0, 1):
+        settings = TrainSettings(centre_epochs=1, corner_epochs=1, centre_batch=3, corner_batch_images=2,
+                                 holdout_fraction=0.25, split_seed=3, seed=seed)
+        train_landmarks(data, tmp_path / f"member{seed}", settings, config, log=lambda line: None)
+        folders.append(tmp_path / f"member{seed}")
+    held = [(f / "heldout.txt").read_text() for f in folders]
+    assert held[0] == held[1] and held[0].count("\n") == 2
+    meta = join_members(folders, tmp_path / "ensemble", command="test")
+    assert [m["seed"] for m in meta["members"]] == [0, 1]
+    assert (tmp_path / "ensemble" / "heldout.txt").read_text() == held[0]
+    ensemble, bundle = load_model(tmp_path / "ensemble")
+    members = [load_model(f) for f in folders]
+    assert ensemble.config.member_seeds == (0, 1)
+    assert bundle.digest not in {b.digest for _, b in members}
+    image = torch.rand(1, 1, 256, 96)
+    with torch.no_grad():
+        mean = torch.stack([m.centre_heatmap(image) for m, _ in members]).mean(dim=0)
+        torch.testing.assert_close(ensemble.centre_heatmap(image), mean, atol=1e-5, rtol=0)
+        rois = torch.rand(3, 1, 32, 32)
+        mean = torch.stack([m.corner_net(rois) for m, _ in members]).mean(dim=0)
+        torch.testing.assert_close(ensemble.corner_net(rois), mean, atol=1e-5, rtol=0)
+    corners, _ = ensemble.predict(image)
+    assert corners.shape == (17, 4, 2) and torch.isfinite(corners).all()
+
+    with pytest.raises(ModelError, match="already holds"):
+        join_members(folders, tmp_path / "ensemble")
+    with pytest.raises(ModelError, match="distinct recorded seeds"):
+        join_members([folders[0], folders[0]], tmp_path / "twice")
+    other = TrainSettings(centre_epochs=1, corner_epochs=1, centre_batch=3, corner_batch_images=2,
+                          holdout_fraction=0.25, split_seed=4, seed=2)
+    train_landmarks(data, tmp_path / "other split", other, config, log=lambda line: None)
+    with pytest.raises(ModelError, match="other images"):
+        join_members([folders[0], tmp_path / "other split"], tmp_path / "mixed")
+    with pytest.raises(ValueError, match="not trained at once"):
+        train_landmarks(data, tmp_path / "whole", other, ensemble.config, log=lambda line: None)

@@ -1,14 +1,16 @@
 """Accuracy of the landmark model on labelled AASCE-layout radiographs.
 
-    python benchmarks/landmark_accuracy.py [--aasce DIR] [--model MODEL_DIR] [--subset FILE]
+    python benchmarks/landmark_accuracy.py [--aasce DIR] [--model MODEL_DIR ...] [--subset FILE]
                                            [--margin-above F] [--margin-below F]
 
 --subset names the images to score, one file name per line (a model trained with --holdout
 writes its held-out list as MODEL_DIR/heldout.txt, used by default when it exists). Prints the
 challenge SMAPE with a bootstrap 95 % confidence interval over images (on ~100 images it is
 several points wide: two curves of almost equal size make the organisers' rule swap the second
-and third angles on a one-degree change), angle errors, landmark NMSE and per-image medians;
-nothing is written.
+and third angles on a one-degree change), angle errors, landmark NMSE, per-image medians and
+the scores by curve size (the image's largest true angle); nothing is written. With --model
+given more than once (one model per patient-grouped split) every model scores its own
+held-out list and the figures are pooled over all those images.
 
 --margin-above / --margin-below reframe every radiograph before detection: blank rows (its
 darkest value) added above or below, as a share of its height, or rows cut off when negative;
@@ -37,19 +39,39 @@ from spine_analysis.xray.landmarks import SpineLandmarks
 from spine_analysis.xray.landmark_model.weights_io import resolve_weights
 
 
+CURVE_BINS = (("< 20°", 0, 20), ("20-40°", 20, 40), (">= 40°", 40, 180))   # largest true angle of an image
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--aasce", default=aasce_dir(),
                         help="AASCE-layout folder (default: $SPINE_AASCE_DIR, else shared/datasets/aasce16/train)")
-    parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
-    parser.add_argument("--subset", default=None, help="file listing the images to score")
+    parser.add_argument("--model", action="append", default=None,
+                        help="model folder (default: the shipped model); repeat it to pool the held-out "
+                             "images of several splits, each scored by its own model")
+    parser.add_argument("--subset", default=None, help="file listing the images to score (one model only)")
     parser.add_argument("--margin-above", type=float, default=0.0, help="share of the height added above (<0: cut)")
     parser.add_argument("--margin-below", type=float, default=0.0, help="share of the height added below (<0: cut)")
     args = parser.parse_args()
-    reframed = bool(args.margin_above or args.margin_below)
-
+    models = args.model or [None]
+    if args.subset and len(models) > 1:
+        parser.error("--subset scores one model; several models are each scored on their own held-out list")
     folder = read_aasce_folder(args.aasce)
-    model_dir = resolve_weights(args.model)
+    runs = [score(folder, model, args) for model in models]
+    if len(runs) > 1:
+        for run in runs:
+            print(f"{run['model']}: SMAPE {run['per_image'].mean():.2f} % over {len(run['indices'])} images")
+        print("pooled over these models' held-out images:")
+    report({key: np.concatenate([run[key] for run in runs]) for key in runs[0] if key not in ("model", "indices")},
+           [i for run in runs for i in run["indices"]], args.aasce)
+    return 0
+
+
+def score(folder, model, args) -> dict:
+    """Detect every image of ``model``'s held-out list (or --subset, or the whole folder) and
+    keep per-image angles, landmark rows, level and corner errors and times."""
+    reframed = bool(args.margin_above or args.margin_below)
+    model_dir = resolve_weights(model)
     subset = Path(args.subset) if args.subset else model_dir / "heldout.txt"
     if subset.exists():
         wanted = {line.strip() for line in subset.read_text().splitlines() if line.strip()}
@@ -58,9 +80,9 @@ def main() -> int:
     else:
         indices = list(range(len(folder)))
         scope = f"all {len(indices)} images of {args.aasce} (no held-out list: these may be training images)"
-    detector = LandmarkDetector.load(args.model)
-    pred_angles, pred_rows, seconds, level_error, corner_error = [], [], [], [], []
-    true_angles, true_rows, framing_flagged = [], [], 0
+    detector = LandmarkDetector.load(model)
+    rows = {key: [] for key in ("pred_angles", "true_angles", "pred_rows", "true_rows", "seconds",
+                                "level_error", "corner_error", "framing")}
     for i in indices:
         pixels = read_xray(folder.image_path(i)).pixels
         truth = folder.landmarks_px(i)
@@ -68,43 +90,61 @@ def main() -> int:
             pixels, truth = reframe(pixels, truth, args.margin_above, args.margin_below)
         detection = detector.detect(pixels)
         height, width = pixels.shape
-        pred_angles.append(aasce_angles(detection.landmarks, height))
-        pred_rows.append(detection.landmarks.to_aasce_row(width, height))
-        true_angles.append(aasce_angles(truth, height) if reframed else folder.angles[i])
-        true_rows.append(truth.to_aasce_row(width, height) if reframed else folder.landmarks[i])
-        framing_flagged += any(flag.code == "framing" for flag in detection.flags)
-        seconds.append(detection.seconds)
+        rows["pred_angles"].append(aasce_angles(detection.landmarks, height))
+        rows["pred_rows"].append(detection.landmarks.to_aasce_row(width, height))
+        rows["true_angles"].append(aasce_angles(truth, height) if reframed else folder.angles[i])
+        rows["true_rows"].append(truth.to_aasce_row(width, height) if reframed else folder.landmarks[i])
+        rows["framing"].append(any(flag.code == "framing" for flag in detection.flags))
+        rows["seconds"].append(detection.seconds)
         spacing = np.median(np.linalg.norm(np.diff(truth.centres, axis=0), axis=1))
-        level_error.append(np.median(np.linalg.norm(detection.landmarks.centres - truth.centres, axis=1)) / spacing)
-        corner_error.append(np.median(np.linalg.norm(detection.landmarks.points - truth.points, axis=2)) / spacing)
+        rows["level_error"].append(np.median(np.linalg.norm(detection.landmarks.centres - truth.centres, axis=1))
+                                   / spacing)
+        rows["corner_error"].append(np.median(np.linalg.norm(detection.landmarks.points - truth.points, axis=2))
+                                    / spacing)
     print(f"model: {model_dir} ({detector.version})")
     print(f"scored: {scope}")
     if reframed:
         print(f"reframed: {args.margin_above:+.0%} of the height above, {args.margin_below:+.0%} below; "
               "true angles recomputed from the moved labels")
-    good, glitched = plausible_labels(args.aasce, indices)
-    true_angles, true_rows = np.array(true_angles), np.array(true_rows)
-    per_image = np.array([smape(np.array(p)[None], t[None]) for p, t in zip(pred_angles, true_angles)])
-    for title, chosen in ((f"all {len(indices)} images", indices),
+    arrays = {key: np.array(value) for key, value in rows.items()}
+    arrays["per_image"] = np.array([smape(p[None], t[None]) for p, t in zip(arrays["pred_angles"],
+                                                                            arrays["true_angles"])])
+    return {"model": str(model_dir), "indices": indices, **arrays}
+
+
+def report(rows: dict, indices: list[int], aasce) -> None:
+    """Print the scores of the pooled rows: all images, plausible labels, by curve size, levels."""
+    per_image = rows["per_image"]
+    good, glitched = plausible_labels(aasce, indices)
+    good = set(good)
+    for title, chosen in ((f"all {len(indices)} images", np.ones(len(indices), bool)),
                           (f"{len(good)} images whose labels are anatomically plausible "
-                           f"({len(glitched)} have vertebrae out of order or crossed corners in the labels)", good)):
-        rows = [indices.index(i) for i in chosen]
-        pred, truth = np.array(pred_angles)[rows], true_angles[rows]
-        result = evaluate_angles(pred, truth, np.array(pred_rows)[rows], true_rows[rows])
-        interval = bootstrap((per_image[rows],), np.mean, n_resamples=5000, random_state=0).confidence_interval
+                           f"({len(glitched)} have vertebrae out of order or crossed corners in the labels)",
+                           np.array([i in good for i in indices]))):
+        result = evaluate_angles(rows["pred_angles"][chosen], rows["true_angles"][chosen],
+                                 rows["pred_rows"][chosen], rows["true_rows"][chosen])
+        interval = bootstrap((per_image[chosen],), np.mean, n_resamples=5000, random_state=0).confidence_interval
         print(f"\n== {title}")
         print("\n".join(result.lines()))
         print(f"SMAPE 95 % bootstrap interval over images: {interval.low:.2f}-{interval.high:.2f} %")
-        print(f"median per-image SMAPE: {np.median(per_image[rows]):.2f} %")
-    right = np.array(level_error) < 0.3
+        print(f"median per-image SMAPE: {np.median(per_image[chosen]):.2f} %")
+    largest = rows["true_angles"].max(axis=1)
+    print("\nby curve size (largest true angle): images, SMAPE %, mean absolute error per angle, "
+          "median corner error (spacings)")
+    for name, low, high in CURVE_BINS:
+        chosen = (largest >= low) & (largest < high)
+        if chosen.any():
+            mae = np.abs(rows["pred_angles"][chosen] - rows["true_angles"][chosen]).mean(axis=0)
+            print(f"  {name:>7}: {chosen.sum():>3} images, SMAPE {per_image[chosen].mean():6.2f} %, "
+                  f"MAE {', '.join(f'{v:.2f}°' for v in mae)}, corner {np.median(rows['corner_error'][chosen]):.3f}")
+    right = rows["level_error"] < 0.3
     print(f"\nlevels right (median centre error < 0.3 spacing): {right.sum()} of {len(right)} images, "
           f"SMAPE {per_image[right].mean():.2f} %; shifted: SMAPE {per_image[~right].mean():.2f} %" if (~right).any()
           else f"\nlevels right in all {len(right)} images")
-    print(f"median corner error where the levels are right: {np.median(np.array(corner_error)[right]):.3f} spacings")
+    print(f"median corner error where the levels are right: {np.median(rows['corner_error'][right]):.3f} spacings")
     print(f"framing flag (T1 or L5 far from where the training images have it): "
-          f"{framing_flagged} of {len(indices)} images")
-    print(f"median detection time: {statistics.median(seconds):.3f} s per radiograph")
-    return 0
+          f"{int(rows['framing'].sum())} of {len(indices)} images")
+    print(f"median detection time: {statistics.median(rows['seconds']):.3f} s per radiograph")
 
 
 def reframe(pixels: np.ndarray, truth: SpineLandmarks, above: float, below: float):

@@ -24,12 +24,22 @@ def _cmd_train_landmarks(args) -> int:
 
     command = _start_training(args)
     settings = TrainSettings(centre_epochs=args.centre_epochs, corner_epochs=args.corner_epochs,
-                             holdout_fraction=args.holdout, seed=args.seed,
+                             holdout_fraction=args.holdout, seed=args.seed, split_seed=args.split_seed,
                              shape_loss_weight=args.shape_loss, max_images=args.max_images,
                              **({} if args.reframe is None else {"reframe_chance": args.reframe}))
     meta = train_landmarks(args.aasce, args.out, settings, command=command)
     print(f"trained on {meta['training_images']} images in {meta['training_minutes']} min; "
           f"model written to {args.out}")
+    return 0
+
+
+def _cmd_join_landmarks(args) -> int:
+    from ..xray.landmark_model.ensemble import join_members
+
+    meta = join_members(args.members, args.out,
+                        command="spine-analysis " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    seeds = ", ".join(str(m["seed"]) for m in meta["members"])
+    print(f"ensemble of {len(meta['members'])} models (seeds {seeds}) written to {args.out}")
     return 0
 
 
@@ -105,6 +115,9 @@ def add_train_landmarks(sub) -> None:
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder for the trained model")
     p.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
                    help="share of patients held out for evaluation (default 0: train on all)")
+    p.add_argument("--split-seed", type=int, default=None, metavar="N",
+                   help="which patients --holdout leaves out (default: --seed); ensemble members "
+                        "trained on one split share it and differ in --seed")
     p.add_argument("--centre-epochs", type=int, default=16, help="epochs of the centre step (default 16)")
     p.add_argument("--corner-epochs", type=int, default=20, help="epochs of the corner step (default 20)")
     p.add_argument("--shape-loss", type=float, default=0.0, metavar="WEIGHT",
@@ -117,6 +130,17 @@ def add_train_landmarks(sub) -> None:
     _add_seed_and_threads(p)
     p.add_argument("--max-images", type=int, default=None, help="train on the first N images only (smoke tests)")
     p.set_defaults(func=_cmd_train_landmarks)
+
+
+def add_join_landmarks(sub) -> None:
+    p = sub.add_parser("join-landmarks", help="join landmark models trained with different seeds into an ensemble",
+                       description="Join landmark models trained on the same images with different --seed "
+                                   "into one ensemble model folder: both steps average their members' "
+                                   "heatmaps before peaks are read. Members are trained one by one with "
+                                   "train-landmarks (each resumable).")
+    p.add_argument("members", nargs="+", metavar="MEMBER_DIR", help="trained landmark model folders")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="new folder for the ensemble")
+    p.set_defaults(func=_cmd_join_landmarks)
 
 
 def _ct_training_parser(sub, name: str, help_text: str, description: str, func, batches: int, batch_text: str,

@@ -1,5 +1,6 @@
-"""Inference helpers every network shares: padding to the network's stride, and MONAI's
-sliding-window inference for volumes larger than a network's patch."""
+"""Inference helpers every network shares: padding to the network's stride, MONAI's
+sliding-window inference for volumes larger than a network's patch, and an ensemble of
+networks that answers with their mean output."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -34,3 +35,19 @@ def sliding_window(inputs: torch.Tensor, network: nn.Module, roi_size: Sequence[
     inferer = SlidingWindowInferer(roi_size=tuple(roi_size), sw_batch_size=batch_size, overlap=overlap,
                                    mode=mode, progress=progress)
     return inferer(inputs, network)
+
+
+class MeanOfNetworks(nn.Module):
+    """Networks of one shape trained with different seeds, answering with the mean of their
+    outputs: an ensemble averages heatmaps or probabilities before anything is decoded from
+    them, so one member's stray peak is damped instead of voted on. Members sit under
+    ``members.k.`` in a state dict."""
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one network")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)

@@ -29,6 +29,8 @@ class LandmarkConfig(BundleConfig):
     corner_features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
     corner_sigma: float = 2.0             # heatmap Gaussian, step-2 pixels
     corner_stages: int = 2
+    member_seeds: tuple[int, ...] = ()    # an ensemble: the training seeds of its members, whose
+                                          # heatmaps are averaged in both steps (empty: one network each)
     centre_modes: int = 12                # PCA modes of the centre shape model
     corner_modes: int = 6                 # PCA modes of the corner shape model
     # preprocessing (``preprocess.to_working_image``)

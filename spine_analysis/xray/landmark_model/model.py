@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from torch import nn
 
-from ...ml.inference import pad_to_multiple
+from ...ml.inference import MeanOfNetworks, pad_to_multiple
 from ..landmarks import neighbour_turns_deg
 from .config import LandmarkConfig
 from .heatmaps import decode_heatmaps, heatmap_peaks
@@ -88,9 +88,11 @@ class Evidence:
                                  # on its mirror image, in vertebra spacings
 
 
-def _unet(out_channels: int, features) -> BasicUNet:
-    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=out_channels,
-                     features=tuple(features))
+def _unet(out_channels: int, features, members: int = 1) -> nn.Module:
+    """One ``BasicUNet``, or ``members`` of them averaged (an ensemble, ``LandmarkConfig.member_seeds``)."""
+    def one() -> BasicUNet:
+        return BasicUNet(spatial_dims=2, in_channels=1, out_channels=out_channels, features=tuple(features))
+    return one() if members <= 1 else MeanOfNetworks([one() for _ in range(members)])
 
 
 class LandmarkModel(nn.Module):
@@ -100,8 +102,8 @@ class LandmarkModel(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.centre_net = _unet(1, c.centre_features)
-        self.corner_net = _unet(4, c.corner_features)
+        self.centre_net = _unet(1, c.centre_features, len(c.member_seeds))
+        self.corner_net = _unet(4, c.corner_features, len(c.member_seeds))
         self.centre_shape = ShapeModel(2 * c.n_vertebrae, c.centre_modes)
         # Where each level lies in the image: mean and spread of (x / width, y / height)
         # over the training spines; the mean gives the expected steps between levels.

@@ -51,7 +51,9 @@ class TrainSettings:
     reframe_margins: tuple[float, float] = (-0.03, 0.15)   # margin range, fraction of the height
     shape_loss_weight: float = 0.0       # bipartite-distance loss on step-2 corners (0: off)
     holdout_fraction: float = 0.0
-    seed: int = 0
+    seed: int = 0                        # the networks' initialisation and augmentation
+    split_seed: int | None = None        # which patients are held out (None: ``seed``), so that
+                                         # ensemble members on one split can differ in ``seed``
     max_images: int | None = None
 
 
@@ -286,10 +288,14 @@ def train_landmarks(aasce_dir, out_dir, settings: TrainSettings, config: Landmar
     from .weights_io import save_model
 
     config = config or LandmarkConfig()
+    if config.member_seeds:
+        raise ValueError("an ensemble is not trained at once: train its members with different seeds, "
+                         "then join them (landmark_model.ensemble)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = read_aasce_folder(aasce_dir).filenames
-    train_idx, held_idx = split_indices(names, settings.holdout_fraction, settings.seed)
+    split_seed = settings.seed if settings.split_seed is None else settings.split_seed
+    train_idx, held_idx = split_indices(names, settings.holdout_fraction, split_seed)
     train_idx, excluded = plausible_labels(aasce_dir, train_idx)
     if settings.max_images:
         train_idx = train_idx[:settings.max_images]
@@ -303,7 +309,7 @@ def train_landmarks(aasce_dir, out_dir, settings: TrainSettings, config: Landmar
         "trained": time.strftime("%Y-%m-%d"), "command": command,
         "training_images": len(train_idx), "excluded_implausible_labels": [names[i] for i in excluded],
         "heldout_images": len(held_idx),
-        "split": (f"patient-grouped, seed {settings.seed}, {settings.holdout_fraction:.0%} of cases held out"
+        "split": (f"patient-grouped, seed {split_seed}, {settings.holdout_fraction:.0%} of cases held out"
                   if held_idx else "none: trained on every image of the folder"),
         "settings": asdict(settings), "history": trainer.history,
         "training_minutes": round((time.time() - started) / 60, 1),
