@@ -255,3 +255,17 @@ def test_ensemble_members_share_a_split_and_are_joined_into_averaged_heatmaps(tm
         join_members([folders[0], tmp_path / "other split"], tmp_path / "mixed")
     with pytest.raises(ValueError, match="not trained at once"):
         train_landmarks(data, tmp_path / "whole", other, ensemble.config, log=lambda line: None)
+
+
+def test_test_time_gammas_average_the_heatmaps_of_the_image_at_each_gamma():
+    torch.manual_seed(0)
+    plain = LandmarkModel(LandmarkConfig(working_height=256, **TINY)).eval()
+    augmented = LandmarkModel(LandmarkConfig(working_height=256, tta_gammas=(0.7, 1.4), **TINY)).eval()
+    augmented.load_state_dict(plain.state_dict())
+    image = torch.rand(1, 1, 256, 96)
+    with torch.no_grad():
+        small = plain.centre_input(image)          # 64 x 24: padded to 64 x 32 for the U-Net
+        padded = torch.nn.functional.pad(small, (0, 8))
+        expected = torch.stack([plain.centre_net(padded ** g) for g in (1.0, 0.7, 1.4)]).mean(dim=0)
+        torch.testing.assert_close(augmented.centre_heatmap(image), expected[:, 0, :, :24], atol=1e-5, rtol=0)
+        assert not torch.allclose(augmented.centre_heatmap(image), plain.centre_heatmap(image), atol=1e-4)

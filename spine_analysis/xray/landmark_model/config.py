@@ -31,6 +31,8 @@ class LandmarkConfig(BundleConfig):
     corner_stages: int = 2
     member_seeds: tuple[int, ...] = ()    # an ensemble: the training seeds of its members, whose
                                           # heatmaps are averaged in both steps (empty: one network each)
+    tta_gammas: tuple[float, ...] = ()    # test-time augmentation: both steps' heatmaps also averaged over
+                                          # the image raised to these gammas (empty: the image as it is)
     centre_modes: int = 12                # PCA modes of the centre shape model
     corner_modes: int = 6                 # PCA modes of the corner shape model
     # preprocessing (``preprocess.to_working_image``)

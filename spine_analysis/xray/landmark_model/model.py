@@ -116,10 +116,17 @@ class LandmarkModel(nn.Module):
         k = self.config.centre_downsample
         return F.avg_pool2d(images, k, ceil_mode=True)
 
+    def _averaged(self, net: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """``net``'s heatmaps of ``inputs`` (values 0..1), averaged over the gammas of ``tta_gammas``
+        (test-time augmentation: exposure differences, the same augmentation as in training)."""
+        gammas = (1.0, *self.config.tta_gammas)
+        return torch.stack([net(inputs.clamp_min(0) ** g if g != 1.0 else inputs) for g in gammas]).mean(dim=0)
+
     def centre_heatmap(self, images: torch.Tensor) -> torch.Tensor:
         """Step-1 heatmap of vertebra centres, (B, h, w) at 1/``centre_downsample`` scale."""
         small = self.centre_input(images)
-        return self.centre_net(pad_to_multiple(small, UNET_STRIDE))[:, 0, :small.shape[-2], :small.shape[-1]]
+        heat = self._averaged(self.centre_net, pad_to_multiple(small, UNET_STRIDE))
+        return heat[:, 0, :small.shape[-2], :small.shape[-1]]
 
     def find_centres(self, images: torch.Tensor, widths: torch.Tensor):
         """Centres (B, n, 2) in working pixels, each level's peak value (0 if unmatched) and
@@ -192,7 +199,7 @@ class LandmarkModel(nn.Module):
         b, n, _ = centres.shape
         for _ in range(c.corner_stages):
             rois = self.crop_rois(images, centres, flipped, widths)
-            heat = self.corner_net(rois.reshape(b * n, 1, c.roi_size, c.roi_size))
+            heat = self._averaged(self.corner_net, rois.reshape(b * n, 1, c.roi_size, c.roi_size))
             points, peak = decode_heatmaps(heat)
             corners = self.roi_to_image(points.reshape(b, n, 4, 2), centres)
             corners = self.constrain_corners(corners, peak.reshape(b, n, 4), centres)
