@@ -23,6 +23,8 @@ class BodyConfig(BundleConfig):
     recentre: bool = True                          # segment again from the found body's centre ...
     recentre_passes: int = 3                       # ... at most this often, until the centre stays put
     opening_mm: float = 3.0                        # bridges thinner than twice this do not join a body
+    waist_ratio: float = 0.0                       # a body whose axial area falls below this share of its
+                                                   # smaller peak (a broad bridge through a disc) is cut there
     closing_mm: float = 2.0                        # the body is closed by this, holes filled: one solid
     shell_mm: float = 3.0                          # the centrum is the body less this shell (VerSe's border)
     air_hu: float = -500.0                         # a seed below this is in air (or outside the patient): refused
