@@ -242,23 +242,22 @@ def test_a_broad_bridge_through_the_whole_disc_is_cut_at_its_waist_and_a_waisted
     """A body that runs through a whole disc into its neighbour (too broad for the opening) narrows in
     the disc: with ``waist_ratio`` it is cut there, on the click's side; a vertebral body's own
     concave waist (about 0.9 of its end-plate area) is not a disc and stays whole."""
-    from dataclasses import replace
-
     from spine_analysis.ct.body_model.config import BodyConfig
-    from spine_analysis.ct.vertebral_body import _one_body
+    from spine_analysis.ct.vertebral_body import _cut_at_waist, _one_body
 
     shape, centre = (64, 96, 96), (18, 48, 48)
     own, neighbour = _cylinder(shape, centre, 16, 8), _cylinder(shape, (46, 48, 48), 16, 8)
     bridge = _cylinder(shape, (32, 48, 48), 11, 7)                   # area 0.47 of the bodies', 13 mm of disc
-    config = replace(BodyConfig(), waist_ratio=0.75)
-    assert dice(_one_body(own | neighbour | bridge, centre, BodyConfig()), own | neighbour | bridge) > 0.97
-    cut = _one_body(own | neighbour | bridge, centre, config)
+    joined = _one_body(own | neighbour | bridge, centre, BodyConfig())
+    assert dice(joined, own | neighbour | bridge) > 0.97
+    assert _cut_at_waist(joined, centre, 0.0) is joined
+    cut = _cut_at_waist(joined, centre, 0.75)
     assert dice(cut, own) > 0.9 and not (cut & neighbour).any()
-    from_above = _one_body(own | neighbour | bridge, (46, 48, 48), config)
+    from_above = _cut_at_waist(joined, (46, 48, 48), 0.75)
     assert dice(from_above, neighbour) > 0.9 and not (from_above & own).any()
     waisted = _cylinder(shape, (32, 48, 48), 16, 12) & ~(_cylinder(shape, (32, 48, 48), 30, 4)
                                                           & ~_cylinder(shape, (32, 48, 48), 15, 4))
-    assert dice(_one_body(waisted, (32, 48, 48), config), waisted) > 0.97
+    assert _cut_at_waist(waisted, (32, 48, 48), 0.75).sum() == waisted.sum()
 
 
 def test_largest_part_keeps_the_larger_of_two_pieces_joined_only_at_a_corner():
