@@ -165,9 +165,7 @@ def _cut_at_waist(body: np.ndarray, seed_zyx, ratio: float) -> np.ndarray:
     """The body cut in the middle of its narrowest axial slices, keeping the seed's side, when they have less
     than ``ratio`` of the area of the smaller peak on either side: a body that runs through a
     whole disc into its neighbour (a bridge too broad for the opening) narrows there. Only the
-    middle 60 % of the body's rows are looked at, where a disc between two bodies must lie.
-    Applied to the final body only: cutting while recentring let clicks in a disc settle on a
-    body around them (3 more of 24 disc clicks accepted, held out)."""
+    middle 60 % of the body's rows are looked at, where a disc between two bodies must lie."""
     area = body.sum(axis=(1, 2)).astype(float)
     rows = np.flatnonzero(area)
     if ratio <= 0 or len(rows) < 5:
@@ -221,13 +219,15 @@ def _method_config(method: str, model, config: BodyConfig | None) -> BodyConfig:
     return model.config if method == "unet" else (config or BodyConfig(recentre=False))
 
 
-def body_on_patch(ct: sitk.Image, seed_lps: np.ndarray, method: str, model,
-                  config: BodyConfig | None = None) -> tuple[sitk.Image, np.ndarray]:
-    """(1 mm patch grid, solid body on it) of the vertebra at ``seed_lps``: the body of
-    ``segment_vertebral_body`` before it goes onto the scan's grid (heights are measured on a patch).
-    Raises ``SpineAnalysisError`` as it does for a seed that is not inside a vertebral body."""
-    config = _method_config(method, model, config)
-    grid, body = _body_at(ct, seed_lps, method, model, config)
+def _recentred(ct: sitk.Image, seed_lps: np.ndarray, method: str, model, config: BodyConfig,
+               waist_ratio: float) -> tuple[sitk.Image, np.ndarray, bool]:
+    """(patch grid, body, whether a waist was cut) for the seed: the body at the seed, segmented again
+    from its centre (``config.recentre``) until that centre stays put, each body cut at a waist
+    (``_cut_at_waist``) so that a body leaking through a disc moves its centre back into its own vertebra."""
+    centre_voxel = _seed_voxel(config.patch_xyz)
+    grid, found = _body_at(ct, seed_lps, method, model, config)
+    body = _cut_at_waist(found, centre_voxel, waist_ratio)
+    was_cut = body.sum() < found.sum()
     if not body.any():
         raise SpineAnalysisError("the seed is not inside a vertebral body (it lies in soft tissue, a disc "
                                  "or between two vertebrae): click inside the body")
@@ -236,13 +236,29 @@ def body_on_patch(ct: sitk.Image, seed_lps: np.ndarray, method: str, model,
         if np.linalg.norm(centre - np.array(grid.TransformContinuousIndexToPhysicalPoint(
                 [(n - 1) / 2 for n in config.patch_xyz]))) < config.spacing_mm or not contains_point(ct, centre):
             break
-        again = _body_at(ct, centre, method, model, config)
-        if not again[1].any():
+        again_grid, found = _body_at(ct, centre, method, model, config)
+        if not found.any():
             break
-        grid, body = again
-    # after recentring, which follows the uncut bodies as before (so a click in a disc is still refused)
-    body = _cut_at_waist(body, _seed_voxel(config.patch_xyz), config.waist_ratio)
-    if not _holds(grid, body, seed_lps):
+        grid, body = again_grid, _cut_at_waist(found, centre_voxel, waist_ratio)
+        was_cut |= body.sum() < found.sum()
+    return grid, body, was_cut
+
+
+def body_on_patch(ct: sitk.Image, seed_lps: np.ndarray, method: str, model,
+                  config: BodyConfig | None = None) -> tuple[sitk.Image, np.ndarray]:
+    """(1 mm patch grid, solid body on it) of the vertebra at ``seed_lps``: the body of
+    ``segment_vertebral_body`` before it goes onto the scan's grid (heights are measured on a patch).
+    Raises ``SpineAnalysisError`` as it does for a seed that is not inside a vertebral body.
+
+    When a waist was cut on the way, the click must also lie in the body that recentring without cuts
+    ends in: a click in a disc can settle on a cut body around it, while without cuts it ends in one of
+    the two bodies beside the disc and is refused (held out, the cut alone accepted 3 more of 24 disc clicks)."""
+    config = _method_config(method, model, config)
+    grid, body, was_cut = _recentred(ct, seed_lps, method, model, config, config.waist_ratio)
+    held = _holds(grid, body, seed_lps)
+    if held and was_cut:
+        held = _holds(*_recentred(ct, seed_lps, method, model, config, 0.0)[:2], seed_lps)
+    if not held:
         raise SpineAnalysisError("the seed is not inside a vertebral body: the body found from it lies beside it "
                                  "(a disc or the gap between two vertebrae?): click inside the body")
     return grid, body
