@@ -219,13 +219,13 @@ def _method_config(method: str, model, config: BodyConfig | None) -> BodyConfig:
     return model.config if method == "unet" else (config or BodyConfig(recentre=False))
 
 
-def _recentred(ct: sitk.Image, seed_lps: np.ndarray, method: str, model, config: BodyConfig,
+def _recentred(ct: sitk.Image, first: tuple[sitk.Image, np.ndarray], method: str, model, config: BodyConfig,
                waist_ratio: float) -> tuple[sitk.Image, np.ndarray, bool]:
-    """(patch grid, body, whether a waist was cut) for the seed: the body at the seed, segmented again
-    from its centre (``config.recentre``) until that centre stays put, each body cut at a waist
+    """(patch grid, body, whether a waist was cut) from ``first``, the (grid, body) at the seed: segmented
+    again from the body's centre (``config.recentre``) until that centre stays put, each body cut at a waist
     (``_cut_at_waist``) so that a body leaking through a disc moves its centre back into its own vertebra."""
     centre_voxel = _seed_voxel(config.patch_xyz)
-    grid, found = _body_at(ct, seed_lps, method, model, config)
+    grid, found = first
     body = _cut_at_waist(found, centre_voxel, waist_ratio)
     was_cut = body.sum() < found.sum()
     if not body.any():
@@ -254,10 +254,11 @@ def body_on_patch(ct: sitk.Image, seed_lps: np.ndarray, method: str, model,
     ends in: a click in a disc can settle on a cut body around it, while without cuts it ends in one of
     the two bodies beside the disc and is refused (held out, the cut alone accepted 3 more of 24 disc clicks)."""
     config = _method_config(method, model, config)
-    grid, body, was_cut = _recentred(ct, seed_lps, method, model, config, config.waist_ratio)
+    first = _body_at(ct, seed_lps, method, model, config)
+    grid, body, was_cut = _recentred(ct, first, method, model, config, config.waist_ratio)
     held = _holds(grid, body, seed_lps)
     if held and was_cut:
-        held = _holds(*_recentred(ct, seed_lps, method, model, config, 0.0)[:2], seed_lps)
+        held = _holds(*_recentred(ct, first, method, model, config, 0.0)[:2], seed_lps)
     if not held:
         raise SpineAnalysisError("the seed is not inside a vertebral body: the body found from it lies beside it "
                                  "(a disc or the gap between two vertebrae?): click inside the body")

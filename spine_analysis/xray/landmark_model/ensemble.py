@@ -20,7 +20,7 @@ import torch
 from ...errors import ModelError
 from ...io.atomic import atomic_output
 from .model import LandmarkModel
-from .weights_io import load_model, save_model
+from .weights_io import LANDMARK_MODEL, load_model, save_model
 
 HELDOUT_FILE = "heldout.txt"
 SHARED_BUFFERS = ("centre_shape.", "corner_shape.", "centre_prior")
@@ -29,12 +29,13 @@ SHARED_BUFFERS = ("centre_shape.", "corner_shape.", "centre_prior")
 def _check_same_training(models, bundles) -> None:
     """Refuse members that differ in anything but their seed."""
     first, first_bundle = models[0], bundles[0]
+    for model, bundle in zip(models, bundles):
+        if model.config.member_seeds:
+            raise ModelError(f"{bundle.folder} is an ensemble already: join single models")
     for model, bundle in zip(models[1:], bundles[1:]):
         if model.config != first.config:
             raise ModelError(f"{bundle.folder} has other settings than {first_bundle.folder}: "
                              "ensemble members must differ only in their seed")
-        if model.config.member_seeds:
-            raise ModelError(f"{bundle.folder} is an ensemble already: join single models")
         held = [(b.folder / HELDOUT_FILE).read_text() if (b.folder / HELDOUT_FILE).exists() else ""
                 for b in (first_bundle, bundle)]
         same_images = (held[0] == held[1] and bundle.metadata.get("training_images")
@@ -55,7 +56,7 @@ def join_members(member_dirs, out_dir, command: str = "") -> dict:
     if len(member_dirs) < 2:
         raise ModelError("an ensemble joins at least two trained models")
     out_dir = Path(out_dir)
-    if (out_dir / "landmarks.pt").exists():
+    if (out_dir / LANDMARK_MODEL.weights_file).exists():
         raise ModelError(f"{out_dir} already holds a landmark model: choose an empty folder")
     loaded = [load_model(folder) for folder in member_dirs]
     models, bundles = [m for m, _ in loaded], [b for _, b in loaded]
