@@ -52,5 +52,6 @@ class LandmarkConfig(BundleConfig):
     min_confidence: float = 0.25          # weaker heatmap peaks are replaced by the shape model
     max_shape_deviation: float = 0.5      # in spacings; farther points are replaced too
     turned_vertebra_limit_deg: float = MAX_NEIGHBOUR_TILT_DEG   # turned against both neighbours: replaced
+    tilt_smoothing: float = 0.0           # Whittaker penalty on the tilts' second differences (0: none)
     # flags
     framing_limit_sd: float = 3.0         # T1 or L5 this many SD from the training framing: flagged

@@ -24,7 +24,7 @@ from monai.networks.nets import BasicUNet
 from torch import nn
 
 from ...ml.inference import MeanOfNetworks, pad_to_multiple
-from ..landmarks import neighbour_turns_deg
+from ..landmarks import neighbour_turns_deg, smooth_tilts
 from .config import LandmarkConfig
 from .heatmaps import decode_heatmaps, heatmap_peaks
 from .level_assignment import assign_levels
@@ -228,7 +228,8 @@ class LandmarkModel(nn.Module):
 
         The centres are found once; the corners are found on the image and on its mirror
         image around the same (mirrored) centres and averaged, which halves their variance
-        without letting the two views disagree about the levels.
+        without letting the two views disagree about the levels. Vertebrae turned against both
+        neighbours are replaced, then the tilts are smoothed along the spine (``tilt_smoothing``).
         """
         width = torch.tensor([float(image.shape[-1])])
         centres, confidence, n_peaks = self.find_centres(image, width)
@@ -246,7 +247,9 @@ class LandmarkModel(nn.Module):
             corner_spread=float(corner_spread.median()),
             extra_peaks=int(n_peaks[0]) - int((confidence[0] > 0).sum()),
             mirror_disagreement=float((disagreement / spacing[0]).median()))
-        return self.straighten_turned_vertebrae((corners[0] + unflipped[0]) / 2, width), evidence
+        corners = self.straighten_turned_vertebrae((corners[0] + unflipped[0]) / 2, width)
+        smoothed = smooth_tilts(corners.numpy(), self.config.tilt_smoothing)
+        return torch.from_numpy(smoothed).to(corners.dtype), evidence
 
     def straighten_turned_vertebrae(self, corners: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
         """Anatomy-aided correction of corners (n, 4, 2): a vertebra turned against both its

@@ -278,6 +278,11 @@ class Trainer:
         self.model.corner_shape.fit(local)
 
 
+#: The tilt smoothing a newly trained model predicts with, as the shipped one does: chosen on the
+#: held-out splits (weights/MODEL_CARD.md, "Tilt smoothing"); older configs without it keep 0.
+RECIPE_TILT_SMOOTHING = 0.05
+
+
 def train_landmarks(aasce_dir, out_dir, settings: TrainSettings, config: LandmarkConfig | None = None,
                     command: str = "", log=print) -> dict:
     """Train a model from an AASCE-layout folder into ``out_dir`` (resumable); returns metadata.
@@ -287,7 +292,7 @@ def train_landmarks(aasce_dir, out_dir, settings: TrainSettings, config: Landmar
     """
     from .weights_io import save_model
 
-    config = config or LandmarkConfig()
+    config = config or LandmarkConfig(tilt_smoothing=RECIPE_TILT_SMOOTHING)
     if config.member_seeds:
         raise ValueError("an ensemble is not trained at once: train its members with different seeds, "
                          "then join them (landmark_model.ensemble)")
