@@ -104,3 +104,6 @@ def test_tilt_smoothing_takes_jitter_out_of_a_small_curve_and_keeps_a_straight_t
     trend = build_spine(np.linspace(-8.0, 8.0, 17), image_size=SIZE).points
     np.testing.assert_allclose(midline_tilt_deg(smooth_tilts(trend, 0.1)), midline_tilt_deg(trend), atol=1e-9)
     assert np.array_equal(smooth_tilts(noisy, 0.0), noisy)
+    # Corners given right before left (tilts near ±180°) are smoothed as the same spine, not turned over.
+    mirrored = clean[:, [1, 0, 3, 2]]
+    np.testing.assert_allclose(smooth_tilts(mirrored, 0.1)[:, [1, 0, 3, 2]], smooth_tilts(clean, 0.1), atol=1e-9)

@@ -58,7 +58,7 @@ def smooth_tilts(points: np.ndarray, strength: float) -> np.ndarray:
     n = len(points)
     if strength <= 0 or n < 3:
         return points
-    tilt = midline_tilt_deg(points)
+    tilt = np.degrees(np.unwrap(np.radians(midline_tilt_deg(points))))   # no jump at ±180° (corners mirrored)
     second = np.diff(np.eye(n), 2, axis=0)
     smooth = np.linalg.solve(np.eye(n) + strength * second.T @ second, tilt)
     turn = np.radians(smooth - tilt)[:, None]
