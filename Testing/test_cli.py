@@ -189,7 +189,8 @@ def test_a_negative_option_like_word_is_still_refused(tmp_path):
     ("predict", ["--aasce", "--out-dir", "--weights"]),
     ("evaluate", ["--aasce", "--pred", "--json"]),
     ("train-landmarks", ["--aasce", "--out", "--holdout", "--centre-epochs", "--corner-epochs", "--seed",
-                         "--threads", "--max-images", "--shape-loss", "--reframe"]),
+                         "--threads", "--max-images", "--shape-loss", "--reframe", "--end-epochs"]),
+    ("train-landmark-ends", ["MODEL_DIR", "--aasce", "--out", "--epochs", "--seed", "--threads"]),
 ])
 def test_subcommand_help(tmp_path, command, options):
     proc = run(tmp_path, command, "--help")
@@ -222,6 +223,13 @@ def test_a_reframe_chance_outside_0_to_1_is_a_usage_error(tmp_path, value, messa
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith(f"argument --reframe: {message}")
     assert "Traceback" not in proc.stderr and not (tmp_path / "model").exists()
+
+
+def test_an_end_network_for_a_folder_without_a_model_is_one_line(tmp_path):
+    proc = run(tmp_path, "train-landmark-ends", tmp_path / "nothing", "--aasce", tmp_path, "--out", tmp_path / "new")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no landmark model" in proc.stderr
+    assert not (tmp_path / "new").exists()
 
 
 def test_no_command_is_a_usage_error(tmp_path):

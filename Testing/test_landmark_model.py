@@ -269,3 +269,51 @@ def test_test_time_gammas_average_the_heatmaps_of_the_image_at_each_gamma():
         expected = torch.stack([plain.centre_net(padded ** g) for g in (1.0, 0.7, 1.4)]).mean(dim=0)
         torch.testing.assert_close(augmented.centre_heatmap(image), expected[:, 0, :, :24], atol=1e-5, rtol=0)
         assert not torch.allclose(augmented.centre_heatmap(image), plain.centre_heatmap(image), atol=1e-4)
+
+
+def test_end_levels_take_their_corners_from_the_end_network():
+    torch.manual_seed(0)
+    model = LandmarkModel(LandmarkConfig(working_height=256, end_levels=(0, 16), **TINY)).eval()
+    rois = torch.rand(2, 17, 32, 32)
+    with torch.no_grad():
+        heat = model.corner_heatmaps(rois).reshape(2, 17, 4, 32, 32)
+        general = model.corner_net(rois.reshape(-1, 1, 32, 32)).reshape(2, 17, 4, 32, 32)
+        ends = model.end_corner_net(rois[:, [0, 16]].reshape(-1, 1, 32, 32)).reshape(2, 2, 4, 32, 32)
+    torch.testing.assert_close(heat[:, 1:16], general[:, 1:16])
+    torch.testing.assert_close(heat[:, [0, 16]], ends)
+    assert not torch.allclose(heat[:, [0, 16]], general[:, [0, 16]], atol=1e-4)
+    assert LandmarkModel(LandmarkConfig(**TINY)).end_corner_net is None
+
+
+def test_an_end_network_is_trained_from_the_corner_network_or_added_to_a_trained_model(tmp_path):
+    """Training with ``end_levels`` adds a third phase; ``add_end_network`` fine-tunes one onto a model
+    trained without it on the same images, keeping every other weight, and refuses another folder."""
+    from spine_analysis.xray.landmark_model.train import add_end_network
+
+    data = _synthetic_aasce(tmp_path / "data")
+    settings = TrainSettings(centre_epochs=1, corner_epochs=1, end_epochs=2, centre_batch=3, corner_batch_images=2,
+                             end_batch_images=3)
+    meta = train_landmarks(data, tmp_path / "with", settings, LandmarkConfig(working_height=256, end_levels=(0, 16),
+                                                                            **TINY), log=lambda line: None)
+    assert [h["step"] for h in meta["history"]] == ["centre", "corner", "end", "end"]
+    assert load_model(tmp_path / "with")[0].end_corner_net is not None
+
+    train_landmarks(data, tmp_path / "plain", settings, LandmarkConfig(working_height=256, **TINY),
+                    log=lambda line: None)
+    plain, plain_bundle = load_model(tmp_path / "plain")
+    meta = add_end_network(tmp_path / "plain", data, tmp_path / "ends", settings, command="test",
+                           log=lambda line: None)
+    assert [h["step"] for h in meta["end_network"]["history"]] == ["end", "end"]
+    ended, bundle = load_model(tmp_path / "ends")
+    assert ended.config.end_levels == (0, 16) and bundle.digest != plain_bundle.digest
+    kept, tuned = ended.state_dict(), plain.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in tuned.items())
+    assert not torch.allclose(kept["end_corner_net.final_conv.weight"],
+                              kept["corner_net.final_conv.weight"], atol=1e-4)
+    with pytest.raises(ModelError, match="end network already"):
+        add_end_network(tmp_path / "ends", data, tmp_path / "twice", settings, log=lambda line: None)
+    with pytest.raises(ModelError, match="already holds a landmark model"):
+        add_end_network(tmp_path / "plain", data, tmp_path / "plain", settings, log=lambda line: None)
+    with pytest.raises(ModelError, match="the folder it was trained on"):
+        add_end_network(tmp_path / "plain", _synthetic_aasce(tmp_path / "other", n=4), tmp_path / "other model",
+                        settings, log=lambda line: None)

@@ -55,3 +55,32 @@ def test_the_seed_fixes_the_initial_weights():
     second = TrainingLoop(lambda: torch.nn.Linear(4, 3), {}, 5, 0.1, 0.1).model.weight
     third = TrainingLoop(lambda: torch.nn.Linear(4, 3), {}, 6, 0.1, 0.1).model.weight
     assert torch.equal(first, second) and not torch.equal(first, third)
+
+
+def test_a_phase_can_start_from_another_networks_weights_with_its_own_rate_also_when_resumed(tmp_path):
+    """A fine-tuning phase: ``start`` copies the first network into the second before its first epoch
+    (also when a run stopped between the two phases is resumed), at the phase's own learning rate."""
+    def make():
+        return torch.nn.ModuleDict({"a": torch.nn.Linear(2, 1, bias=False), "b": torch.nn.Linear(2, 1, bias=False)})
+
+    def phases(loop, rate):
+        def losses(net):
+            def batch_losses():
+                for _ in range(8):
+                    x = torch.from_numpy(loop.rng.normal(size=(16, 2))).float()
+                    yield ((net(x) - x @ TRUE_WEIGHT.T) ** 2).mean()
+            return batch_losses
+        a, b = loop.model["a"], loop.model["b"]
+        return [Phase("a", a, 20, losses(a)),
+                Phase("b", b, 2, losses(b), rate, lambda: b.load_state_dict(a.state_dict()))]
+
+    for stop_between in (False, True):
+        folder = tmp_path / str(stop_between)
+        folder.mkdir()
+        loop = TrainingLoop(make, {}, 0, 0.1, 0.1, folder / "checkpoint.pt", log=lambda line: None)
+        if stop_between:
+            loop.run(phases(loop, 1e-9)[:1])
+            loop = TrainingLoop(make, {}, 0, 0.1, 0.1, folder / "checkpoint.pt", log=lambda line: None)
+        loop.run(phases(loop, 1e-9))
+        torch.testing.assert_close(loop.model["a"].weight.detach(), TRUE_WEIGHT, atol=0.05, rtol=0)
+        torch.testing.assert_close(loop.model["b"].weight, loop.model["a"].weight, atol=1e-6, rtol=0)

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (xray.add_cobb, serve.add_serve, xray.add_angles, xray.add_predict_and_evaluate,
-                training.add_train_landmarks, training.add_join_landmarks, ct.add_segment, ct.add_fracture,
+                training.add_train_landmarks, training.add_train_landmark_ends, training.add_join_landmarks,
+                ct.add_segment, ct.add_fracture,
                 training.add_train_body, training.add_train_fracture, cohort.add_cohort):
         add(sub)
     return parser

@@ -24,12 +24,24 @@ def _cmd_train_landmarks(args) -> int:
 
     command = _start_training(args)
     settings = TrainSettings(centre_epochs=args.centre_epochs, corner_epochs=args.corner_epochs,
-                             holdout_fraction=args.holdout, seed=args.seed, split_seed=args.split_seed,
+                             end_epochs=args.end_epochs, holdout_fraction=args.holdout, seed=args.seed,
+                             split_seed=args.split_seed,
                              shape_loss_weight=args.shape_loss, max_images=args.max_images,
                              **({} if args.reframe is None else {"reframe_chance": args.reframe}))
     meta = train_landmarks(args.aasce, args.out, settings, command=command)
     print(f"trained on {meta['training_images']} images in {meta['training_minutes']} min; "
           f"model written to {args.out}")
+    return 0
+
+
+def _cmd_train_landmark_ends(args) -> int:
+    from ..xray.landmark_model.train import TrainSettings, add_end_network
+
+    command = _start_training(args)
+    settings = TrainSettings(end_epochs=args.epochs, seed=args.seed)
+    meta = add_end_network(args.model, args.aasce, args.out, settings, command=command)
+    print(f"end network fine-tuned on {meta['training_images']} images in "
+          f"{meta['end_network']['training_minutes']} min; model written to {args.out}")
     return 0
 
 
@@ -120,6 +132,8 @@ def add_train_landmarks(sub) -> None:
                         "trained on one split share it and differ in --seed")
     p.add_argument("--centre-epochs", type=int, default=16, help="epochs of the centre step (default 16)")
     p.add_argument("--corner-epochs", type=int, default=20, help="epochs of the corner step (default 20)")
+    p.add_argument("--end-epochs", type=int, default=30,
+                   help="epochs of the T1/L5 corner network, fine-tuned from the corner step's (default 30)")
     p.add_argument("--shape-loss", type=float, default=0.0, metavar="WEIGHT",
                    help="weight of the bipartite-distance shape loss (Imran et al.) on the corner step "
                         "(default 0: off)")
@@ -130,6 +144,20 @@ def add_train_landmarks(sub) -> None:
     _add_seed_and_threads(p)
     p.add_argument("--max-images", type=int, default=None, help="train on the first N images only (smoke tests)")
     p.set_defaults(func=_cmd_train_landmarks)
+
+
+def add_train_landmark_ends(sub) -> None:
+    p = sub.add_parser("train-landmark-ends", help="give a trained landmark model a corner network for T1 and L5",
+                       description="Fine-tune a corner network of its own for the end vertebrae (T1, L5) from a "
+                                   "landmark model trained without one (train-landmarks now trains it itself), on "
+                                   "the images the model was trained on; every other weight is kept. "
+                                   "Checkpoints are saved after every epoch: rerun to resume.")
+    p.add_argument("model", metavar="MODEL_DIR", help="trained landmark model folder")
+    p.add_argument("--aasce", required=True, metavar="DIR", help="the AASCE-layout folder it was trained on")
+    p.add_argument("--out", required=True, metavar="NEW_MODEL_DIR", help="folder for the new model")
+    p.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (default 30)")
+    _add_seed_and_threads(p)
+    p.set_defaults(func=_cmd_train_landmark_ends)
 
 
 def add_join_landmarks(sub) -> None:

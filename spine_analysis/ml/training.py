@@ -40,6 +40,9 @@ class Phase:
     net: nn.Module
     epochs: int
     batch_losses: Callable[[], Iterator[torch.Tensor]]
+    learning_rate: float | None = None              # None: the loop's own (fine-tuning asks for less)
+    start: Callable[[], object] | None = None       # run once before the first epoch (not on resume):
+                                                    # e.g. start ``net`` from another network's weights
 
 
 class TrainingLoop:
@@ -67,14 +70,17 @@ class TrainingLoop:
         for index, phase in enumerate(phases):
             if resume and index < resume["phase"]:
                 continue
-            optimizer = torch.optim.Adam(phase.net.parameters(), lr=self.learning_rate)
+            learning_rate = phase.learning_rate or self.learning_rate
+            optimizer = torch.optim.Adam(phase.net.parameters(), lr=learning_rate)
             first = 0
-            if resume and index == resume["phase"]:
+            if resume and index == resume["phase"] and resume["epoch"] > 0:
                 optimizer.load_state_dict(resume["optimizer"])
                 first = resume["epoch"]
+            elif phase.start is not None and phase.epochs > 0:
+                phase.start()
             for epoch in range(first, phase.epochs):
                 for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(epoch, phase.epochs, self.learning_rate, self.final_lr_fraction)
+                    group["lr"] = cosine_lr(epoch, phase.epochs, learning_rate, self.final_lr_fraction)
                 loss = self._epoch(phase, optimizer, f"{phase.name} step epoch {epoch + 1}/{phase.epochs}")
                 self.history.append({"step": phase.name, "epoch": epoch + 1, "loss": loss})
                 done = epoch + 1

@@ -29,6 +29,8 @@ class LandmarkConfig(BundleConfig):
     corner_features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
     corner_sigma: float = 2.0             # heatmap Gaussian, step-2 pixels
     corner_stages: int = 2
+    end_levels: tuple[int, ...] = ()      # levels (0 = T1) whose corners come from a corner network of their
+                                          # own, fine-tuned on them (empty: none; the recipe: T1 and L5)
     member_seeds: tuple[int, ...] = ()    # an ensemble: the training seeds of its members, whose
                                           # heatmaps are averaged in both steps (empty: one network each)
     tta_gammas: tuple[float, ...] = ()    # test-time augmentation: both steps' heatmaps also averaged over

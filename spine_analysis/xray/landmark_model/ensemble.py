@@ -65,7 +65,7 @@ def join_members(member_dirs, out_dir, command: str = "") -> dict:
     ensemble = LandmarkModel(dataclasses.replace(models[0].config, member_seeds=seeds))
     state = {k: v for k, v in models[0].state_dict().items() if k.startswith(SHARED_BUFFERS)}
     for k, model in enumerate(models):
-        for net in ("centre_net", "corner_net"):
+        for net in ("centre_net", "corner_net", *(("end_corner_net",) if ensemble.config.end_levels else ())):
             state.update({f"{net}.members.{k}.{name}": value
                           for name, value in getattr(model, net).state_dict().items()})
     ensemble.load_state_dict(state)

@@ -7,7 +7,9 @@ that follows the spine from peak to peak with the spacing the mean training spin
 column, which a local detector plus this ordering step supplies); step 2 crops a region around each
 found centre, aligned with the spine's local axis and scaled by the local vertebra spacing, and
 finds its 4 corners as heatmaps; step 2 runs in stages, each re-cropping around the centre of the
-corners the previous stage found. Both steps are held to a PCA shape model of the training spines:
+corners the previous stage found. The end vertebrae (``end_levels``: T1 and L5, which set the
+second and third AASCE angles of most spines) may have a corner network of their own, fine-tuned
+from the general one on their regions alone. Both steps are held to a PCA shape model of the training spines:
 a point whose heatmap is weak or that strays from the shape the others imply is replaced
 by the shape model's estimate (the shape constraint of Wang et al.).
 
@@ -104,6 +106,9 @@ class LandmarkModel(nn.Module):
         c = config
         self.centre_net = _unet(1, c.centre_features, len(c.member_seeds))
         self.corner_net = _unet(4, c.corner_features, len(c.member_seeds))
+        # T1 and L5 set two of the three AASCE angles of most spines (the tilts at both ends) and
+        # sit beside the neck, ribs and pelvis: a corner network tuned to them (``end_levels``).
+        self.end_corner_net = _unet(4, c.corner_features, len(c.member_seeds)) if c.end_levels else None
         self.centre_shape = ShapeModel(2 * c.n_vertebrae, c.centre_modes)
         # Where each level lies in the image: mean and spread of (x / width, y / height)
         # over the training spines; the mean gives the expected steps between levels.
@@ -191,6 +196,17 @@ class LandmarkModel(nn.Module):
         d = points_roi - half
         return centres[:, :, None] + d[..., :1] * right[:, :, None] + d[..., 1:] * down[:, :, None]
 
+    def corner_heatmaps(self, rois: torch.Tensor) -> torch.Tensor:
+        """Corner heatmaps (B * n, 4, roi, roi) of regions (B, n, roi, roi): the end levels' from
+        ``end_corner_net``, the others' from ``corner_net``."""
+        b, n, size = rois.shape[0], rois.shape[1], self.config.roi_size
+        heat = self._averaged(self.corner_net, rois.reshape(b * n, 1, size, size)).reshape(b, n, 4, size, size)
+        if self.end_corner_net is not None:
+            ends = list(self.config.end_levels)
+            heat[:, ends] = self._averaged(self.end_corner_net, rois[:, ends].reshape(-1, 1, size, size)).reshape(
+                b, len(ends), 4, size, size)
+        return heat.reshape(b * n, 4, size, size)
+
     def find_corners(self, images, centres, flipped, widths):
         """Corners (B, n, 4, 2) around the given centres, after ``corner_stages`` stages; and of the
         last stage's heatmaps (B, n, 4) their peak values and their spread: the share of the region
@@ -199,7 +215,7 @@ class LandmarkModel(nn.Module):
         b, n, _ = centres.shape
         for _ in range(c.corner_stages):
             rois = self.crop_rois(images, centres, flipped, widths)
-            heat = self._averaged(self.corner_net, rois.reshape(b * n, 1, c.roi_size, c.roi_size))
+            heat = self.corner_heatmaps(rois)
             points, peak = decode_heatmaps(heat)
             corners = self.roi_to_image(points.reshape(b, n, 4, 2), centres)
             corners = self.constrain_corners(corners, peak.reshape(b, n, 4), centres)

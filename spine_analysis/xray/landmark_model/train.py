@@ -1,8 +1,10 @@
 """Training the two-step landmark model on an AASCE-layout folder, on the CPU.
 
 Step 1 (a vertebra-centre heatmap of the whole radiograph) and step 2 (corner heatmaps in regions
-around each vertebra) are trained one after the other, then the two PCA shape models are
-fitted to the training spines. Horizontal flips (left/right corners swapped) and, for step 2,
+around each vertebra) are trained one after the other, then, when the config names end levels,
+step 2's network is fine-tuned on the end vertebrae's regions alone into their own network
+(``add_end_network`` does that for a model trained without one); last the two PCA shape models
+are fitted to the training spines. Horizontal flips (left/right corners swapped) and, for step 2,
 jittered region centres make the networks robust to each other's errors.
 
 Images whose labels break anatomy (a vertebra above the one before it, implausible spacing:
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ...errors import ModelError
 from ...io.aasce import read_aasce_folder
 from ...io.atomic import atomic_output
 from ...io.xray import read_xray
@@ -44,6 +47,9 @@ class TrainSettings:
     corner_epochs: int = 20
     centre_batch: int = 8
     corner_batch_images: int = 4
+    end_epochs: int = 30                 # the end levels' corner network (``LandmarkConfig.end_levels``),
+    end_batch_images: int = 24           # fine-tuned from the corner step's network
+    end_learning_rate: float = 5e-4
     learning_rate: float = 2e-3
     final_lr_fraction: float = 0.05
     centre_jitter: float = 0.12          # step-2 region centre jitter, in spacings
@@ -187,6 +193,11 @@ class Trainer:
                   lambda: self._batch_losses(model.centre_net, self._centre_batch, st.centre_batch)),
             Phase("corner", model.corner_net, st.corner_epochs,
                   lambda: self._batch_losses(model.corner_net, self._corner_batch, st.corner_batch_images)),
+            *([Phase("end", model.end_corner_net, st.end_epochs,
+                     lambda: self._batch_losses(model.end_corner_net, self._end_batch, st.end_batch_images),
+                     st.end_learning_rate,
+                     lambda: model.end_corner_net.load_state_dict(model.corner_net.state_dict()))]
+              if model.end_corner_net is not None else []),
         ])
         self._fit_shape_models()
         self.model.eval()
@@ -264,6 +275,13 @@ class Trainer:
         target = gaussian_heatmaps(in_roi.reshape(b * n, 4, 2), (c.roi_size, c.roi_size), c.corner_sigma)
         return rois.reshape(b * n, 1, c.roi_size, c.roi_size), target, in_roi.reshape(b * n, 4, 2)
 
+    def _end_batch(self, idx, flips):
+        """The corner step's batch, kept to the end levels' regions."""
+        rois, target, points = self._corner_batch(idx, flips)
+        b, n, ends = len(idx), self.config.n_vertebrae, list(self.config.end_levels)
+        return tuple(t.reshape(b, n, *t.shape[1:])[:, ends].reshape(b * len(ends), *t.shape[1:])
+                     for t in (rois, target, points))
+
     def _fit_shape_models(self):
         """PCA shape models of the training spines (both flips), in the units the model uses."""
         gt = self.data.corners.reshape(-1, *self.data.corners.shape[2:])     # (2N, n, 4, 2)
@@ -278,9 +296,9 @@ class Trainer:
         self.model.corner_shape.fit(local)
 
 
-#: The tilt smoothing a newly trained model predicts with, as the shipped one does: chosen on the
-#: held-out splits (weights/MODEL_CARD.md, "Tilt smoothing"); older configs without it keep 0.
-RECIPE_TILT_SMOOTHING = 0.05
+#: What a newly trained model predicts with, as the shipped one does, chosen on the held-out splits
+#: (weights/MODEL_CARD.md, "Tilt smoothing", "End vertebrae"); older configs without them keep 0 / none.
+RECIPE_CONFIG = LandmarkConfig(tilt_smoothing=0.05, end_levels=(0, 16))
 
 
 def train_landmarks(aasce_dir, out_dir, settings: TrainSettings, config: LandmarkConfig | None = None,
@@ -292,7 +310,7 @@ def train_landmarks(aasce_dir, out_dir, settings: TrainSettings, config: Landmar
     """
     from .weights_io import save_model
 
-    config = config or LandmarkConfig(tilt_smoothing=RECIPE_TILT_SMOOTHING)
+    config = config or RECIPE_CONFIG
     if config.member_seeds:
         raise ValueError("an ensemble is not trained at once: train its members with different seeds, "
                          "then join them (landmark_model.ensemble)")
@@ -323,4 +341,53 @@ def train_landmarks(aasce_dir, out_dir, settings: TrainSettings, config: Landmar
         with atomic_output(out_dir / "heldout.txt") as tmp:
             tmp.write_text("".join(f"{names[i]}\n" for i in held_idx))
     save_model(model, out_dir, metadata)
+    return metadata
+
+
+def add_end_network(model_dir, aasce_dir, out_dir, settings: TrainSettings,
+                    end_levels: tuple[int, ...] = RECIPE_CONFIG.end_levels, command: str = "", log=print) -> dict:
+    """Give a model trained without one the end levels' corner network (``LandmarkConfig.end_levels``),
+    fine-tuned from its corner network on the images it was trained on (its split and exclusions, as
+    its metadata records them); every other weight is kept. Written to ``out_dir`` (resumable);
+    returns the new metadata."""
+    from .weights_io import LANDMARK_MODEL, load_model, save_model
+
+    out_dir = Path(out_dir)
+    if (out_dir / LANDMARK_MODEL.weights_file).exists():
+        raise ModelError(f"{out_dir} already holds a landmark model: choose a new folder")
+    model, bundle = load_model(model_dir)
+    if model.config.member_seeds:
+        raise ModelError(f"{bundle.folder} is an ensemble: give its members end networks, then join them")
+    if model.config.end_levels:
+        raise ModelError(f"{bundle.folder} has an end network already")
+    config = replace(model.config, end_levels=tuple(end_levels))
+    trained = bundle.metadata.get("settings", {})
+    names = read_aasce_folder(aasce_dir).filenames
+    split_seed = trained.get("split_seed")
+    train_idx, held_idx = split_indices(names, trained.get("holdout_fraction", 0.0),
+                                        trained.get("seed", 0) if split_seed is None else split_seed)
+    excluded = set(bundle.metadata.get("excluded_implausible_labels", []))
+    train_idx = [i for i in train_idx if names[i] not in excluded][:trained.get("max_images") or None]
+    if len(train_idx) != bundle.metadata.get("training_images"):
+        raise ModelError(f"{aasce_dir} gives {len(train_idx)} training images where {bundle.folder} was trained "
+                         f"on {bundle.metadata.get('training_images')}: give the folder it was trained on")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    data = load_training_images(aasce_dir, train_idx, config, out_dir / "cache-preprocessed.npz")
+    trainer = Trainer(data, config, replace(settings, centre_epochs=0, corner_epochs=0), out_dir / "checkpoint.pt",
+                      log)
+    trainer.model.load_state_dict(model.state_dict(), strict=False)
+    tuned = trainer.run()
+    result = LandmarkModel(config)
+    result.load_state_dict({**model.state_dict(), **{f"end_corner_net.{k}": v
+                                                     for k, v in tuned.end_corner_net.state_dict().items()}})
+    metadata = {**bundle.metadata, "end_network": {
+        "trained": time.strftime("%Y-%m-%d"), "command": command, "from": str(bundle.folder),
+        "from_settings_digest": bundle.digest, "end_levels": list(end_levels),
+        "settings": {k: v for k, v in asdict(settings).items() if k.startswith("end_") or k == "seed"},
+        "history": trainer.history, "training_minutes": round((time.time() - started) / 60, 1)}}
+    if held_idx:
+        with atomic_output(out_dir / "heldout.txt") as tmp:
+            tmp.write_text("".join(f"{names[i]}\n" for i in held_idx))
+    save_model(result.eval(), out_dir, metadata)
     return metadata
