@@ -218,11 +218,11 @@ def test_ensemble_members_share_a_split_and_are_joined_into_averaged_heatmaps(tm
     from spine_analysis.xray.landmark_model.ensemble import join_members
 
     data = _synthetic_aasce(tmp_path / "data", n=8)
-    config = LandmarkConfig(working_height=256, **TINY)
+    config = LandmarkConfig(working_height=256, end_levels=(0, 16), **TINY)
     folders = []
     for seed in (0, 1):
-        settings = TrainSettings(centre_epochs=1, corner_epochs=1, centre_batch=3, corner_batch_images=2,
-                                 holdout_fraction=0.25, split_seed=3, seed=seed)
+        settings = TrainSettings(centre_epochs=1, corner_epochs=1, end_epochs=1, centre_batch=3,
+                                 corner_batch_images=2, holdout_fraction=0.25, split_seed=3, seed=seed)
         train_landmarks(data, tmp_path / f"member{seed}", settings, config, log=lambda line: None)
         folders.append(tmp_path / f"member{seed}")
     held = [(f / "heldout.txt").read_text() for f in folders]
@@ -239,8 +239,9 @@ def test_ensemble_members_share_a_split_and_are_joined_into_averaged_heatmaps(tm
         mean = torch.stack([m.centre_heatmap(image) for m, _ in members]).mean(dim=0)
         torch.testing.assert_close(ensemble.centre_heatmap(image), mean, atol=1e-5, rtol=0)
         rois = torch.rand(3, 1, 32, 32)
-        mean = torch.stack([m.corner_net(rois) for m, _ in members]).mean(dim=0)
-        torch.testing.assert_close(ensemble.corner_net(rois), mean, atol=1e-5, rtol=0)
+        for net in ("corner_net", "end_corner_net"):
+            mean = torch.stack([getattr(m, net)(rois) for m, _ in members]).mean(dim=0)
+            torch.testing.assert_close(getattr(ensemble, net)(rois), mean, atol=1e-5, rtol=0)
     corners, _ = ensemble.predict(image)
     assert corners.shape == (17, 4, 2) and torch.isfinite(corners).all()
 
