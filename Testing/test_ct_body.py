@@ -285,3 +285,32 @@ def test_opening_and_dilation_on_the_bounding_box_equal_scipys_on_the_whole_arra
         assert np.array_equal(open_by_ball(mask, radius), ndi.binary_opening(mask, ball(radius)))
         assert np.array_equal(dilate_by_ball(mask, radius), ndi.binary_dilation(mask, ball(radius)))
     assert not open_by_ball(np.zeros((5, 5, 5), bool), 2).any()
+
+
+def test_recentring_that_goes_round_a_cycle_ends_in_the_same_body_from_either_click(monkeypatch):
+    """Two bodies whose centres point at each other (the network's answer moves with its seed): clicks
+    entering the cycle at either body end in one of them, the same for both, not in whichever the last
+    pass happened to reach."""
+    from spine_analysis.ct import vertebral_body as vb
+    from spine_analysis.ct.body_model.config import BodyConfig
+
+    ct = sitk.Image([64, 64, 64], sitk.sitkFloat32)
+    a, b = np.array([28.0, 32.0, 32.0]), np.array([36.0, 32.0, 32.0])
+    config = BodyConfig(patch_xyz=(33, 33, 33), recentre_passes=8, recentre_tolerance_mm=0.3)
+
+    def body_at(ct, seed, method, model, config):
+        """A cube around the other point of the pair: its centre is that point."""
+        grid = patch_grid(np.asarray(seed, float), config.patch_xyz, config.spacing_mm)
+        other = b if np.linalg.norm(seed - a) < np.linalg.norm(seed - b) else a
+        centre = np.round(grid.TransformPhysicalPointToContinuousIndex([float(v) for v in other])).astype(int)[::-1]
+        body = np.zeros(grid.GetSize()[::-1], bool)
+        body[tuple(slice(c - 4, c + 5) for c in centre)] = True
+        return grid, body
+
+    monkeypatch.setattr(vb, "_body_at", body_at)
+    ends = []
+    for click in (a + [1.0, 2.0, 0.0], a + [2.0, 0.0, 0.0], b + [-1.0, 1.0, 1.0]):
+        grid, body, _ = vb._recentred(ct, body_at(ct, click, "unet", None, config), "unet", None, config, 0.0)
+        ends.append((grid.GetOrigin(), np.argwhere(body).mean(axis=0).round(3).tolist()))
+    assert ends[0] == ends[1] == ends[2]
+    assert np.allclose(np.array(ends[0][0]) + 16, a)            # the cycle's seed that sorts first

@@ -222,8 +222,11 @@ def _method_config(method: str, model, config: BodyConfig | None) -> BodyConfig:
 def _recentred(ct: sitk.Image, first: tuple[sitk.Image, np.ndarray], method: str, model, config: BodyConfig,
                waist_ratio: float) -> tuple[sitk.Image, np.ndarray, bool]:
     """(patch grid, body, whether a waist was cut) from ``first``, the (grid, body) at the seed: segmented
-    again from the body's centre (``config.recentre``) until that centre stays put, each body cut at a waist
-    (``_cut_at_waist``) so that a body leaking through a disc moves its centre back into its own vertebra."""
+    again from the body's centre (``config.recentre``) until that centre stays put (within
+    ``recentre_tolerance_mm``), each body cut at a waist (``_cut_at_waist``) so that a body leaking through a
+    disc moves its centre back into its own vertebra. When the centres go round a cycle instead (two bodies
+    whose centres point at each other), the cycle's body whose seed sorts first is taken, so every click
+    that ends in that cycle gives the same body."""
     centre_voxel = _seed_voxel(config.patch_xyz)
     grid, found = first
     body = _cut_at_waist(found, centre_voxel, waist_ratio)
@@ -231,16 +234,23 @@ def _recentred(ct: sitk.Image, first: tuple[sitk.Image, np.ndarray], method: str
     if not body.any():
         raise SpineAnalysisError("the seed is not inside a vertebral body (it lies in soft tissue, a disc "
                                  "or between two vertebrae): click inside the body")
+    passes: list[tuple[np.ndarray, sitk.Image, np.ndarray]] = []      # (seed, grid, body) of each recentring
     for _ in range(config.recentre_passes if config.recentre else 0):
         centre = _body_centre(grid, body, ct)
-        if np.linalg.norm(centre - np.array(grid.TransformContinuousIndexToPhysicalPoint(
-                [(n - 1) / 2 for n in config.patch_xyz]))) < config.spacing_mm or not contains_point(ct, centre):
+        here = np.array(grid.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in config.patch_xyz]))
+        if np.linalg.norm(centre - here) < config.recentre_tolerance_mm or not contains_point(ct, centre):
+            break
+        earlier = [k for k, (seed, _, _) in enumerate(passes)
+                   if np.linalg.norm(seed - centre) < config.recentre_tolerance_mm]
+        if earlier:
+            _, grid, body = min(passes[earlier[0]:], key=lambda p: tuple(p[0]))
             break
         again_grid, found = _body_at(ct, centre, method, model, config)
         if not found.any():
             break
         grid, body = again_grid, _cut_at_waist(found, centre_voxel, waist_ratio)
         was_cut |= body.sum() < found.sum()
+        passes.append((centre, grid, body))
     return grid, body, was_cut
 
 

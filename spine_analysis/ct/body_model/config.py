@@ -22,6 +22,7 @@ class BodyConfig(BundleConfig):
     seed_reach_mm: float = 0.0                     # the seed must lie this close to the body found
     recentre: bool = True                          # segment again from the found body's centre ...
     recentre_passes: int = 3                       # ... at most this often, until the centre stays put
+    recentre_tolerance_mm: float = 1.0             # ... within this (or comes back to an earlier seed)
     opening_mm: float = 3.0                        # bridges thinner than twice this do not join a body
     waist_ratio: float = 0.0                       # a body whose axial area falls below this share of its
                                                    # smaller peak (a broad bridge through a disc) is cut there
