@@ -200,11 +200,13 @@ class LandmarkModel(nn.Module):
         """Corner heatmaps (B * n, 4, roi, roi) of regions (B, n, roi, roi): the end levels' from
         ``end_corner_net``, the others' from ``corner_net``."""
         b, n, size = rois.shape[0], rois.shape[1], self.config.roi_size
-        heat = self._averaged(self.corner_net, rois.reshape(b * n, 1, size, size)).reshape(b, n, 4, size, size)
-        if self.end_corner_net is not None:
-            ends = list(self.config.end_levels)
-            heat[:, ends] = self._averaged(self.end_corner_net, rois[:, ends].reshape(-1, 1, size, size)).reshape(
-                b, len(ends), 4, size, size)
+        ends = list(self.config.end_levels) if self.end_corner_net is not None else []
+        rest = [k for k in range(n) if k not in ends]
+        heat = rois.new_empty((b, n, 4, size, size))
+        for levels, net in ((rest, self.corner_net), (ends, self.end_corner_net)):
+            if levels:
+                heat[:, levels] = self._averaged(net, rois[:, levels].reshape(-1, 1, size, size)).reshape(
+                    b, len(levels), 4, size, size)
         return heat.reshape(b * n, 4, size, size)
 
     def find_corners(self, images, centres, flipped, widths):
